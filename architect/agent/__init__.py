@@ -1,0 +1,1 @@
+"""What runs on every node: the node agent (metrics heartbeats) and the task worker."""

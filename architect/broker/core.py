@@ -1,0 +1,186 @@
+"""The broker's state and verbs, without sockets: heartbeats in, requests in, decisions out.
+
+The loop (loop.py) feeds it decoded messages and `now`, then calls persist() once per
+iteration and sends the replies and events it collected. Tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from architect.broker import handlers
+from architect.broker.alerts import AlertBook
+from architect.broker.params import RequestError
+from architect.broker.registry import InvalidNode, Registry, check_name
+from architect.broker.store import Store
+from architect.bus.messages import Heartbeat, Reply, Request
+from architect.config import Config
+
+log = logging.getLogger("architect.broker")
+
+FLUSH_INTERVAL = 1.0       # seconds between heartbeat batch writes
+OFFLINE_CHECK_INTERVAL = 1.0
+RETENTION_INTERVAL = 3600.0
+
+
+class Counters(dict):
+    def inc(self, key: str, n: int = 1) -> None:
+        self[key] = self.get(key, 0) + n
+
+
+class Broker:
+    def __init__(self, config: Config, now: float | None = None, store: Store | None = None):
+        now = time.time() if now is None else now
+        self.config = config
+        self.started_at = now
+        self.store = store or Store(config.db_path)
+        self.registry = Registry(config.thresholds(), config.heartbeat_timeout, started_at=now)
+        self.registry.load(self.store.load_nodes())
+        self.alerts = AlertBook()
+        self.alerts.load(self.store.load_alerts(), self.store.max_id("alerts"))
+        self.counters = Counters(heartbeats=0, heartbeats_rejected=0, protocol_errors=0,
+                                 requests=0, request_errors=0, persist_errors=0)
+        self.methods = dict(handlers.METHODS)
+        self.metrics_rows: list[tuple] = []
+        self.events: list[tuple[str, dict]] = []
+        self.metrics_interval = max(config.heartbeat_interval, 1.0)
+        self._urgent = False
+        self._next_flush = now + FLUSH_INTERVAL
+        self._next_offline = now + OFFLINE_CHECK_INTERVAL
+        self._next_retention = now + 60.0
+        log.info("broker state loaded: %d nodes, %d active alerts from %s",
+                 len(self.registry.by_name), len(self.alerts.active), config.db_path)
+
+    # --- inputs -------------------------------------------------------------------
+    def on_heartbeat(self, hb: Heartbeat, now: float) -> None:
+        try:
+            check_name(hb.name)
+            node, change, created = self.registry.heartbeat(
+                hb.name, hb.metrics, now, hb.hostname, hb.ip_address, hb.capabilities or None)
+        except InvalidNode as exc:
+            self.counters.inc("heartbeats_rejected")
+            log.debug("heartbeat rejected: %s", exc)
+            return
+        self.counters["heartbeats"] += 1
+        if created:
+            self.emit(f"node.{node.name}.registered", node.public(now))
+        if change is not None:
+            self.on_level_change(change, now)
+        if now - node.last_sample >= self.metrics_interval:
+            node.last_sample = now
+            m = node.metrics
+            self.metrics_rows.append((node.id, now, m.get("cpu_percent"), m.get("memory_percent"),
+                                      m.get("disk_percent"), m.get("load_1"), m.get("load_5"),
+                                      m.get("load_15"), m.get("net_bytes_sent"),
+                                      m.get("net_bytes_recv"), m.get("process_count")))
+
+    def on_request(self, req: Request, now: float) -> Reply:
+        self.counters["requests"] += 1
+        self._urgent = True
+        handler = self.methods.get(req.method) if isinstance(req.method, str) else None
+        if handler is None:
+            return self._error(req, "unknown_method", f"no method {req.method!r}")
+        if not isinstance(req.params, dict):
+            return self._error(req, "bad_request", "params must be a map")
+        try:
+            return Reply(id=req.id, ok=True, result=handler(self, req.params, now))
+        except RequestError as exc:
+            return self._error(req, exc.code, str(exc))
+        except Exception:  # a bug in one handler must not take the broker down
+            log.exception("handler %s failed", req.method)
+            return self._error(req, "internal", f"{req.method} failed inside the broker; see its log")
+
+    def _error(self, req: Request, code: str, message: str) -> Reply:
+        self.counters["request_errors"] += 1
+        return Reply(id=req.id, ok=False, error={"code": code, "message": message})
+
+    # --- state changes --------------------------------------------------------------
+    def on_level_change(self, change, now: float) -> None:
+        resolved, opened = self.alerts.on_change(change, now)
+        node = change.node
+        log.info("node %s: %s -> %s %s", node.name, change.old, change.new, change.reasons)
+        self.emit(f"node.{node.name}.{change.new}",
+                  {"node": node.name, "old": change.old, "new": change.new,
+                   "reasons": change.reasons})
+        for alert, action in ((resolved, "resolved"), (opened, "opened")):
+            if alert is not None:
+                self.emit(f"alert.{alert['id']}", {"action": action, **alert})
+
+    def remove_node(self, node, now: float) -> None:
+        self.registry.remove(node)
+        resolved = self.alerts.node_removed(node.id, now)
+        self.store.delete_node(node.id)
+        self.emit(f"node.{node.name}.removed", {"node": node.name, "id": node.id})
+        if resolved:
+            self.emit(f"alert.{resolved['id']}", {"action": "resolved", **resolved})
+
+    def emit(self, topic: str, data: dict) -> None:
+        self.events.append((topic, data))
+
+    # --- timers and persistence --------------------------------------------------------
+    def tick(self, now: float) -> None:
+        if now >= self._next_offline:
+            self._next_offline = now + min(OFFLINE_CHECK_INTERVAL, self.registry.timeout / 4)
+            for change in self.registry.check_offline(now):
+                self.on_level_change(change, now)
+        if now >= self._next_retention:
+            self._next_retention = now + RETENTION_INTERVAL
+            cutoff = now - self.config.metrics_retention_days * 86400
+            with self.store.transaction():
+                purged = self.store.purge_metrics(cutoff)
+            if purged:
+                log.info("metrics retention: purged %d samples older than %.1f days",
+                         purged, self.config.metrics_retention_days)
+                self._next_retention = now + 1.0  # more to purge: continue soon, in chunks
+
+    def persist(self, now: float, force: bool = False) -> bool:
+        """Write what changed in one transaction. Urgent changes (requests, alerts) go at
+        once; heartbeat updates at most every FLUSH_INTERVAL. Returns False on failure."""
+        if not (force or self._urgent or self.alerts.dirty or now >= self._next_flush):
+            return True
+        nodes, alerts, rows = self.registry.take_dirty(), self.alerts.take_dirty(), self.metrics_rows
+        self.metrics_rows = []
+        self._urgent = False
+        self._next_flush = now + FLUSH_INTERVAL
+        if not (nodes or alerts or rows):
+            return True
+        try:
+            with self.store.transaction():
+                self.store.save_nodes([n.record() for n in nodes if n.name in self.registry.by_name])
+                self.store.save_alerts(alerts)
+                self.store.insert_metrics(rows)
+        except Exception as exc:
+            self.counters.inc("persist_errors")
+            log.error("could not write state (%s); will retry", exc)
+            self.registry.dirty.update(n for n in nodes if n.name in self.registry.by_name)
+            self.alerts.dirty.extend(alerts)
+            self.metrics_rows = rows + self.metrics_rows
+            return False
+        return True
+
+    def take_events(self) -> list[tuple[str, dict]]:
+        events, self.events = self.events, []
+        return events
+
+    def stats(self, now: float) -> dict:
+        nodes = self.registry.by_name.values()
+        caps: dict[str, int] = {}
+        for n in nodes:
+            for c in n.capabilities:
+                caps[c] = caps.get(c, 0) + 1
+        try:
+            db_bytes = os.path.getsize(self.store.path)
+        except OSError:
+            db_bytes = None
+        return {"nodes": {"total": len(self.registry.by_name), **self.registry.counts(),
+                          "drained": sum(1 for n in nodes if n.drained)},
+                "alerts": {"active": len(self.alerts.active)},
+                "capabilities": caps, "counters": dict(self.counters),
+                "uptime": round(now - self.started_at, 3), "started_at": self.started_at,
+                "pid": os.getpid(), "db": {"path": self.store.path, "bytes": db_bytes}}
+
+    def close(self) -> None:
+        self.persist(time.time(), force=True)
+        self.store.close()

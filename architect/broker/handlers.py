@@ -1,0 +1,126 @@
+"""Control methods: name → function(broker, params, now). Each handler is a few lines; the
+table at the bottom is the only way a name from the wire reaches code."""
+
+from __future__ import annotations
+
+from architect.broker import health
+from architect.broker.params import NotFound, RequestError, get
+from architect.broker.registry import InvalidNode
+
+
+def _node(b, params):
+    key = get(params, "node", (str, int))
+    node = b.registry.get(key)
+    if node is None:
+        raise NotFound(f"no node {key!r}")
+    return node
+
+
+def node_register(b, params, now):
+    """{name, hostname?, ip_address?, capabilities?, ssh?} → node (created or updated)."""
+    ssh = get(params, "ssh", dict, None)
+    try:
+        node, created = b.registry.register(
+            get(params, "name", str), now, get(params, "hostname", str, ""),
+            get(params, "ip_address", str, ""), get(params, "capabilities", list, None), ssh)
+    except InvalidNode as exc:
+        raise RequestError(str(exc)) from None
+    b.emit(f"node.{node.name}.{'registered' if created else 'updated'}", node.public(now))
+    return dict(node.public(now), created=created)
+
+
+def node_list(b, params, now):
+    """{status?, capability?} → [node] sorted by name."""
+    status = get(params, "status", str, None)
+    cap = get(params, "capability", str, None)
+    nodes = sorted(b.registry.by_name.values(), key=lambda n: n.name)
+    return [n.public(now) for n in nodes
+            if (status is None or n.status == status) and (cap is None or cap in n.capabilities)]
+
+
+def node_get(b, params, now):
+    """{node: id or name} → node."""
+    return _node(b, params).public(now)
+
+
+def node_remove(b, params, now):
+    """{node} → {removed: name}. Its metrics go; its alert history stays."""
+    node = _node(b, params)
+    b.remove_node(node, now)
+    return {"removed": node.name, "id": node.id}
+
+
+def _set_drained(b, params, now, drained: bool):
+    node = _node(b, params)
+    if node.drained != drained:
+        node.drained = drained
+        b.registry.dirty.add(node)
+        b.emit(f"node.{node.name}.{'drained' if drained else 'undrained'}", node.public(now))
+    return node.public(now)
+
+
+def node_drain(b, params, now):
+    """{node} → node, with drained = true: no new tasks are placed there."""
+    return _set_drained(b, params, now, True)
+
+
+def node_undrain(b, params, now):
+    """{node} → node, with drained = false."""
+    return _set_drained(b, params, now, False)
+
+
+def health_summary(b, params, now):
+    """{} → {counts: {level: n}, nodes: [{name, status, reasons, heartbeat_age}], thresholds}."""
+    nodes = sorted(b.registry.by_name.values(), key=lambda n: n.name)
+    return {"counts": b.registry.counts(), "total": len(nodes),
+            "thresholds": b.registry.thresholds.as_dict(),
+            "heartbeat_timeout": b.registry.timeout,
+            "nodes": [{"id": n.id, "name": n.name, "status": n.status, "reasons": n.reasons,
+                       "drained": n.drained,
+                       "heartbeat_age": round(now - n.last_seen, 3) if n.last_seen else None}
+                      for n in nodes]}
+
+
+def alert_list(b, params, now):
+    """{all?: bool, node?, limit?} → [alert] newest first (active only unless all)."""
+    node_id = _node(b, params).id if params.get("node") is not None else None
+    limit = get(params, "limit", int, 500)
+    if not 1 <= limit <= 10_000:
+        raise RequestError("parameter 'limit' must be 1-10000")
+    return b.store.alerts(all_=get(params, "all", bool, False), node_id=node_id, limit=limit)
+
+
+def alert_ack(b, params, now):
+    """{id, by?} → alert, acknowledged."""
+    alert_id = get(params, "id", int)
+    alert = b.alerts.by_id.get(alert_id) or b.store.alert(alert_id)
+    if alert is None:
+        raise NotFound(f"no alert {alert_id}")
+    alert = b.alerts.acknowledge(alert, get(params, "by", str, "operator"), now)
+    b.emit(f"alert.{alert_id}", {"action": "acknowledged", **alert})
+    return alert
+
+
+def cluster_stats(b, params, now):
+    """{} → node counts per level, drained, capabilities, counters, uptime, store figures."""
+    return b.stats(now)
+
+
+def ping(b, params, now):
+    """{} → {pong: true, time}: a liveness check."""
+    return {"pong": True, "time": now}
+
+
+METHODS = {
+    "node.register": node_register,
+    "node.list": node_list,
+    "node.get": node_get,
+    "node.remove": node_remove,
+    "node.drain": node_drain,
+    "node.undrain": node_undrain,
+    "health.summary": health_summary,
+    "alert.list": alert_list,
+    "alert.ack": alert_ack,
+    "cluster.stats": cluster_stats,
+    "ping": ping,
+}

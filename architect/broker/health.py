@@ -1,0 +1,63 @@
+"""Health grading. Pure: plain values in, a level and reasons out; time is a parameter.
+
+A metric at or above its warning threshold makes the node `warning`, at or above critical
+makes it `critical`; no heartbeat within the timeout makes it `offline`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HEALTHY, WARNING, CRITICAL, OFFLINE = "healthy", "warning", "critical", "offline"
+LEVELS = (HEALTHY, WARNING, CRITICAL, OFFLINE)
+SEVERITY = {HEALTHY: 0, WARNING: 1, CRITICAL: 2, OFFLINE: 3}
+HEALTH_FACTOR = {HEALTHY: 1.0, WARNING: 0.5, CRITICAL: 0.0, OFFLINE: 0.0}
+
+# metric key in a heartbeat → (threshold attribute, label, unit)
+GRADED = (("cpu_percent", "cpu", "CPU", "%"),
+          ("memory_percent", "memory", "memory", "%"),
+          ("disk_percent", "disk", "disk", "%"),
+          ("load_1", "load", "load (1 min)", ""))
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    cpu: tuple[float, float] = (80.0, 95.0)
+    memory: tuple[float, float] = (85.0, 95.0)
+    disk: tuple[float, float] = (80.0, 90.0)
+    load: tuple[float, float] = (4.0, 8.0)
+
+    def as_dict(self) -> dict:
+        return {name: {"warning": getattr(self, name)[0], "critical": getattr(self, name)[1]}
+                for _, name, _, _ in GRADED}
+
+
+def grade(metrics: dict, th: Thresholds) -> tuple[str, list[str]]:
+    """Level and reasons for one set of metrics (no offline check here)."""
+    level = HEALTHY
+    reasons: list[str] = []
+    for key, attr, label, unit in GRADED:
+        value = metrics.get(key)
+        if value is None:
+            continue
+        warn, crit = getattr(th, attr)
+        if value >= crit:
+            level = CRITICAL
+            reasons.append(f"{label} {value:.1f}{unit} >= critical {crit:g}{unit}")
+        elif value >= warn:
+            if level == HEALTHY:
+                level = WARNING
+            reasons.append(f"{label} {value:.1f}{unit} >= warning {warn:g}{unit}")
+    return level, reasons
+
+
+def is_offline(last_seen: float, now: float, timeout: float) -> bool:
+    return now - last_seen > timeout
+
+
+def offline_reason(last_seen: float, now: float) -> str:
+    return f"no heartbeat for {now - last_seen:.0f}s"
+
+
+def worsened(old: str, new: str) -> bool:
+    return SEVERITY[new] > SEVERITY[old]

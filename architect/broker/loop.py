@@ -1,0 +1,162 @@
+"""The broker loop: poll → drain heartbeats / control requests → timers → persist → send.
+
+One thread owns every socket. A bad frame is logged, counted and (where there is a peer
+to tell) answered with an error; it never stops the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import msgpack
+import zmq
+
+from architect.broker.core import Broker
+from architect.bus.codec import decode, encode
+from architect.bus.errors import ProtocolError
+from architect.bus.messages import Event, Heartbeat, Reply, Request
+from architect.bus.transport import Endpoints, make_socket, split_router_frames
+
+log = logging.getLogger("architect.broker")
+
+POLL_MS = 100
+DRAIN_HEARTBEATS = 5000   # max heartbeats handled per iteration
+DRAIN_REQUESTS = 1000
+HEARTBEAT_HWM = 200_000
+
+
+class BrokerLoop:
+    def __init__(self, broker: Broker, endpoints: Endpoints):
+        self.broker = broker
+        self.endpoints = endpoints
+        self.stop_event = threading.Event()
+        size = broker.config.max_message_size
+        self.hb = make_socket(zmq.SUB, max_msg_size=size, hwm=HEARTBEAT_HWM)
+        self.hb.setsockopt(zmq.SUBSCRIBE, b"")
+        self.control = make_socket(zmq.ROUTER, max_msg_size=size)
+        self.events = make_socket(zmq.PUB, max_msg_size=size)
+        self.hb.bind(endpoints.heartbeat)
+        self.control.bind(endpoints.control)
+        self.events.bind(endpoints.events)
+        self.poller = zmq.Poller()
+        self.poller.register(self.hb, zmq.POLLIN)
+        self.poller.register(self.control, zmq.POLLIN)
+        self._replies: list[tuple[list[bytes], Reply]] = []
+
+    # --- verbs ----------------------------------------------------------------------
+    def process_heartbeats(self, now: float) -> None:
+        for _ in range(DRAIN_HEARTBEATS):
+            try:
+                frame = self.hb.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if self.hb.getsockopt(zmq.RCVMORE):
+                while self.hb.getsockopt(zmq.RCVMORE):
+                    self.hb.recv()
+                self._bad("heartbeat", "multi-frame message")
+                continue
+            try:
+                msg = decode(frame, self.broker.config.max_message_size)
+            except ProtocolError as exc:
+                self._bad("heartbeat", exc)
+                continue
+            if type(msg) is Heartbeat:
+                self.broker.on_heartbeat(msg, now)
+            else:
+                self._bad("heartbeat", f"unexpected {msg.TYPE} message")
+
+    def process_control(self, now: float) -> None:
+        for _ in range(DRAIN_REQUESTS):
+            try:
+                frames = self.control.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            parts = split_router_frames(frames)
+            if parts is None:
+                self._bad("control", f"{len(frames)} frames")
+                continue
+            ident, delim, payload = parts
+            envelope = [ident, delim] if len(frames) == 3 else [ident]
+            try:
+                msg = decode(payload, self.broker.config.max_message_size)
+            except ProtocolError as exc:
+                self._bad("control", exc)
+                self._replies.append((envelope, Reply(id=None, ok=False, error={
+                    "code": "protocol_error", "message": str(exc)})))
+                continue
+            if type(msg) is not Request:
+                self._replies.append((envelope, Reply(id=None, ok=False, error={
+                    "code": "protocol_error", "message": f"expected a request, got {msg.TYPE}"})))
+                continue
+            self._replies.append((envelope, self.broker.on_request(msg, now)))
+
+    def send_replies(self) -> None:
+        replies, self._replies = self._replies, []
+        for envelope, reply in replies:
+            try:
+                payload = encode(reply)
+            except (TypeError, ValueError, OverflowError, msgpack.PackException) as exc:
+                log.exception("reply not encodable")
+                payload = encode(Reply(id=reply.id if isinstance(reply.id, (str, int)) else None,
+                                       ok=False, error={"code": "internal",
+                                                        "message": f"reply not encodable: {exc}"}))
+            try:
+                self.control.send_multipart(envelope + [payload], zmq.NOBLOCK)
+            except zmq.ZMQError:  # peer gone (ROUTER_MANDATORY) or its queue full
+                self.broker.counters.inc("replies_dropped")
+
+    def publish_events(self, now: float) -> None:
+        for topic, data in self.broker.take_events():
+            try:
+                self.events.send_multipart(
+                    [topic.encode(), encode(Event(topic=topic, ts=now, data=data))], zmq.NOBLOCK)
+            except zmq.ZMQError:
+                self.broker.counters.inc("events_dropped")
+
+    def _bad(self, socket_name: str, why) -> None:
+        self.broker.counters.inc("protocol_errors")
+        self.broker.counters.inc(f"protocol_errors_{socket_name}")
+        log.debug("bad frame on %s socket: %s", socket_name, why)
+
+    # --- the loop ---------------------------------------------------------------------
+    def run_once(self, timeout_ms: int = POLL_MS) -> None:
+        ready = dict(self.poller.poll(timeout_ms))
+        now = time.time()
+        if self.hb in ready:
+            self.process_heartbeats(now)
+        if self.control in ready:
+            self.process_control(now)
+        self.broker.tick(now)
+        if not self.broker.persist(now) and self._replies:
+            self._fail_pending("store_unavailable",
+                               "the broker could not write its database; try again")
+        self.send_replies()
+        self.publish_events(now)
+
+    def _fail_pending(self, code: str, message: str) -> None:
+        self._replies = [(env, Reply(id=r.id, ok=False, error={"code": code, "message": message}))
+                         for env, r in self._replies]
+
+    def run(self) -> None:
+        log.info("broker listening: %s", self.endpoints.as_dict())
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    self.run_once()
+                except Exception:
+                    log.exception("broker loop iteration failed; continuing")
+                    time.sleep(0.05)
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def close(self) -> None:
+        try:
+            self.broker.close()
+        finally:
+            for sock in (self.hb, self.control, self.events):
+                sock.close(0)

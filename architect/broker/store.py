@@ -1,0 +1,169 @@
+"""SQLite state through sqlite-utils. Only the broker loop thread writes (one connection).
+
+Tables (names are a contract): nodes, metrics, alerts, and later tasks, task_events,
+ssh_audit. Schema changes are sqlite-utils Migrations, applied on open. WAL mode,
+``synchronous=FULL``: whatever the broker acknowledged is on disk.
+
+Writes are batched by the caller: the loop collects dirty nodes, alerts and metric
+samples and hands them over in one transaction (``with store.transaction(): ...``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("architect")
+
+
+@migrations()
+def m001_nodes_metrics_alerts(db: sqlite_utils.Database) -> None:
+    db["nodes"].create({
+        "id": int, "name": str, "hostname": str, "ip_address": str, "capabilities": str,
+        "ssh": str, "status": str, "reasons": str, "drained": int, "registered_at": float,
+        "last_seen": float, "last_metrics": str, "source": str,
+    }, pk="id", not_null={"name"})
+    db["nodes"].create_index(["name"], unique=True)
+    db["metrics"].create({
+        "id": int, "node_id": int, "ts": float, "cpu_percent": float, "memory_percent": float,
+        "disk_percent": float, "load_1": float, "load_5": float, "load_15": float,
+        "net_bytes_sent": int, "net_bytes_recv": int, "process_count": int,
+    }, pk="id")
+    db["metrics"].create_index(["node_id", "ts"])
+    db["metrics"].create_index(["ts"])
+    db["alerts"].create({
+        "id": int, "node_id": int, "node_name": str, "level": str, "previous_level": str,
+        "reasons": str, "message": str, "status": str, "created_at": float,
+        "resolved_at": float, "acknowledged_at": float, "acknowledged_by": str,
+    }, pk="id")
+    db["alerts"].create_index(["status"])
+    db["alerts"].create_index(["node_id", "created_at"])
+
+
+NODE_COLUMNS = ("id", "name", "hostname", "ip_address", "capabilities", "ssh", "status",
+                "reasons", "drained", "registered_at", "last_seen", "last_metrics", "source")
+JSON_NODE_COLUMNS = ("capabilities", "ssh", "reasons", "last_metrics")
+METRIC_COLUMNS = ("node_id", "ts", "cpu_percent", "memory_percent", "disk_percent", "load_1",
+                  "load_5", "load_15", "net_bytes_sent", "net_bytes_recv", "process_count")
+ALERT_COLUMNS = ("id", "node_id", "node_name", "level", "previous_level", "reasons", "message",
+                 "status", "created_at", "resolved_at", "acknowledged_at", "acknowledged_by")
+
+
+def _upsert_sql(table: str, columns: tuple[str, ...]) -> str:
+    cols = ", ".join(columns)
+    marks = ", ".join("?" for _ in columns)
+    sets = ", ".join(f"{c}=excluded.{c}" for c in columns if c != "id")
+    return f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET {sets}"
+
+
+_NODE_UPSERT = _upsert_sql("nodes", NODE_COLUMNS)
+_ALERT_UPSERT = _upsert_sql("alerts", ALERT_COLUMNS)
+_METRIC_INSERT = (f"INSERT INTO metrics ({', '.join(METRIC_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' for _ in METRIC_COLUMNS)})")
+
+
+def open_db(path: str, readonly: bool = False, busy_timeout_ms: int = 5000) -> sqlite_utils.Database:
+    """Open the database. The writer gets WAL, synchronous=FULL and the migrations."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
+                               timeout=busy_timeout_ms / 1000)
+        return sqlite_utils.Database(conn)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
+    db = sqlite_utils.Database(conn)
+    db.enable_wal()
+    conn.execute("PRAGMA synchronous=FULL")
+    migrations.apply(db)
+    return db
+
+
+class Store:
+    """The broker's writer. Call only from the broker loop thread."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.db = open_db(path)
+        self.conn = self.db.conn
+
+    @contextmanager
+    def transaction(self):
+        with self.db.atomic():
+            yield self
+
+    # --- loading at start ---------------------------------------------------------
+    def load_nodes(self) -> list[dict]:
+        rows = []
+        for row in self.db["nodes"].rows:
+            for col in JSON_NODE_COLUMNS:
+                row[col] = json.loads(row[col]) if row[col] else None
+            rows.append(row)
+        return rows
+
+    def load_alerts(self, open_only: bool = True) -> list[dict]:
+        where = "status = 'active'" if open_only else None
+        return [self._alert_out(r) for r in self.db["alerts"].rows_where(where, order_by="id")]
+
+    def max_id(self, table: str) -> int:
+        return self.conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0]
+
+    # --- writes (inside transaction()) ----------------------------------------------
+    def save_nodes(self, records: Iterable[dict]) -> None:
+        self.conn.executemany(_NODE_UPSERT, [
+            tuple(json.dumps(r.get(c)) if c in JSON_NODE_COLUMNS else r.get(c)
+                  for c in NODE_COLUMNS) for r in records])
+
+    def delete_node(self, node_id: int) -> None:
+        self.conn.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
+        self.conn.execute("DELETE FROM metrics WHERE node_id = ?", (node_id,))
+
+    def insert_metrics(self, rows: list[tuple]) -> None:
+        self.conn.executemany(_METRIC_INSERT, rows)
+
+    def save_alerts(self, records: Iterable[dict]) -> None:
+        self.conn.executemany(_ALERT_UPSERT, [
+            tuple(json.dumps(r.get(c)) if c == "reasons" else r.get(c) for c in ALERT_COLUMNS)
+            for r in records])
+
+    def purge_metrics(self, before: float, limit: int = 50_000) -> int:
+        cur = self.conn.execute(
+            "DELETE FROM metrics WHERE id IN (SELECT id FROM metrics WHERE ts < ? LIMIT ?)",
+            (before, limit))
+        return cur.rowcount
+
+    # --- reads ------------------------------------------------------------------
+    def alerts(self, all_: bool = False, node_id: int | None = None, limit: int = 500) -> list[dict]:
+        clauses, params = [], []
+        if not all_:
+            clauses.append("status = 'active'")
+        if node_id is not None:
+            clauses.append("node_id = ?")
+            params.append(node_id)
+        where = " AND ".join(clauses) or None
+        return [self._alert_out(r) for r in self.db["alerts"].rows_where(
+            where, params, order_by="id DESC", limit=limit)]
+
+    def alert(self, alert_id: int) -> dict | None:
+        rows = list(self.db["alerts"].rows_where("id = ?", [alert_id]))
+        return self._alert_out(rows[0]) if rows else None
+
+    def metrics(self, node_id: int, since: float, limit: int = 5000) -> list[dict]:
+        return list(self.db["metrics"].rows_where(
+            "node_id = ? AND ts >= ?", [node_id, since], order_by="ts", limit=limit))
+
+    def count(self, table: str) -> int:
+        return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+    @staticmethod
+    def _alert_out(row: dict) -> dict:
+        row = dict(row)
+        row["reasons"] = json.loads(row["reasons"]) if row.get("reasons") else []
+        return row
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,71 @@
+"""Request/reply over the control socket (DEALER → broker ROUTER), Lazy Pirate style.
+
+A request that gets no reply within the timeout closes and reopens the socket (so a late
+reply cannot be mistaken for the next one) and raises RequestTimeout. Not thread-safe: one
+RpcClient per thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+
+import zmq
+
+from architect.bus.codec import decode, encode
+from architect.bus.errors import ProtocolError, RemoteError, RequestTimeout
+from architect.bus.messages import Reply, Request
+from architect.bus.transport import make_socket
+
+
+class RpcClient:
+    def __init__(self, endpoint: str, timeout: float = 5.0):
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._ids = itertools.count(1)
+        self._prefix = f"{os.getpid()}-{id(self):x}-"
+        self._sock: zmq.Socket | None = None
+
+    def _socket(self) -> zmq.Socket:
+        if self._sock is None:
+            self._sock = make_socket(zmq.DEALER)
+            self._sock.connect(self.endpoint)
+        return self._sock
+
+    def _reset(self) -> None:
+        if self._sock is not None:
+            self._sock.close(0)
+            self._sock = None
+
+    def call(self, method: str, params: dict | None = None, timeout: float | None = None):
+        """Send one request and return its result; raise RemoteError or RequestTimeout."""
+        req_id = self._prefix + str(next(self._ids))
+        sock = self._socket()
+        sock.send(encode(Request(id=req_id, method=method, params=params or {})))
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sock.poll(int(left * 1000) + 1):
+                self._reset()
+                raise RequestTimeout(f"no reply from the broker at {self.endpoint} to "
+                                     f"'{method}' within {self.timeout if timeout is None else timeout:g}s")
+            try:
+                reply = decode(sock.recv())
+            except ProtocolError:
+                continue
+            if not isinstance(reply, Reply) or reply.id != req_id:
+                continue  # a late reply to an earlier request
+            if reply.ok:
+                return reply.result
+            err = reply.error or {}
+            raise RemoteError(str(err.get("code", "error")), str(err.get("message", "")))
+
+    def close(self) -> None:
+        self._reset()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,81 @@
+"""Shared CLI pieces: config from flags, logging, the control client, output helpers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from architect import config as config_mod
+from architect.bus.errors import BusError, RemoteError, RequestTimeout
+from architect.bus.rpc import RpcClient
+from architect.bus.transport import Endpoints
+
+
+def load_config(ctx: click.Context, **overrides) -> config_mod.Config:
+    """The Config from defaults, config file, environment, the group's and these flags."""
+    obj = ctx.find_root().obj or {}
+    merged = dict(obj.get("overrides", {}))
+    merged.update({k: v for k, v in overrides.items() if v is not None and v != ()})
+    try:
+        return config_mod.load(merged, config_file=obj.get("config_file"))
+    except config_mod.ConfigError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from None
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+def control_endpoint(cfg: config_mod.Config) -> str:
+    if cfg.dashboard_url and cfg.broker_host == "127.0.0.1":
+        from architect.agent.discovery import DiscoveryError, from_dashboard
+        try:
+            return from_dashboard(cfg.dashboard_url)["control"]
+        except DiscoveryError as exc:
+            raise click.ClickException(str(exc)) from None
+    return Endpoints(cfg.broker_host, cfg.bus_port).control
+
+
+def call(ctx: click.Context, method: str, params: dict | None = None):
+    """One control request; broker errors become click errors."""
+    cfg = load_config(ctx)
+    endpoint = control_endpoint(cfg)
+    try:
+        with RpcClient(endpoint, timeout=cfg.request_timeout) as rpc:
+            return rpc.call(method, params or {})
+    except RequestTimeout as exc:
+        raise click.ClickException(f"{exc} (is the broker running? start it with "
+                                   "`architect broker` or `./deploy.sh`)") from None
+    except RemoteError as exc:
+        raise click.ClickException(exc.message) from None
+    except BusError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def print_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def print_table(rows: list[dict], columns: list[tuple[str, str]]) -> None:
+    """columns: (header, key). Values are str()-ed; None shows as '-'."""
+    cells = [[("-" if r.get(k) is None else str(r.get(k))) for _, k in columns] for r in rows]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (h, _) in enumerate(columns)]
+    click.echo("  ".join(h.upper().ljust(w) for (h, _), w in zip(columns, widths)).rstrip())
+    for c in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip())
+
+
+def ago(seconds) -> str | None:
+    if seconds is None:
+        return None
+    seconds = float(seconds)
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"

@@ -1,0 +1,100 @@
+"""Long-running commands: broker and agent, each with --daemon / --status / --stop."""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+import click
+
+from architect import daemon
+from architect.cli.common import load_config, setup_logging
+
+daemon_options = [
+    click.option("--daemon", "as_daemon", is_flag=True, help="Run in the background (pid and log "
+                 "files in ~/.architect or $ARCHITECT_STATE_DIR)."),
+    click.option("--status", "show_status", is_flag=True, help="Say whether the daemon runs; exit 1 if not."),
+    click.option("--stop", "do_stop", is_flag=True, help="Stop the daemon (SIGTERM, then SIGKILL after 10 s)."),
+]
+
+
+def with_daemon_options(func):
+    for option in reversed(daemon_options):
+        func = option(func)
+    return func
+
+
+def run_as(name: str, as_daemon: bool, show_status: bool, do_stop: bool, start) -> None:
+    """Handle --status / --stop, else (optionally detach and) call start()."""
+    if show_status:
+        running, text = daemon.status(name)
+        click.echo(text)
+        raise SystemExit(0 if running else 1)
+    if do_stop:
+        stopped, text = daemon.stop(name)
+        click.echo(text)
+        raise SystemExit(0 if stopped else 1)
+    if as_daemon:
+        daemon.daemonize(name)
+    start()
+
+
+def _run_with_signals(runner) -> None:
+    daemon.handle_signals(runner.stop)
+    runner.run()
+
+
+@click.command()
+@click.option("--bus-host", help="Address the bus sockets bind to [ARCHITECT_BUS_HOST, 127.0.0.1].")
+@click.option("--bus-port", type=int, help="First of the four bus ports [ARCHITECT_BUS_PORT, 5555].")
+@click.option("--data-dir", help="Folder of architect.db [ARCHITECT_DATA_DIR, ./data].")
+@click.option("--heartbeat-timeout", type=float, help="Seconds without heartbeat before offline [120].")
+@with_daemon_options
+@click.pass_context
+def broker(ctx, bus_host, bus_port, data_dir, heartbeat_timeout, as_daemon, show_status, do_stop):
+    """Run the ZeroMQ broker: heartbeats (:5555), work (:5556), control (:5557), events (:5558).
+
+    It keeps state in DATA_DIR/architect.db and grades node health."""
+    def start():
+        cfg = load_config(ctx, bus_host=bus_host, bus_port=bus_port, data_dir=data_dir,
+                          heartbeat_timeout=heartbeat_timeout)
+        setup_logging(cfg.log_level)
+        from architect.broker.core import Broker
+        from architect.broker.loop import BrokerLoop
+        from architect.bus.transport import Endpoints
+        if cfg.bus_host not in ("127.0.0.1", "localhost", "::1"):
+            click.echo("warning: the bus is bound beyond loopback without CURVE encryption; "
+                       "anyone who can reach it can send heartbeats and requests", err=True)
+        try:
+            loop = BrokerLoop(Broker(cfg), Endpoints(cfg.bus_host, cfg.bus_port))
+        except Exception as exc:  # e.g. address in use, unwritable data dir
+            raise click.ClickException(f"broker cannot start: {exc}") from None
+        _run_with_signals(loop)
+    run_as("broker", as_daemon, show_status, do_stop, start)
+
+
+@click.command()
+@click.option("--dashboard", "dashboard_url", help="Dashboard URL; the bus is found at URL/api/bus "
+              "[ARCHITECT_DASHBOARD_URL].")
+@click.option("--broker", "broker_host", help="Broker host, to reach the bus directly [ARCHITECT_BROKER_HOST].")
+@click.option("--bus-port", type=int, help="First bus port on the broker host [5555].")
+@click.option("--name", "node_name", help="Node name [ARCHITECT_NODE_NAME, the hostname].")
+@click.option("--capability", "capabilities", multiple=True,
+              help="A capability to offer (repeatable); python, docker and git are detected.")
+@click.option("--interval", "heartbeat_interval", type=float, help="Seconds between heartbeats [5].")
+@click.option("--disk-path", help="Filesystem whose usage is reported [/].")
+@click.option("--metrics-file", type=click.Path(dir_okay=False),
+              help="JSON file of metric values to force (read every beat; for tests and demos).")
+@with_daemon_options
+@click.pass_context
+def agent(ctx, dashboard_url, broker_host, bus_port, node_name, capabilities, heartbeat_interval,
+          disk_path, metrics_file, as_daemon, show_status, do_stop):
+    """Run the node agent: register this node and send psutil heartbeats."""
+    def start():
+        cfg = load_config(ctx, dashboard_url=dashboard_url, broker_host=broker_host,
+                          bus_port=bus_port, node_name=node_name, capabilities=capabilities,
+                          heartbeat_interval=heartbeat_interval, disk_path=disk_path)
+        setup_logging(cfg.log_level)
+        from architect.agent.node_agent import NodeAgent
+        _run_with_signals(NodeAgent(cfg, metrics_file=metrics_file))
+    run_as("agent", as_daemon, show_status, do_stop, start)

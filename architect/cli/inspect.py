@@ -1,0 +1,152 @@
+"""Commands that read and change cluster state through the broker: nodes, alerts, cluster."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from architect.cli.common import ago, call, print_json, print_table
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def _fmt(value, suffix=""):
+    return None if value is None else f"{value:.1f}{suffix}"
+
+
+@click.group(invoke_without_command=True)
+@click.option("--status", type=click.Choice(["healthy", "warning", "critical", "offline"]),
+              help="Only nodes at this level.")
+@json_option
+@click.pass_context
+def nodes(ctx, status, as_json):
+    """List nodes with their health (subcommands: show, health, drain, undrain, remove)."""
+    if ctx.invoked_subcommand:
+        return
+    rows = call(ctx, "node.list", {"status": status} if status else {})
+    if as_json:
+        return print_json(rows)
+    if not rows:
+        return click.echo("no nodes registered")
+    table = [{**r, "cpu": _fmt(r["metrics"].get("cpu_percent"), "%"),
+              "mem": _fmt(r["metrics"].get("memory_percent"), "%"),
+              "disk": _fmt(r["metrics"].get("disk_percent"), "%"),
+              "load": _fmt(r["metrics"].get("load_1")),
+              "seen": ago(r["heartbeat_age"]),
+              "caps": ",".join(r["capabilities"]) or None,
+              "flags": "drained" if r["drained"] else ""} for r in rows]
+    print_table(table, [("id", "id"), ("name", "name"), ("status", "status"), ("ip", "ip_address"),
+                        ("cpu", "cpu"), ("mem", "mem"), ("disk", "disk"), ("load", "load"),
+                        ("seen", "seen"), ("capabilities", "caps"), ("", "flags")])
+
+
+@nodes.command()
+@click.argument("node")
+@json_option
+@click.pass_context
+def show(ctx, node, as_json):
+    """Show one node (by name or id) with its metrics and health reasons."""
+    data = call(ctx, "node.get", {"node": node})
+    if as_json:
+        return print_json(data)
+    for key in ("id", "name", "status", "hostname", "ip_address", "drained", "registered_at",
+                "last_seen", "heartbeat_age"):
+        value = data.get(key)
+        if key in ("registered_at", "last_seen") and value:
+            value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+        click.echo(f"{key:14} {value}")
+    click.echo(f"{'capabilities':14} {', '.join(data['capabilities']) or '-'}")
+    click.echo(f"{'reasons':14} {'; '.join(data['reasons']) or '-'}")
+    for key, value in sorted(data["metrics"].items()):
+        click.echo(f"  {key:16} {value}")
+
+
+@nodes.command("health")
+@json_option
+@click.pass_context
+def nodes_health(ctx, as_json):
+    """Counts per health level and each node's level and reasons."""
+    data = call(ctx, "health.summary")
+    if as_json:
+        return print_json(data)
+    click.echo("  ".join(f"{k}: {v}" for k, v in data["counts"].items()))
+    print_table([{**n, "age": ago(n["heartbeat_age"]), "why": "; ".join(n["reasons"]) or None}
+                 for n in data["nodes"]],
+                [("name", "name"), ("status", "status"), ("seen", "age"), ("reasons", "why")])
+
+
+def _node_action(method: str, verb: str):
+    @click.argument("node")
+    @json_option
+    @click.pass_context
+    def command(ctx, node, as_json):
+        data = call(ctx, method, {"node": node})
+        if as_json:
+            return print_json(data)
+        click.echo(f"{data.get('name') or data.get('removed')}: {verb}")
+    return command
+
+
+nodes.command("drain", help="Stop placing new tasks on NODE.")(_node_action("node.drain", "drained"))
+nodes.command("undrain", help="Place tasks on NODE again.")(_node_action("node.undrain", "undrained"))
+nodes.command("remove", help="Forget NODE (its alert history stays). A running agent registers "
+              "it again: stop the agent first.")(_node_action("node.remove", "removed"))
+
+
+@click.group(invoke_without_command=True)
+@click.option("--all", "all_", is_flag=True, help="History too, not only active alerts.")
+@click.option("--node", help="Only this node's alerts.")
+@json_option
+@click.pass_context
+def alerts(ctx, all_, node, as_json):
+    """List active alerts (subcommand: ack ID)."""
+    if ctx.invoked_subcommand:
+        return
+    params = {"all": all_}
+    if node:
+        params["node"] = node
+    rows = call(ctx, "alert.list", params)
+    if as_json:
+        return print_json(rows)
+    if not rows:
+        return click.echo("no alerts" if all_ else "no active alerts")
+    print_table([{**r, "opened": time.strftime("%m-%d %H:%M:%S", time.localtime(r["created_at"])),
+                  "ack": r.get("acknowledged_by")} for r in rows],
+                [("id", "id"), ("node", "node_name"), ("level", "level"), ("status", "status"),
+                 ("opened", "opened"), ("ack", "ack"), ("message", "message")])
+
+
+@alerts.command("ack")
+@click.argument("alert_id", type=int)
+@click.option("--by", default="cli", show_default=True, help="Who acknowledges.")
+@json_option
+@click.pass_context
+def alerts_ack(ctx, alert_id, by, as_json):
+    """Acknowledge alert ALERT_ID."""
+    data = call(ctx, "alert.ack", {"id": alert_id, "by": by})
+    if as_json:
+        return print_json(data)
+    click.echo(f"alert {alert_id} acknowledged by {data['acknowledged_by']}")
+
+
+@click.group()
+def cluster():
+    """Cluster-wide figures."""
+
+
+@cluster.command()
+@json_option
+@click.pass_context
+def stats(ctx, as_json):
+    """Nodes per level, alerts, counters, uptime of the broker."""
+    data = call(ctx, "cluster.stats")
+    if as_json:
+        return print_json(data)
+    n = data["nodes"]
+    click.echo(f"nodes      {n['total']} (healthy {n['healthy']}, warning {n['warning']}, "
+               f"critical {n['critical']}, offline {n['offline']}, drained {n['drained']})")
+    click.echo(f"alerts     {data['alerts']['active']} active")
+    click.echo(f"broker     pid {data['pid']}, up {ago(data['uptime'])}, db {data['db']['path']}")
+    for key, value in sorted(data["counters"].items()):
+        click.echo(f"  {key:24} {value}")

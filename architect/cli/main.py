@@ -1,0 +1,35 @@
+"""The `architect` click group."""
+
+from __future__ import annotations
+
+import click
+
+from architect import __version__
+from architect.cli.daemons import agent, broker
+from architect.cli.inspect import alerts, cluster, nodes
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="architect")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Config file [ARCHITECT_CONFIG, ~/.architect/config.json].")
+@click.option("--broker", "broker_host", help="Broker host for commands that query it "
+              "[ARCHITECT_BROKER_HOST, 127.0.0.1].")
+@click.option("--bus-port", type=int, help="The broker's first bus port [ARCHITECT_BUS_PORT, 5555].")
+@click.option("--dashboard", "dashboard_url", help="Find the broker through this dashboard URL.")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
+                                               case_sensitive=False), help="Logging level [INFO].")
+@click.pass_context
+def main(ctx, config_file, broker_host, bus_port, dashboard_url, log_level):
+    """Architect: run and watch a cluster of machines from one place.
+
+    Settings come from defaults, ~/.architect/config.json, ARCHITECT_* variables and flags,
+    later ones winning. See docs/CONFIG.md.
+    """
+    ctx.obj = {"config_file": config_file,
+               "overrides": {"broker_host": broker_host, "bus_port": bus_port,
+                             "dashboard_url": dashboard_url, "log_level": log_level}}
+
+
+for command in (broker, agent, nodes, alerts, cluster):
+    main.add_command(command)

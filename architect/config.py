@@ -1,0 +1,157 @@
+"""One validated configuration object.
+
+Layers, later wins: defaults → ``~/.architect/config.json`` (or ``$ARCHITECT_CONFIG``) →
+``ARCHITECT_*`` environment → CLI flags. Every setting has one row in SETTINGS. An invalid
+value raises ConfigError with a one-line message naming the setting and where it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A setting has an invalid value; the message names the setting and its source."""
+
+
+@dataclass
+class Config:
+    # where things live
+    data_dir: str = "./data"
+    # web server
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # bus: the broker binds bus_host:bus_port..bus_port+3; clients connect to broker_host
+    bus_host: str = "127.0.0.1"
+    bus_port: int = 5555
+    broker_host: str = "127.0.0.1"
+    dashboard_url: str = ""
+    # node identity
+    node_name: str = field(default_factory=socket.gethostname)
+    capabilities: list = field(default_factory=list)
+    disk_path: str = "/"
+    # health thresholds (ARCHITECTURE.md §4)
+    cpu_warning: float = 80.0
+    cpu_critical: float = 95.0
+    memory_warning: float = 85.0
+    memory_critical: float = 95.0
+    disk_warning: float = 80.0
+    disk_critical: float = 90.0
+    load_warning: float = 4.0
+    load_critical: float = 8.0
+    heartbeat_interval: float = 5.0
+    heartbeat_timeout: float = 120.0
+    # storage
+    metrics_retention_days: float = 7.0
+    # wire
+    max_message_size: int = 1 << 20
+    request_timeout: float = 5.0
+    log_level: str = "INFO"
+
+    def validate(self) -> "Config":
+        for metric in ("cpu", "memory", "disk", "load"):
+            warn, crit = getattr(self, f"{metric}_warning"), getattr(self, f"{metric}_critical")
+            if warn > crit:
+                raise ConfigError(f"{metric}_warning ({warn:g}) is above {metric}_critical "
+                                  f"({crit:g}); set ARCHITECT_{metric.upper()}_WARNING lower")
+        for metric in ("cpu", "memory", "disk"):
+            for level in ("warning", "critical"):
+                value = getattr(self, f"{metric}_{level}")
+                if not 0 <= value <= 100:
+                    raise ConfigError(f"{metric}_{level} must be a percentage 0-100, got {value:g}")
+        for name in ("heartbeat_interval", "heartbeat_timeout", "request_timeout",
+                     "metrics_retention_days", "load_warning", "load_critical"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be greater than 0, got {getattr(self, name):g}")
+        if self.heartbeat_timeout < self.heartbeat_interval:
+            raise ConfigError(f"heartbeat_timeout ({self.heartbeat_timeout:g}s) is shorter than "
+                              f"heartbeat_interval ({self.heartbeat_interval:g}s)")
+        for name in ("port", "bus_port"):
+            if not 1 <= getattr(self, name) <= 65532:
+                raise ConfigError(f"{name} must be a TCP port 1-65532, got {getattr(self, name)}")
+        if self.max_message_size < 1024:
+            raise ConfigError("max_message_size must be at least 1024 bytes")
+        if not self.node_name or any(c.isspace() for c in self.node_name) or "." in self.node_name:
+            raise ConfigError(f"node_name {self.node_name!r} must be non-empty, with no spaces or dots")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
+        return self
+
+    @property
+    def db_path(self) -> str:
+        return str(Path(self.data_dir) / "architect.db")
+
+    def thresholds(self):
+        from architect.broker.health import Thresholds
+        return Thresholds(cpu=(self.cpu_warning, self.cpu_critical),
+                          memory=(self.memory_warning, self.memory_critical),
+                          disk=(self.disk_warning, self.disk_critical),
+                          load=(self.load_warning, self.load_critical))
+
+
+_FIELDS = {f.name: f for f in fields(Config)}
+_TYPES = {f.name: (f.type if isinstance(f.type, type) else eval(f.type)) for f in fields(Config)}
+
+
+def env_name(setting: str) -> str:
+    return "ARCHITECT_" + setting.upper()
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    kind = _TYPES[name]
+    try:
+        if kind is list:
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                return list(value)
+            raise ValueError
+        if kind is bool or isinstance(value, bool):
+            raise ValueError
+        if kind in (int, float):
+            out = kind(value) if not isinstance(value, str) else kind(value.strip())
+            if out != out or out in (float("inf"), float("-inf")):  # NaN / inf
+                raise ValueError
+            return out
+        if not isinstance(value, (str, int, float)):
+            raise ValueError
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: {value!r} is not a valid {kind.__name__} ({source})") from None
+
+
+def config_file_path(env: Mapping[str, str]) -> Path:
+    return Path(env.get("ARCHITECT_CONFIG") or Path.home() / ".architect" / "config.json")
+
+
+def load(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+         config_file: str | Path | None = None) -> Config:
+    """Build and validate the Config from all layers. `overrides` are CLI flags (None = unset)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = Path(config_file) if config_file else config_file_path(env)
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: must hold a JSON object")
+        for key, value in data.items():
+            if key not in _FIELDS:
+                raise ConfigError(f"{path}: unknown setting {key!r}")
+            values[key] = _coerce(key, value, str(path))
+    for name in _FIELDS:
+        var = env_name(name)
+        if var in env and env[var] != "":
+            values[name] = _coerce(name, env[var], f"environment variable {var}")
+    for name, value in (overrides or {}).items():
+        if value is not None and value != ():
+            values[name] = _coerce(name, list(value) if isinstance(value, tuple) else value,
+                                   f"option --{name.replace('_', '-')}")
+    return Config(**values).validate()

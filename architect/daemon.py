@@ -1,0 +1,108 @@
+"""Run a command as a daemon: pid file, log file, --status and --stop.
+
+Files default to ``~/.architect/<name>.pid`` and ``~/.architect/<name>.log`` so that
+``--status`` and ``--stop`` find the daemon with no other arguments (as the setup guide
+runs them). Daemonize before any ZeroMQ context exists.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("ARCHITECT_STATE_DIR") or Path.home() / ".architect")
+
+
+def pid_path(name: str) -> Path:
+    return state_dir() / f"{name}.pid"
+
+
+def log_path(name: str) -> Path:
+    return state_dir() / f"{name}.log"
+
+
+def read_pid(name: str) -> int | None:
+    try:
+        pid = int(pid_path(name).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+def status(name: str) -> tuple[bool, str]:
+    pid = read_pid(name)
+    if pid is None:
+        return False, f"{name}: not running"
+    return True, f"{name}: running (pid {pid}, log {log_path(name)})"
+
+
+def stop(name: str, grace: float = 10.0) -> tuple[bool, str]:
+    pid = read_pid(name)
+    if pid is None:
+        return False, f"{name}: not running"
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    pid_path(name).unlink(missing_ok=True)
+    return True, f"{name}: stopped (pid {pid})"
+
+
+def daemonize(name: str) -> None:
+    """Detach (double fork), send output to the log file, write the pid file."""
+    running = read_pid(name)
+    if running is not None:
+        raise SystemExit(f"{name}: already running (pid {running}); use --stop first")
+    state_dir().mkdir(parents=True, exist_ok=True)
+    log_file = log_path(name)
+    print(f"{name}: starting in the background; log {log_file}, pid file {pid_path(name)}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.umask(0o022)
+    with open(os.devnull) as devnull:
+        os.dup2(devnull.fileno(), 0)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    pid_path(name).write_text(str(os.getpid()))
+    atexit.register(lambda: _remove_own_pid(name))
+
+
+def _remove_own_pid(name: str) -> None:
+    try:
+        if int(pid_path(name).read_text()) == os.getpid():
+            pid_path(name).unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def handle_signals(stop_callback) -> None:
+    """SIGTERM and SIGINT call stop_callback (the main loop then exits cleanly)."""
+    def _handler(signum, frame):
+        stop_callback()
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
