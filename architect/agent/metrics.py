@@ -13,8 +13,9 @@ DETECTED = ("python", "docker", "git")
 _EXECUTABLES = {"python": ("python3", "python"), "docker": ("docker",), "git": ("git",)}
 
 
-def collect(disk_path: str = "/", now: float | None = None) -> dict:
-    """One sample of the node's metrics (all numbers)."""
+def collect(disk_path: str = "/", now: float | None = None, cpu_window: float | None = None) -> dict:
+    """One sample of the node's metrics (all numbers). CPU % is measured since the previous
+    call; pass `cpu_window` seconds for the first call, which has no previous one."""
     now = time.time() if now is None else now
     load1, load5, load15 = psutil.getloadavg()
     net = psutil.net_io_counters()
@@ -23,7 +24,7 @@ def collect(disk_path: str = "/", now: float | None = None) -> dict:
         disk = psutil.disk_usage(disk_path).percent
     except OSError:
         disk = None
-    out = {"cpu_percent": psutil.cpu_percent(interval=None),
+    out = {"cpu_percent": psutil.cpu_percent(interval=cpu_window),
            "memory_percent": psutil.virtual_memory().percent,
            "load_1": load1, "load_5": load5, "load_15": load15,
            "net_bytes_sent": net.bytes_sent if net else 0,

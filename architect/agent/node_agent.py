@@ -67,7 +67,6 @@ class NodeAgent:
         self._pub = make_socket(zmq.PUB, hwm=100)
         self._pub.connect(self.endpoints["heartbeat"])
         self._rpc = RpcClient(self.endpoints["control"], timeout=self.config.request_timeout)
-        node_metrics.collect(self.config.disk_path)  # primes psutil's cpu_percent
 
     def identity(self) -> dict:
         return {"name": self.config.node_name, "hostname": self.hostname,
@@ -85,7 +84,8 @@ class NodeAgent:
         log.info("registered as %s with %s", self.config.node_name, self.endpoints["control"])
 
     def beat(self, now: float) -> Heartbeat:
-        sample = node_metrics.collect(self.config.disk_path, now)
+        sample = node_metrics.collect(self.config.disk_path, now,
+                                      cpu_window=0.25 if self.seq == 0 else None)
         sample.update(node_metrics.overrides(self.metrics_file))
         self.seq += 1
         hb = Heartbeat(name=self.config.node_name, ts=now, metrics=sample, seq=self.seq,

@@ -75,7 +75,9 @@ def open_db(path: str, readonly: bool = False, busy_timeout_ms: int = 5000) -> s
                                timeout=busy_timeout_ms / 1000)
         return sqlite_utils.Database(conn)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
+    # created by the thread that starts the broker, then used only by the loop thread
+    conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None,
+                           check_same_thread=False)
     db = sqlite_utils.Database(conn)
     db.enable_wal()
     conn.execute("PRAGMA synchronous=FULL")

@@ -98,3 +98,60 @@ def agent(ctx, dashboard_url, broker_host, bus_port, node_name, capabilities, he
         from architect.agent.node_agent import NodeAgent
         _run_with_signals(NodeAgent(cfg, metrics_file=metrics_file))
     run_as("agent", as_daemon, show_status, do_stop, start)
+
+
+class _Together:
+    """Runs several runners (objects with run/stop) on threads; stops all when one ends."""
+
+    def __init__(self, runners):
+        self.runners = runners
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        threads = []
+        for runner in self.runners:
+            def target(r=runner):
+                try:
+                    r.run()
+                finally:
+                    self.done.set()
+            threads.append(threading.Thread(target=target, name=type(runner).__name__, daemon=True))
+            threads[-1].start()
+        while not self.done.wait(0.5):
+            pass
+        self.stop()
+        for t in threads:
+            t.join(10)
+
+    def stop(self) -> None:
+        for runner in reversed(self.runners):
+            runner.stop()
+        self.done.set()
+
+
+@click.command()
+@click.option("--data-dir", help="Folder of architect.db [ARCHITECT_DATA_DIR, ./data].")
+@click.option("--bus-port", type=int, help="First of the four bus ports [5555].")
+@click.option("--name", "node_name", help="Name of the local node [the hostname].")
+@with_daemon_options
+@click.pass_context
+def up(ctx, data_dir, bus_port, node_name, as_daemon, show_status, do_stop):
+    """Run everything on this machine: broker and a local node agent, bound to 127.0.0.1.
+
+    The embedded default (what ./deploy.sh runs); data in ./data."""
+    def start():
+        cfg = load_config(ctx, data_dir=data_dir, bus_port=bus_port, node_name=node_name,
+                          bus_host="127.0.0.1", broker_host="127.0.0.1", dashboard_url="")
+        setup_logging(cfg.log_level)
+        from architect.agent.node_agent import NodeAgent
+        from architect.broker.core import Broker
+        from architect.broker.loop import BrokerLoop
+        from architect.bus.transport import Endpoints
+        try:
+            loop = BrokerLoop(Broker(cfg), Endpoints(cfg.bus_host, cfg.bus_port))
+        except Exception as exc:
+            raise click.ClickException(f"broker cannot start: {exc}") from None
+        click.echo(f"architect up: broker on 127.0.0.1:{cfg.bus_port}-{cfg.bus_port + 3}, "
+                   f"data in {cfg.data_dir}, local node '{cfg.node_name}'", err=True)
+        _run_with_signals(_Together([loop, NodeAgent(cfg)]))
+    run_as("up", as_daemon, show_status, do_stop, start)

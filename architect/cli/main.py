@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from architect import __version__
-from architect.cli.daemons import agent, broker
+from architect.cli.daemons import agent, broker, up
 from architect.cli.inspect import alerts, cluster, nodes
 
 
@@ -31,5 +31,5 @@ def main(ctx, config_file, broker_host, bus_port, dashboard_url, log_level):
                              "dashboard_url": dashboard_url, "log_level": log_level}}
 
 
-for command in (broker, agent, nodes, alerts, cluster):
+for command in (up, broker, agent, nodes, alerts, cluster):
     main.add_command(command)

@@ -1,0 +1,149 @@
+"""Test helpers: free ports, waiting on a condition, and real processes (broker, agents)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from architect.bus.rpc import RpcClient
+from architect.bus.transport import Endpoints
+
+PYTHON = sys.executable
+
+
+def free_port_block(count: int = 4) -> int:
+    """A base port with `count` consecutive free loopback ports."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + count > 65000:
+            continue
+        ok = True
+        for port in range(base, base + count):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+def wait_for(condition, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
+    """Poll `condition()` until it returns a truthy value; return it, or fail after timeout."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as exc:  # the thing may not be up yet
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}"
+                         + (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+class Cluster:
+    """Real processes on loopback, with one data dir, one state dir and one port block."""
+
+    def __init__(self, tmp: Path, interval: float = 0.3, timeout: float = 2.0, extra_env=None):
+        self.tmp = Path(tmp)
+        self.base_port = free_port_block(4)
+        self.endpoints = Endpoints("127.0.0.1", self.base_port)
+        self.interval = interval
+        self.timeout = timeout
+        self.env = dict(os.environ)
+        self.env.update({
+            "ARCHITECT_BUS_PORT": str(self.base_port),
+            "ARCHITECT_DATA_DIR": str(self.tmp / "data"),
+            "ARCHITECT_STATE_DIR": str(self.tmp / "state"),
+            "ARCHITECT_CONFIG": str(self.tmp / "config.json"),
+            "ARCHITECT_HEARTBEAT_INTERVAL": str(interval),
+            "ARCHITECT_HEARTBEAT_TIMEOUT": str(timeout),
+            "ARCHITECT_REQUEST_TIMEOUT": "3",
+            "PYTHONUNBUFFERED": "1",
+        })
+        self.env.pop("ARCHITECT_DASHBOARD_URL", None)
+        self.env.update(extra_env or {})
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._rpc = None
+
+    # --- processes ----------------------------------------------------------------
+    def spawn(self, key: str, *args: str, env=None) -> subprocess.Popen:
+        log = open(self.tmp / f"{key}.log", "ab")
+        proc = subprocess.Popen([PYTHON, "-m", "architect", *args], env={**self.env, **(env or {})},
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[key] = proc
+        return proc
+
+    def start_broker(self) -> subprocess.Popen:
+        proc = self.spawn("broker", "broker")
+        wait_for(lambda: self.rpc("ping", timeout=0.5), 15, what="broker to answer ping")
+        return proc
+
+    def start_agent(self, name: str, *extra: str) -> subprocess.Popen:
+        return self.spawn(f"agent-{name}", "agent", "--name", name, *extra)
+
+    def kill(self, key: str, sig=signal.SIGKILL) -> None:
+        proc = self.procs.pop(key)
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        proc.wait(10)
+
+    def stop_all(self) -> None:
+        for key in list(self.procs):
+            proc = self.procs[key]
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for key in list(self.procs):
+            proc = self.procs.pop(key)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        if self._rpc:
+            self._rpc.close()
+
+    def log(self, key: str) -> str:
+        path = self.tmp / f"{key}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # --- talking to it ------------------------------------------------------------
+    def rpc(self, method: str, params: dict | None = None, timeout: float = 3.0):
+        if self._rpc is None:
+            self._rpc = RpcClient(self.endpoints.control, timeout=timeout)
+        return self._rpc.call(method, params, timeout=timeout)
+
+    def cli(self, *args: str, check: bool = True, env=None) -> subprocess.CompletedProcess:
+        result = subprocess.run([PYTHON, "-m", "architect", *args], env={**self.env, **(env or {})},
+                                capture_output=True, text=True, timeout=60)
+        if check and result.returncode != 0:
+            raise AssertionError(f"architect {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def cli_json(self, *args: str):
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def node(self, name: str) -> dict | None:
+        for node in self.rpc("node.list"):
+            if node["name"] == name:
+                return node
+        return None
