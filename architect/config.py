@@ -46,6 +46,9 @@ class Config:
     load_critical: float = 8.0
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 120.0
+    # task workers (Paranoid Pirate): ping every interval; silent for liveness pings = lost
+    worker_heartbeat_interval: float = 1.0
+    worker_liveness: int = 3
     # storage
     metrics_retention_days: float = 7.0
     # wire

@@ -10,11 +10,12 @@ import logging
 import os
 import time
 
-from architect.broker import handlers
+from architect.broker import handlers, task_handlers
 from architect.broker.alerts import AlertBook
-from architect.broker.params import RequestError
+from architect.broker.params import DEFERRED, RequestError
 from architect.broker.registry import InvalidNode, Registry, check_name
 from architect.broker.store import Store
+from architect.broker.task_core import TaskCore
 from architect.bus.messages import Heartbeat, Reply, Request
 from architect.config import Config
 
@@ -30,7 +31,7 @@ class Counters(dict):
         self[key] = self.get(key, 0) + n
 
 
-class Broker:
+class Broker(TaskCore):
     def __init__(self, config: Config, now: float | None = None, store: Store | None = None):
         now = time.time() if now is None else now
         self.config = config
@@ -42,7 +43,7 @@ class Broker:
         self.alerts.load(self.store.load_alerts(), self.store.max_id("alerts"))
         self.counters = Counters(heartbeats=0, heartbeats_rejected=0, protocol_errors=0,
                                  requests=0, request_errors=0, persist_errors=0)
-        self.methods = dict(handlers.METHODS)
+        self.methods = {**handlers.METHODS, **task_handlers.TASK_METHODS}
         self.metrics_rows: list[tuple] = []
         self.events: list[tuple[str, dict]] = []
         self.metrics_interval = max(config.heartbeat_interval, 1.0)
@@ -50,6 +51,8 @@ class Broker:
         self._next_flush = now + FLUSH_INTERVAL
         self._next_offline = now + OFFLINE_CHECK_INTERVAL
         self._next_retention = now + 60.0
+        self.tasks_now = now
+        self._init_tasks(config, now)
         log.info("broker state loaded: %d nodes, %d active alerts from %s",
                  len(self.registry.by_name), len(self.alerts.active), config.db_path)
 
@@ -76,16 +79,19 @@ class Broker:
                                       m.get("load_15"), m.get("net_bytes_sent"),
                                       m.get("net_bytes_recv"), m.get("process_count")))
 
-    def on_request(self, req: Request, now: float) -> Reply:
+    def on_request(self, req: Request, now: float, token=None) -> Reply | None:
+        """The reply, or None when it comes later (see take_deferred)."""
         self.counters["requests"] += 1
         self._urgent = True
+        self._token, self._req_id = token, req.id
         handler = self.methods.get(req.method) if isinstance(req.method, str) else None
         if handler is None:
             return self._error(req, "unknown_method", f"no method {req.method!r}")
         if not isinstance(req.params, dict):
             return self._error(req, "bad_request", "params must be a map")
         try:
-            return Reply(id=req.id, ok=True, result=handler(self, req.params, now))
+            result = handler(self, req.params, now)
+            return None if result is DEFERRED else Reply(id=req.id, ok=True, result=result)
         except RequestError as exc:
             return self._error(req, exc.code, str(exc))
         except Exception:  # a bug in one handler must not take the broker down
@@ -121,6 +127,8 @@ class Broker:
 
     # --- timers and persistence --------------------------------------------------------
     def tick(self, now: float) -> None:
+        self.tasks_now = now
+        self.tick_tasks(now)
         if now >= self._next_offline:
             self._next_offline = now + min(OFFLINE_CHECK_INTERVAL, self.registry.timeout / 4)
             for change in self.registry.check_offline(now):
@@ -138,26 +146,34 @@ class Broker:
     def persist(self, now: float, force: bool = False) -> bool:
         """Write what changed in one transaction. Urgent changes (requests, alerts) go at
         once; heartbeat updates at most every FLUSH_INTERVAL. Returns False on failure."""
-        if not (force or self._urgent or self.alerts.dirty or now >= self._next_flush):
+        urgent = self._urgent or self.alerts.dirty or self.tasks.dirty or self.output_rows
+        if not (force or urgent or now >= self._next_flush):
+            self.resolve_waiters(now)
             return True
         nodes, alerts, rows = self.registry.take_dirty(), self.alerts.take_dirty(), self.metrics_rows
+        task_rows, events, output = self.persist_tasks()
         self.metrics_rows = []
         self._urgent = False
         self._next_flush = now + FLUSH_INTERVAL
-        if not (nodes or alerts or rows):
-            return True
-        try:
-            with self.store.transaction():
-                self.store.save_nodes([n.record() for n in nodes if n.name in self.registry.by_name])
-                self.store.save_alerts(alerts)
-                self.store.insert_metrics(rows)
-        except Exception as exc:
-            self.counters.inc("persist_errors")
-            log.error("could not write state (%s); will retry", exc)
-            self.registry.dirty.update(n for n in nodes if n.name in self.registry.by_name)
-            self.alerts.dirty.extend(alerts)
-            self.metrics_rows = rows + self.metrics_rows
-            return False
+        if nodes or alerts or rows or task_rows or events or output:
+            try:
+                with self.store.transaction():
+                    self.store.save_nodes([n.record() for n in nodes
+                                           if n.name in self.registry.by_name])
+                    self.store.save_alerts(alerts)
+                    self.store.insert_metrics(rows)
+                    self.store.save_tasks(task_rows)
+                    self.store.insert_task_events(events)
+                    self.store.insert_output(output)
+            except Exception as exc:
+                self.counters.inc("persist_errors")
+                log.error("could not write state (%s); will retry", exc)
+                self.registry.dirty.update(n for n in nodes if n.name in self.registry.by_name)
+                self.alerts.dirty.extend(alerts)
+                self.metrics_rows = rows + self.metrics_rows
+                self.restore_tasks(task_rows, events, output)
+                return False
+        self.resolve_waiters(now)
         return True
 
     def take_events(self) -> list[tuple[str, dict]]:
@@ -177,6 +193,11 @@ class Broker:
         return {"nodes": {"total": len(self.registry.by_name), **self.registry.counts(),
                           "drained": sum(1 for n in nodes if n.drained)},
                 "alerts": {"active": len(self.alerts.active)},
+                "tasks": {"active": len(self.tasks.active), "queued": self.tasks.queued_count(),
+                          "waiting_retry": len(self.tasks.delayed)},
+                "workers": {"connected": len(self.pool.by_id),
+                            "slots": sum(w.slots for w in self.pool.by_id.values()),
+                            "busy": sum(len(w.active) for w in self.pool.by_id.values())},
                 "capabilities": caps, "counters": dict(self.counters),
                 "uptime": round(now - self.started_at, 3), "started_at": self.started_at,
                 "pid": os.getpid(), "db": {"path": self.store.path, "bytes": db_bytes}}

@@ -14,16 +14,19 @@ import msgpack
 import zmq
 
 from architect.broker.core import Broker
+from architect.broker.work import WORK_HANDLERS, BadWorkerMessage
 from architect.bus.codec import decode, encode
 from architect.bus.errors import ProtocolError
 from architect.bus.messages import Event, Heartbeat, Reply, Request
-from architect.bus.transport import Endpoints, make_socket, split_router_frames
+from architect.bus.transport import (WORK_MAX_MESSAGE, Endpoints, make_socket,
+                                     split_router_frames)
 
 log = logging.getLogger("architect.broker")
 
 POLL_MS = 100
 DRAIN_HEARTBEATS = 5000   # max heartbeats handled per iteration
 DRAIN_REQUESTS = 1000
+DRAIN_WORK = 5000
 HEARTBEAT_HWM = 200_000
 
 
@@ -37,12 +40,16 @@ class BrokerLoop:
         self.hb.setsockopt(zmq.SUBSCRIBE, b"")
         self.control = make_socket(zmq.ROUTER, max_msg_size=size)
         self.events = make_socket(zmq.PUB, max_msg_size=size)
+        self.work = make_socket(zmq.ROUTER, max_msg_size=max(size, WORK_MAX_MESSAGE))
+        self.work.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting worker takes its id back
         self.hb.bind(endpoints.heartbeat)
+        self.work.bind(endpoints.work)
         self.control.bind(endpoints.control)
         self.events.bind(endpoints.events)
         self.poller = zmq.Poller()
         self.poller.register(self.hb, zmq.POLLIN)
         self.poller.register(self.control, zmq.POLLIN)
+        self.poller.register(self.work, zmq.POLLIN)
         self._replies: list[tuple[list[bytes], Reply]] = []
 
     # --- verbs ----------------------------------------------------------------------
@@ -90,7 +97,39 @@ class BrokerLoop:
                 self._replies.append((envelope, Reply(id=None, ok=False, error={
                     "code": "protocol_error", "message": f"expected a request, got {msg.TYPE}"})))
                 continue
-            self._replies.append((envelope, self.broker.on_request(msg, now)))
+            reply = self.broker.on_request(msg, now, token=envelope)
+            if reply is not None:
+                self._replies.append((envelope, reply))
+
+    def process_work(self, now: float) -> None:
+        for _ in range(DRAIN_WORK):
+            try:
+                frames = self.work.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                self._bad("work", f"{len(frames)} frames")
+                continue
+            ident, payload = frames
+            try:
+                msg = decode(payload, WORK_MAX_MESSAGE)
+                handler = WORK_HANDLERS.get(type(msg))
+                if handler is None:
+                    raise ProtocolError(f"unexpected {msg.TYPE} message on the work socket")
+                handler(self.broker, ident, msg, now)
+            except (ProtocolError, BadWorkerMessage) as exc:
+                self._bad("work", exc)
+            except Exception:
+                log.exception("work message handling failed")
+
+    def send_work(self) -> None:
+        out, self.broker.work_out = self.broker.work_out, []
+        for ident, msg in out:
+            try:
+                self.work.send_multipart([ident, encode(msg)], zmq.NOBLOCK)
+            except zmq.ZMQError:  # worker gone (ROUTER_MANDATORY) or its queue full
+                self.broker.counters.inc("work_unroutable")
+                self.broker.unsendable(ident, msg)
 
     def send_replies(self) -> None:
         replies, self._replies = self._replies, []
@@ -126,13 +165,21 @@ class BrokerLoop:
         now = time.time()
         if self.hb in ready:
             self.process_heartbeats(now)
+        if self.work in ready:
+            self.process_work(now)
         if self.control in ready:
             self.process_control(now)
         self.broker.tick(now)
-        if not self.broker.persist(now) and self._replies:
-            self._fail_pending("store_unavailable",
-                               "the broker could not write its database; try again")
+        if not self.broker.persist(now):
+            if self._replies:
+                self._fail_pending("store_unavailable",
+                                   "the broker could not write its database; try again")
+            self.publish_events(now)
+            self.send_replies()
+            return  # nothing goes to workers until their tasks' state is on disk
+        self._replies.extend(self.broker.take_deferred())
         self.send_replies()
+        self.send_work()
         self.publish_events(now)
 
     def _fail_pending(self, code: str, message: str) -> None:
@@ -158,5 +205,5 @@ class BrokerLoop:
         try:
             self.broker.close()
         finally:
-            for sock in (self.hb, self.control, self.events):
+            for sock in (self.hb, self.control, self.events, self.work):
                 sock.close(0)

@@ -48,3 +48,6 @@ def _names(kinds: tuple) -> str:
     words = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
              list: "a list", dict: "an object"}
     return " or ".join(words.get(k, k.__name__) for k in kinds)
+
+
+DEFERRED = object()  # a handler's answer when the reply comes later (task.wait)

@@ -63,6 +63,7 @@ class Node:
     metrics: dict = field(default_factory=dict)
     source: str = "register"
     last_sample: float = 0.0
+    agent_seen: float = 0.0   # last heartbeat from a node agent (not from a worker)
 
     def record(self) -> dict:
         """The row for the `nodes` table."""
@@ -109,6 +110,7 @@ class Registry:
                         drained=bool(row["drained"]), registered_at=row["registered_at"] or 0.0,
                         last_seen=row["last_seen"] or 0.0, metrics=row["last_metrics"] or {},
                         source=row["source"] or "register")
+            node.agent_seen = node.last_seen if node.source != "worker" else 0.0
             self._add(node)
             self.next_id = max(self.next_id, node.id + 1)
 
@@ -169,10 +171,26 @@ class Registry:
             if capabilities is not None and capabilities != node.capabilities:
                 node.capabilities = check_capabilities(capabilities)
         node.metrics = metrics
-        node.last_seen = now
+        node.last_seen = node.agent_seen = now
         self.dirty.add(node)
         level, reasons = health.grade(metrics, self.thresholds)
         return node, self._set_level(node, level, reasons), created
+
+    def worker_heartbeat(self, node: Node, metrics: dict, now: float) -> LevelChange | None:
+        """A task worker's ping keeps its node alive. Its metrics grade the node only when
+        no node agent has reported within the timeout (a node running just a worker)."""
+        node.last_seen = now
+        if now - node.agent_seen <= self.timeout:
+            return None
+        try:
+            metrics = clean_metrics(metrics) if isinstance(metrics, dict) else {}
+        except InvalidNode:
+            metrics = {}
+        node.metrics = metrics or node.metrics
+        level, reasons = health.grade(node.metrics, self.thresholds)
+        if now - node.last_sample >= 1.0:
+            self.dirty.add(node)
+        return self._set_level(node, level, reasons)
 
     def _set_level(self, node: Node, level: str, reasons: list) -> LevelChange | None:
         old = node.status

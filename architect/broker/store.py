@@ -46,6 +46,29 @@ def m001_nodes_metrics_alerts(db: sqlite_utils.Database) -> None:
     db["alerts"].create_index(["node_id", "created_at"])
 
 
+@migrations()
+def m002_tasks(db: sqlite_utils.Database) -> None:
+    db["tasks"].create({
+        "id": int, "task_type": str, "payload": str, "requirements": str, "node": str,
+        "priority": int, "status": str, "attempt": int, "max_attempts": int, "retries": int,
+        "retry_count": int, "retry_backoff": float, "timeout": float, "idempotency_key": str,
+        "created_at": float, "updated_at": float, "assigned_at": float, "started_at": float,
+        "finished_at": float, "assigned_node": str, "worker_id": str, "placement": str,
+        "result": str, "error": str, "not_before": float, "cancel_requested": int,
+        "submitted_by": str,
+    }, pk="id")
+    db["tasks"].create_index(["status"])
+    db["tasks"].create_index(["assigned_node", "status"])
+    db["tasks"].create_index(["idempotency_key"], unique=True)
+    db["tasks"].create_index(["created_at"])
+    db["task_events"].create({"id": int, "task_id": int, "ts": float, "event": str,
+                              "attempt": int, "node": str, "detail": str}, pk="id")
+    db["task_events"].create_index(["task_id"])
+    db["task_output"].create({"id": int, "task_id": int, "attempt": int, "seq": int,
+                              "stream": str, "data": str, "ts": float}, pk="id")
+    db["task_output"].create_index(["task_id", "attempt", "seq"])
+
+
 NODE_COLUMNS = ("id", "name", "hostname", "ip_address", "capabilities", "ssh", "status",
                 "reasons", "drained", "registered_at", "last_seen", "last_metrics", "source")
 JSON_NODE_COLUMNS = ("capabilities", "ssh", "reasons", "last_metrics")
@@ -62,7 +85,15 @@ def _upsert_sql(table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET {sets}"
 
 
+TASK_COLUMNS = ("id", "task_type", "payload", "requirements", "node", "priority", "status",
+                "attempt", "max_attempts", "retries", "retry_count", "retry_backoff", "timeout",
+                "idempotency_key", "created_at", "updated_at", "assigned_at", "started_at",
+                "finished_at", "assigned_node", "worker_id", "placement", "result", "error",
+                "not_before", "cancel_requested", "submitted_by")
+JSON_TASK_COLUMNS = ("payload", "requirements", "placement", "result")
+
 _NODE_UPSERT = _upsert_sql("nodes", NODE_COLUMNS)
+_TASK_UPSERT = _upsert_sql("tasks", TASK_COLUMNS)
 _ALERT_UPSERT = _upsert_sql("alerts", ALERT_COLUMNS)
 _METRIC_INSERT = (f"INSERT INTO metrics ({', '.join(METRIC_COLUMNS)}) "
                   f"VALUES ({', '.join('?' for _ in METRIC_COLUMNS)})")
@@ -131,6 +162,73 @@ class Store:
         self.conn.executemany(_ALERT_UPSERT, [
             tuple(json.dumps(r.get(c)) if c == "reasons" else r.get(c) for c in ALERT_COLUMNS)
             for r in records])
+
+    def save_tasks(self, records: Iterable[dict]) -> None:
+        self.conn.executemany(_TASK_UPSERT, [
+            tuple(json.dumps(r[c]) if c in JSON_TASK_COLUMNS and r[c] is not None else r[c]
+                  for c in TASK_COLUMNS) for r in records])
+
+    def insert_task_events(self, rows: list[tuple]) -> None:
+        self.conn.executemany(
+            "INSERT INTO task_events (task_id, ts, event, attempt, node, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(t, ts, e, a, n, json.dumps(d) if d else None) for t, ts, e, a, n, d in rows])
+
+    def insert_output(self, rows: list[tuple]) -> None:
+        self.conn.executemany("INSERT INTO task_output (task_id, attempt, seq, stream, data, ts) "
+                              "VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def load_tasks(self, where: str, params=()) -> list[dict]:
+        return [self._task_out(r) for r in self.db["tasks"].rows_where(where, params, order_by="id")]
+
+    def task(self, task_id: int) -> dict | None:
+        rows = self.load_tasks("id = ?", [task_id])
+        return rows[0] if rows else None
+
+    def task_by_key(self, key: str) -> dict | None:
+        rows = self.load_tasks("idempotency_key = ?", [key])
+        return rows[0] if rows else None
+
+    def list_tasks(self, status=None, node=None, task_type=None, limit=100, offset=0) -> list[dict]:
+        clauses, params = [], []
+        for col, value in (("status", status), ("assigned_node", node), ("task_type", task_type)):
+            if value is not None:
+                clauses.append(f"{col} = ?")
+                params.append(value)
+        where = " AND ".join(clauses) or None
+        return [self._task_out(r) for r in self.db["tasks"].rows_where(
+            where, params, order_by="id DESC", limit=limit, offset=offset)]
+
+    def task_events(self, task_id: int) -> list[dict]:
+        out = []
+        for row in self.db["task_events"].rows_where("task_id = ?", [task_id], order_by="id"):
+            row["detail"] = json.loads(row["detail"]) if row["detail"] else None
+            out.append(row)
+        return out
+
+    def task_output(self, task_id: int, attempt: int | None = None, after_seq: int = -1) -> list[dict]:
+        where, params = "task_id = ? AND seq > ?", [task_id, after_seq]
+        if attempt is not None:
+            where += " AND attempt = ?"
+            params.append(attempt)
+        return list(self.db["task_output"].rows_where(where, params, order_by="attempt, seq"))
+
+    def distribution(self) -> list[tuple[str, str, int]]:
+        return self.conn.execute(
+            "SELECT assigned_node, status, COUNT(*) FROM tasks WHERE assigned_node IS NOT NULL "
+            "GROUP BY assigned_node, status").fetchall()
+
+    def task_counts(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status").fetchall())
+
+    @staticmethod
+    def _task_out(row: dict) -> dict:
+        row = dict(row)
+        for col in JSON_TASK_COLUMNS:
+            row[col] = json.loads(row[col]) if row.get(col) else None
+        row["requirements"] = row["requirements"] or []
+        row["cancel_requested"] = bool(row["cancel_requested"])
+        return row
 
     def purge_metrics(self, before: float, limit: int = 50_000) -> int:
         cur = self.conn.execute(

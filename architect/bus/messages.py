@@ -63,3 +63,106 @@ class Event:
     topic: str
     ts: float
     data: dict = field(default_factory=dict)
+
+
+# --- work socket (:5556): task workers (DEALER) <-> broker (ROUTER) -----------------------
+
+@message
+class WorkerReady:
+    """Worker → broker, on start and after every reconnect. Everything the broker needs to
+    (re)build its view of the worker: identity, node, slots (max concurrent tasks),
+    capabilities, task types, the (task_id, attempt) pairs it is running, and results it
+    still holds unacknowledged (resent separately as `result` messages)."""
+    TYPE = "ready"
+    worker_id: str
+    node: str
+    slots: int
+    capabilities: list = field(default_factory=list)
+    task_types: list = field(default_factory=list)
+    running: list = field(default_factory=list)
+    hostname: str = ""
+    pid: int = 0
+    metrics: dict = field(default_factory=dict)
+
+
+@message
+class WorkerPing(WorkerReady):
+    """Worker → broker every worker heartbeat interval; same fields as `ready`, so a broker
+    that restarted learns the worker from its next ping."""
+    TYPE = "wping"
+
+
+@message
+class BrokerPing:
+    """Broker → worker every interval. A worker that hears nothing from the broker for
+    `liveness` intervals reconnects and sends `ready` again (Paranoid Pirate)."""
+    TYPE = "bping"
+    ts: float
+
+
+@message
+class TaskAssign:
+    """Broker → worker: run this task. `timeout` seconds (None: no limit)."""
+    TYPE = "task"
+    task_id: int
+    attempt: int
+    task_type: str
+    payload: dict
+    timeout: Optional[float] = None
+
+
+@message
+class TaskStarted:
+    """Worker → broker: the task's process/function has started."""
+    TYPE = "started"
+    task_id: int
+    attempt: int
+    ts: float
+
+
+@message
+class TaskOutput:
+    """Worker → broker: a chunk of a running task's stdout or stderr."""
+    TYPE = "output"
+    task_id: int
+    attempt: int
+    stream: str
+    data: str
+    seq: int = 0
+
+
+@message
+class TaskResult:
+    """Worker → broker: the task ended. `state` is succeeded, failed, timed_out or
+    cancelled. The worker resends it until the broker answers `ack`."""
+    TYPE = "result"
+    task_id: int
+    attempt: int
+    state: str
+    exit_code: Optional[int] = None
+    stdout: str = ""
+    stderr: str = ""
+    truncated: bool = False
+    result: Any = None
+    error: Optional[str] = None
+    duration: float = 0.0
+    started_at: Optional[float] = None
+    finished_at: Optional[float] = None
+
+
+@message
+class TaskAck:
+    """Broker → worker: the result of (task_id, attempt) is committed; forget it."""
+    TYPE = "ack"
+    task_id: int
+    attempt: int
+
+
+@message
+class TaskCancel:
+    """Broker → worker: stop (task_id, attempt): SIGTERM its process group, SIGKILL after
+    the grace period, report state `cancelled`."""
+    TYPE = "cancel"
+    task_id: int
+    attempt: int
+    reason: str = "cancelled"

@@ -12,6 +12,7 @@ import zmq
 
 from architect.bus.codec import MAX_MESSAGE_SIZE
 
+WORK_MAX_MESSAGE = 8 << 20  # the work socket carries task output: a larger limit
 RECONNECT_IVL_MS = 100
 RECONNECT_IVL_MAX_MS = 5000
 

@@ -136,7 +136,8 @@ class _Together:
 @with_daemon_options
 @click.pass_context
 def up(ctx, data_dir, bus_port, node_name, as_daemon, show_status, do_stop):
-    """Run everything on this machine: broker and a local node agent, bound to 127.0.0.1.
+    """Run everything on this machine: broker, a local node agent and a task worker, bound
+    to 127.0.0.1.
 
     The embedded default (what ./deploy.sh runs); data in ./data."""
     def start():
@@ -144,6 +145,7 @@ def up(ctx, data_dir, bus_port, node_name, as_daemon, show_status, do_stop):
                           bus_host="127.0.0.1", broker_host="127.0.0.1", dashboard_url="")
         setup_logging(cfg.log_level)
         from architect.agent.node_agent import NodeAgent
+        from architect.agent.worker import TaskWorker
         from architect.broker.core import Broker
         from architect.broker.loop import BrokerLoop
         from architect.bus.transport import Endpoints
@@ -153,5 +155,36 @@ def up(ctx, data_dir, bus_port, node_name, as_daemon, show_status, do_stop):
             raise click.ClickException(f"broker cannot start: {exc}") from None
         click.echo(f"architect up: broker on 127.0.0.1:{cfg.bus_port}-{cfg.bus_port + 3}, "
                    f"data in {cfg.data_dir}, local node '{cfg.node_name}'", err=True)
-        _run_with_signals(_Together([loop, NodeAgent(cfg)]))
+        _run_with_signals(_Together([loop, NodeAgent(cfg), TaskWorker(cfg)]))
     run_as("up", as_daemon, show_status, do_stop, start)
+
+
+@click.command()
+@click.option("--dashboard", "dashboard_url", help="Dashboard URL; the bus is found at URL/api/bus "
+              "[ARCHITECT_DASHBOARD_URL].")
+@click.option("--broker", "broker_host", help="Broker host, to reach the bus directly [ARCHITECT_BROKER_HOST].")
+@click.option("--bus-port", type=int, help="First bus port on the broker host [5555].")
+@click.option("--name", "node_name", help="Node name [ARCHITECT_NODE_NAME, the hostname].")
+@click.option("--capability", "capabilities", multiple=True,
+              help="A capability to offer (repeatable); python, docker and git are detected.")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 1024),
+              help="Tasks run at once (slots) [the CPU count].")
+@click.option("--task-type", "task_types", multiple=True, type=click.Choice(["shell", "python"]),
+              help="Task types to run (repeatable) [shell and python].")
+@click.option("--max-output", type=click.IntRange(1024, 4 << 20), default=1 << 20, show_default=True,
+              help="Bytes of stdout and of stderr kept per task (the rest is cut, truncated=true).")
+@click.option("--kill-grace", type=float, default=5.0, show_default=True,
+              help="Seconds between SIGTERM and SIGKILL when a task is cancelled or times out.")
+@with_daemon_options
+@click.pass_context
+def worker(ctx, dashboard_url, broker_host, bus_port, node_name, capabilities, concurrency,
+           task_types, max_output, kill_grace, as_daemon, show_status, do_stop):
+    """Run a task worker: take tasks from the broker and run them (shell, python)."""
+    def start():
+        cfg = load_config(ctx, dashboard_url=dashboard_url, broker_host=broker_host,
+                          bus_port=bus_port, node_name=node_name, capabilities=capabilities)
+        setup_logging(cfg.log_level)
+        from architect.agent.worker import TaskWorker
+        _run_with_signals(TaskWorker(cfg, slots=concurrency, task_types=task_types or None,
+                                     max_output=max_output, kill_grace=kill_grace))
+    run_as("worker", as_daemon, show_status, do_stop, start)

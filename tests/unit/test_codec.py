@@ -22,9 +22,9 @@ from architect.bus.messages import REGISTRY
 
 FUZZ = settings(max_examples=300, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-ROUND = settings(max_examples=150, deadline=None, database=None,
+ROUND = settings(max_examples=80, deadline=None, database=None,
                  suppress_health_check=[HealthCheck.too_slow])
-FEW = settings(max_examples=30, deadline=None, database=None,
+FEW = settings(max_examples=15, deadline=None, database=None,
                suppress_health_check=[HealthCheck.too_slow])
 
 TYPES = sorted(REGISTRY)

@@ -1,0 +1,254 @@
+"""The task worker: a DEALER on the broker's work socket that runs tasks concurrently.
+
+Paranoid Pirate on the worker side: it sends `ready` on connect, `wping` every interval,
+and when it hears nothing from the broker for `liveness` intervals it reopens the socket
+and sends `ready` again (listing the tasks it is running), with backoff. Results are kept
+and resent until the broker acknowledges them, so a broker restart loses none.
+
+One thread owns the DEALER. Tasks run on a thread pool (`slots` threads); those threads
+talk to the socket thread through an inproc PUSH/PULL pair, each with its own socket.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import zmq
+
+from architect.agent import executors
+from architect.agent import metrics as node_metrics
+from architect.agent.node_agent import resolve_endpoints
+from architect.bus.codec import decode, encode
+from architect.bus.errors import ProtocolError
+from architect.bus.messages import (BrokerPing, TaskAck, TaskAssign, TaskCancel, TaskOutput,
+                                    TaskResult, TaskStarted, WorkerPing, WorkerReady)
+from architect.bus.transport import WORK_MAX_MESSAGE, context, make_socket
+from architect.config import Config
+
+log = logging.getLogger("architect.worker")
+RECONNECT_MAX = 30.0
+
+
+class Running:
+    """One task on this worker."""
+
+    def __init__(self, msg: TaskAssign):
+        self.msg = msg
+        self.cancel = threading.Event()
+        self.key = (msg.task_id, msg.attempt)
+
+
+class TaskWorker:
+    def __init__(self, config: Config, slots: int | None = None, task_types=None,
+                 max_output: int = 1 << 20, kill_grace: float = 5.0):
+        self.config = config
+        self.slots = slots or os.cpu_count() or 1
+        self.task_types = sorted(task_types or executors.TASK_TYPES)
+        self.max_output = max_output
+        self.kill_grace = kill_grace
+        self.capabilities = sorted(set(config.capabilities) | set(node_metrics.detect_capabilities()))
+        self.worker_id = f"{config.node_name}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.interval = config.worker_heartbeat_interval
+        self.liveness = config.worker_liveness
+        self.stop_event = threading.Event()
+        self.running: dict[tuple[int, int], Running] = {}
+        self.unacked: dict[tuple[int, int], TaskResult] = {}
+        self.pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="task")
+        self._pipe_addr = f"inproc://worker-{id(self):x}"
+        self._local = threading.local()
+        self._sock: zmq.Socket | None = None
+        self._pull: zmq.Socket | None = None
+        self.endpoints: dict = {}
+        self.hostname = socket.gethostname()
+
+    # --- socket thread ------------------------------------------------------------------
+    def _connect(self) -> None:
+        if self._sock is not None:
+            self._sock.close(0)
+        self._sock = make_socket(zmq.DEALER, max_msg_size=-1)
+        self._sock.setsockopt(zmq.ROUTING_ID, self.worker_id.encode())
+        self._sock.connect(self.endpoints["work"])
+        self._send(self._status(WorkerReady))
+        for result in list(self.unacked.values()):
+            self._send(result)
+
+    def _status(self, cls):
+        return cls(worker_id=self.worker_id, node=self.config.node_name, slots=self.slots,
+                   capabilities=self.capabilities, task_types=self.task_types,
+                   running=[list(k) for k in self.running], hostname=self.hostname,
+                   pid=os.getpid(), metrics=self._metrics())
+
+    @staticmethod
+    def _metrics() -> dict:
+        return {"cpu_percent": psutil.cpu_percent(interval=None),
+                "memory_percent": psutil.virtual_memory().percent,
+                "load_1": psutil.getloadavg()[0]}
+
+    def _send(self, msg) -> None:
+        try:
+            self._sock.send(encode(msg), zmq.NOBLOCK)
+        except zmq.Again:
+            log.debug("send queue full; dropped %s", msg.TYPE)
+
+    def run(self) -> None:
+        self.endpoints = resolve_endpoints(self.config, self.stop_event)
+        self._pull = make_socket(zmq.PULL, max_msg_size=-1)
+        self._pull.bind(self._pipe_addr)
+        self._connect()
+        log.info("worker %s: %d slots, types %s, capabilities %s, broker %s", self.worker_id,
+                 self.slots, ",".join(self.task_types), ",".join(self.capabilities),
+                 self.endpoints["work"])
+        poller = zmq.Poller()
+        poller.register(self._pull, zmq.POLLIN)
+        heard = time.monotonic()
+        next_ping = heard + self.interval
+        backoff = self.interval
+        try:
+            while not self.stop_event.is_set():
+                poller.register(self._sock, zmq.POLLIN)
+                ready = dict(poller.poll(max(0, int((next_ping - time.monotonic()) * 1000)) + 1))
+                if self._sock in ready:
+                    heard = time.monotonic()
+                    backoff = self.interval
+                    self._drain_broker()
+                if self._pull in ready:
+                    self._drain_pipe()
+                now = time.monotonic()
+                if now - heard > self.interval * self.liveness:
+                    log.warning("no word from the broker for %.1fs; reconnecting", now - heard)
+                    poller.unregister(self._sock)
+                    self.stop_event.wait(min(backoff, RECONNECT_MAX))
+                    backoff = min(backoff * 2, RECONNECT_MAX)
+                    self._connect()
+                    heard = time.monotonic()
+                    continue
+                if now >= next_ping:
+                    next_ping = now + self.interval
+                    self._send(self._status(WorkerPing))
+        finally:
+            self.close()
+
+    def _drain_broker(self) -> None:
+        while True:
+            try:
+                frame = self._sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = decode(frame)
+            except ProtocolError as exc:
+                log.warning("bad frame from the broker: %s", exc)
+                continue
+            handler = self.BROKER_HANDLERS.get(type(msg))
+            if handler is not None:
+                handler(self, msg)
+
+    def _on_task(self, msg: TaskAssign) -> None:
+        key = (msg.task_id, msg.attempt)
+        if key in self.running or key in self.unacked:
+            return  # a duplicate delivery
+        run = Running(msg)
+        self.running[key] = run
+        self.pool.submit(self._execute, run)
+
+    def _on_cancel(self, msg: TaskCancel) -> None:
+        run = self.running.get((msg.task_id, msg.attempt))
+        if run is not None:
+            log.info("cancelling task %s/%s: %s", msg.task_id, msg.attempt, msg.reason)
+            run.cancel.set()
+
+    def _on_ack(self, msg: TaskAck) -> None:
+        self.unacked.pop((msg.task_id, msg.attempt), None)
+
+    def _on_ping(self, msg: BrokerPing) -> None:
+        pass  # hearing anything counts
+
+    BROKER_HANDLERS = {TaskAssign: _on_task, TaskCancel: _on_cancel, TaskAck: _on_ack,
+                       BrokerPing: _on_ping}
+
+    def _drain_pipe(self) -> None:
+        while True:
+            try:
+                frame = self._pull.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            msg = decode(frame)
+            if isinstance(msg, TaskResult):
+                key = (msg.task_id, msg.attempt)
+                self.running.pop(key, None)
+                self.unacked[key] = msg
+            self._send(msg)
+
+    # --- task threads -------------------------------------------------------------------
+    def _push(self, msg) -> None:
+        sock = getattr(self._local, "push", None)
+        if sock is None:
+            sock = self._local.push = context().socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 1000)
+            sock.connect(self._pipe_addr)
+        sock.send(encode(msg))
+
+    def _execute(self, run: Running) -> None:
+        m = run.msg
+        started = time.time()
+        self._push(TaskStarted(task_id=m.task_id, attempt=m.attempt, ts=started))
+        seq = [0]
+
+        def on_output(stream: str, text: str) -> None:
+            seq[0] += 1
+            self._push(TaskOutput(task_id=m.task_id, attempt=m.attempt, stream=stream,
+                                  data=text, seq=seq[0]))
+
+        if m.task_type not in self.task_types:
+            out = {"state": "failed", "exit_code": None, "stdout": "", "stderr": "",
+                   "truncated": False, "result": None, "duration": 0.0,
+                   "error": f"this worker does not run task type {m.task_type!r}"}
+        else:
+            try:
+                out = executors.execute(m.task_type, m.payload, timeout=m.timeout,
+                                        cancel=run.cancel, on_output=on_output,
+                                        max_output=self.max_output, kill_grace=self.kill_grace)
+            except Exception as exc:  # the executor promises not to raise; be sure anyway
+                log.exception("task %s crashed the executor", m.task_id)
+                out = {"state": "failed", "exit_code": None, "stdout": "", "stderr": "",
+                       "truncated": False, "result": None, "duration": time.time() - started,
+                       "error": f"{type(exc).__name__}: {exc}"}
+        result = TaskResult(task_id=m.task_id, attempt=m.attempt, state=out["state"],
+                            exit_code=out["exit_code"], stdout=out["stdout"],
+                            stderr=out["stderr"], truncated=out["truncated"],
+                            result=out["result"], error=out["error"],
+                            duration=out["duration"], started_at=started,
+                            finished_at=time.time())
+        if len(encode(result)) > WORK_MAX_MESSAGE - 4096:
+            result.result = None
+            result.state = "failed"
+            result.error = "result too large to send (over the work socket's message limit)"
+        self._push(result)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for run in list(self.running.values()):
+            run.cancel.set()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self._pull is not None:
+            self._drain_pipe_final()
+            self._pull.close(0)
+        if self._sock is not None:
+            self._sock.close(linger=1000)
+
+    def _drain_pipe_final(self) -> None:
+        """Send the last results (of tasks cancelled by the shutdown) before closing."""
+        try:
+            while self._pull.poll(100):
+                self._drain_pipe()
+        except zmq.ZMQError:
+            pass

@@ -1,0 +1,74 @@
+"""Dispatch: match queued tasks to workers with free slots, best-scoring node first.
+
+Queues are kept per (task_type, requirements, pinned node), so a task nobody can run does
+not block the tasks behind it; among the queues that can place their head, the highest
+priority (then the oldest) goes first. Each assignment stores the score breakdown.
+"""
+
+from __future__ import annotations
+
+from architect.broker import placement
+from architect.broker.placement import Candidate
+
+
+def candidates(registry, pool, names=None) -> list[Candidate]:
+    """Placement's view of nodes: the registry's health and metrics plus the workers' slots.
+    `names` limits it (default: every registered node and every node with a worker)."""
+    out = []
+    for name in (names if names is not None else set(registry.by_name) | set(pool.by_node)):
+        node = registry.by_name.get(name)
+        active, slots, caps, types, workers = pool.node_capacity(name)
+        if node is None:
+            continue
+        m = node.metrics
+        out.append(Candidate(name=name, status=node.status, drained=node.drained,
+                             capabilities=set(node.capabilities) | caps, task_types=types,
+                             cpu=float(m.get("cpu_percent") or 0.0),
+                             memory=float(m.get("memory_percent") or 0.0),
+                             active=active, slots=slots, workers=workers))
+    return out
+
+
+def explain(task, registry, pool) -> dict[str, str]:
+    """Why each node cannot take this task now (empty when some node can)."""
+    eligible, reasons = placement.rank(candidates(registry, pool), task.task_type,
+                                       task.requirements, task.node)
+    return {} if eligible else reasons
+
+
+def dispatch(book, pool, registry, now: float, limit: int = 10_000) -> list[tuple]:
+    """Assign as many queued tasks as free slots allow. Returns [(worker, task)]."""
+    free = pool.total_free()
+    if free <= 0 or not book.queues:
+        return []
+    cands = {c.name: c for c in candidates(registry, pool, names=list(pool.by_node))}
+    out = []
+    blocked: set = set()
+    while free > 0 and len(out) < limit:
+        best = None
+        for key in list(book.queues):
+            if key in blocked:
+                continue
+            task = book.head(key)
+            if task is not None and (best is None or (-task.priority, task.id) <
+                                     (-best[1].priority, best[1].id)):
+                best = (key, task)
+        if best is None:
+            break
+        key, task = best
+        eligible, _ = placement.rank(cands.values(), task.task_type, task.requirements, task.node)
+        if not eligible:
+            blocked.add(key)
+            continue
+        cand, breakdown = eligible[0]
+        worker = pool.best_worker(cand.name, task.task_type)
+        if worker is None:  # capacity summed over workers but none of them fits this type
+            blocked.add(key)
+            continue
+        book.pop(key)
+        book.assign(task, cand.name, worker.id, breakdown, now)
+        worker.active.add((task.id, task.attempt))
+        cand.active += 1
+        free -= 1
+        out.append((worker, task))
+    return out

@@ -1,0 +1,219 @@
+"""The broker's task side: worker pool, task book, waiters, timers. Mixed into Broker.
+
+Everything here runs on the broker loop thread. Messages for workers collect in
+`work_out` and deferred replies in `_ready_waits`; the loop sends both after persist().
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from architect.broker import dispatch
+from architect.broker import tasks as T
+from architect.broker.params import DEFERRED
+from architect.broker.workers import WorkerPool
+from architect.bus.messages import BrokerPing, Reply, TaskAssign, TaskCancel
+
+log = logging.getLogger("architect.broker")
+
+OUTPUT_CAP = 1 << 20          # streamed output kept per task attempt
+CANCEL_BACKSTOP = 30.0        # a cancel the worker never answers ends the task after this
+TIMEOUT_BACKSTOP = 30.0       # seconds past its timeout before the broker ends a task itself
+
+
+@dataclass
+class Waiter:
+    token: object
+    req_id: object
+    ids: list
+    single: bool
+    deadline: float
+    pending: set
+
+
+class TaskCore:
+    def _init_tasks(self, config, now: float) -> None:
+        interval = config.worker_heartbeat_interval
+        self.worker_interval = interval
+        self.pool = WorkerPool(liveness=interval * config.worker_liveness)
+        self.tasks = T.TaskBook()
+        self.work_out: list[tuple[bytes, object]] = []
+        self.output_rows: list[tuple] = []
+        self._output_bytes: dict[tuple[int, int], int] = {}
+        self.waiters: list[Waiter] = []
+        self._waits_by_task: dict[int, list[Waiter]] = {}
+        self._ready_waits: list[tuple[object, Reply]] = []
+        self._token = None
+        self._next_ping = now
+        self._next_backstop = now
+        # tasks in flight when the broker stopped: their workers get this long to claim them
+        orphan_deadline = now + 2 * self.pool.liveness + 5.0
+        self.tasks.next_id = self.store.max_id("tasks") + 1
+        for row in self.store.load_tasks("status IN ('queued', 'assigned', 'running')"):
+            task = T.Task(**row)
+            if task.status != T.QUEUED:
+                task.orphan_deadline = orphan_deadline
+                task.worker_id = None
+            self.tasks.load(task)
+        if self.tasks.active:
+            log.info("reloaded %d unfinished tasks", len(self.tasks.active))
+
+    # --- helpers the handlers use ------------------------------------------------------
+    def worker_seen(self, node_name: str, hostname: str, caps, metrics, now: float) -> None:
+        node = self.registry.by_name.get(node_name)
+        if node is None:
+            node, _ = self.registry.register(node_name, now, hostname, "", caps, source="worker")
+            self.emit(f"node.{node.name}.registered", node.public(now))
+        change = self.registry.worker_heartbeat(node, metrics, now)
+        if change is not None:
+            self.on_level_change(change, now)
+
+    def worker_by_identity(self, ident: bytes):
+        return self.pool.by_id.get(ident.decode("utf-8", "replace"))
+
+    def task_public(self, task_id: int) -> dict | None:
+        task = self.tasks.get(task_id)
+        if task is not None:
+            data = task.public()
+        else:
+            data = self.store.task(task_id)
+            if data is None:
+                return None
+            data["final"] = data["status"] in T.FINAL
+        if data["status"] == T.QUEUED and task is not None:
+            data["waiting_reasons"] = dispatch.explain(task, self.registry, self.pool)
+        return data
+
+    def task_by_key(self, key: str) -> dict | None:
+        task_id = self.tasks.keys.get(key)
+        if task_id is not None:
+            return self.tasks.active[task_id].public()
+        return self.store.task_by_key(key)
+
+    def add_output(self, task, msg, now: float) -> None:
+        key = (task.id, task.attempt)
+        used = self._output_bytes.get(key, 0)
+        if used >= OUTPUT_CAP:
+            return
+        data = msg.data[: OUTPUT_CAP - used]
+        self._output_bytes[key] = used + len(data)
+        self.output_rows.append((task.id, task.attempt, msg.seq, msg.stream, data, now))
+        self.emit(f"task.{task.id}.output", {"id": task.id, "attempt": task.attempt,
+                                             "stream": msg.stream, "data": data, "seq": msg.seq})
+
+    def send_cancel(self, task, reason: str = "cancelled") -> None:
+        worker = self.pool.by_id.get(task.worker_id) if task.worker_id else None
+        if worker is not None:
+            self.work_out.append((worker.identity, TaskCancel(task_id=task.id,
+                                                              attempt=task.attempt, reason=reason)))
+
+    def defer_wait(self, ids: list, single: bool, deadline: float):
+        tasks = [self.task_public(i) for i in ids]
+        if all(t["final"] for t in tasks) or deadline <= 0:
+            return tasks[0] if single else tasks
+        waiter = Waiter(self._token, self._req_id, ids, single, deadline,
+                        {t["id"] for t in tasks if not t["final"]})
+        self.waiters.append(waiter)
+        for task_id in waiter.pending:
+            self._waits_by_task.setdefault(task_id, []).append(waiter)
+        return DEFERRED
+
+    # --- timers --------------------------------------------------------------------------
+    def tick_tasks(self, now: float) -> None:
+        self.tasks.promote_delayed(now)
+        for worker in self.pool.expired(now):
+            self._worker_lost(worker, now, f"worker {worker.id} missed its heartbeats")
+        if now >= self._next_backstop:
+            self._next_backstop = now + 1.0
+            for task in list(self.tasks.active.values()):
+                self._backstops(task, now)
+        for worker, task in dispatch.dispatch(self.tasks, self.pool, self.registry, now):
+            self.work_out.append((worker.identity, TaskAssign(
+                task_id=task.id, attempt=task.attempt, task_type=task.task_type,
+                payload=task.payload, timeout=task.timeout)))
+            self.emit(f"task.{task.id}.assigned", {"id": task.id, "node": task.assigned_node,
+                                                   "attempt": task.attempt})
+        if now >= self._next_ping:
+            self._next_ping = now + self.worker_interval
+            ping = BrokerPing(ts=now)
+            self.work_out.extend((w.identity, ping) for w in self.pool.by_id.values())
+
+    def _backstops(self, task, now: float) -> None:
+        if task.orphan_deadline is not None and now >= task.orphan_deadline:
+            task.orphan_deadline = None
+            self.tasks.lost(task, now, "no worker claimed it after the broker restarted")
+        elif task.status == T.RUNNING and task.timeout and task.started_at and \
+                now > task.started_at + task.timeout + TIMEOUT_BACKSTOP:
+            self.send_cancel(task, "timeout")
+            self._drop_from_worker(task)
+            self.tasks.force_final(task, T.TIMED_OUT, now, f"timed out after {task.timeout:g}s "
+                                   "(the worker did not report it)")
+        elif task.cancel_requested and task.status in (T.ASSIGNED, T.RUNNING) and \
+                now > task.updated_at + CANCEL_BACKSTOP:
+            self._drop_from_worker(task)
+            self.tasks.force_final(task, T.CANCELLED, now, "cancelled (the worker did not confirm)")
+
+    def _drop_from_worker(self, task) -> None:
+        worker = self.pool.by_id.get(task.worker_id) if task.worker_id else None
+        if worker is not None:
+            worker.active.discard((task.id, task.attempt))
+
+    def _worker_lost(self, worker, now: float, why: str) -> None:
+        log.warning("%s; requeueing its %d tasks", why, len(worker.active))
+        self.pool.remove(worker)
+        self.emit(f"node.{worker.node}.worker_lost", {"worker": worker.id, "reason": why})
+        for task_id, attempt in worker.active:
+            task = self.tasks.active.get(task_id)
+            if task is not None and task.attempt == attempt:
+                self.tasks.lost(task, now, why)
+
+    def unsendable(self, ident: bytes, msg) -> None:
+        """The loop could not route `msg` to `ident` (the worker is gone)."""
+        if isinstance(msg, TaskAssign):
+            task = self.tasks.active.get(msg.task_id)
+            if task is not None and task.attempt == msg.attempt and task.status == T.ASSIGNED:
+                self._drop_from_worker(task)
+                self.tasks.unassign(task, self.tasks_now, "worker unreachable")
+
+    # --- persistence and deferred replies ------------------------------------------------
+    def persist_tasks(self) -> tuple[list, list, list]:
+        dirty, events = self.tasks.take_dirty()
+        rows, self.output_rows = self.output_rows, []
+        return [t.public() for t in dirty], events, rows
+
+    def restore_tasks(self, records, events, rows) -> None:
+        for rec in records:
+            task = self.tasks.get(rec["id"])
+            if task is not None:
+                self.tasks.dirty[task.id] = task
+        self.tasks.events = events + self.tasks.events
+        self.output_rows = rows + self.output_rows
+
+    def resolve_waiters(self, now: float) -> None:
+        for task in self.tasks.take_finished():
+            self._output_bytes.pop((task.id, task.attempt), None)
+            for waiter in self._waits_by_task.pop(task.id, ()):
+                waiter.pending.discard(task.id)
+        keep = []
+        for w in self.waiters:
+            if w.pending and now < w.deadline:
+                keep.append(w)
+                continue
+            for task_id in w.pending:
+                peers = self._waits_by_task.get(task_id)
+                if peers and w in peers:
+                    peers.remove(w)
+            result = [self.task_public(i) for i in w.ids]
+            self._ready_waits.append((w.token, Reply(id=w.req_id, ok=True,
+                                                     result=result[0] if w.single else result)))
+        self.waiters = keep
+
+    def take_deferred(self) -> list[tuple[object, Reply]]:
+        out, self._ready_waits = self._ready_waits, []
+        return out
+
+
+def dumps(value) -> str:
+    return json.dumps(value)

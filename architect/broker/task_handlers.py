@@ -1,0 +1,231 @@
+"""Control methods for tasks and placement: task.*, placement.*, worker.list."""
+
+from __future__ import annotations
+
+from architect.broker import dispatch, placement
+from architect.broker import tasks as T
+from architect.broker.params import NotFound, RequestError, get
+from architect.broker.registry import InvalidNode, check_capabilities
+
+MAX_PAYLOAD_KEYS = 256
+MAX_BATCH = 10_000
+MAX_WAIT = 300.0
+
+
+def _validate_payload(task_type: str, payload: dict) -> None:
+    from architect.agent import executors  # pure validation of the built-in types
+    if task_type in executors.TASK_TYPES:
+        try:
+            executors.validate(task_type, payload)
+        except executors.PayloadError as exc:
+            raise RequestError(f"payload: {exc}") from None
+
+
+def parse_spec(b, params: dict) -> T.Task:
+    """A submitted task from its params, validated; raises RequestError naming the field."""
+    task_type = get(params, "task_type", str)
+    if not task_type or len(task_type) > 64:
+        raise RequestError("task_type must be 1-64 characters")
+    payload = get(params, "payload", dict, {})
+    _validate_payload(task_type, payload)
+    try:
+        requirements = check_capabilities(get(params, "requirements", list, []))
+    except InvalidNode as exc:
+        raise RequestError(f"requirements: {exc}") from None
+    node = get(params, "node", (str, int), None)
+    if node is not None:
+        found = b.registry.get(node)
+        if found is None:
+            raise NotFound(f"no node {node!r} to pin the task to")
+        node = found.name
+    timeout = get(params, "timeout", float, None)
+    if timeout is not None and not 0 < timeout <= 7 * 86400:
+        raise RequestError("timeout must be between 0 and 604800 seconds")
+    max_attempts = get(params, "max_attempts", int, 3)
+    retries = get(params, "retries", int, 0)
+    backoff = get(params, "retry_backoff", float, 1.0)
+    priority = get(params, "priority", int, 0)
+    if not 1 <= max_attempts <= 100 or not 0 <= retries <= 100 or not 0 <= backoff <= 3600:
+        raise RequestError("max_attempts must be 1-100, retries 0-100, retry_backoff 0-3600")
+    if not -1000 <= priority <= 1000:
+        raise RequestError("priority must be between -1000 and 1000")
+    key = get(params, "idempotency_key", str, None)
+    if key is not None and not 0 < len(key) <= 200:
+        raise RequestError("idempotency_key must be 1-200 characters")
+    return T.Task(id=0, task_type=task_type, payload=payload, requirements=requirements,
+                  node=node, priority=priority, max_attempts=max_attempts, retries=retries,
+                  retry_backoff=float(backoff), timeout=float(timeout) if timeout else None,
+                  idempotency_key=key, submitted_by=get(params, "submitted_by", str, None))
+
+
+def _submit_one(b, params, now) -> dict:
+    spec = parse_spec(b, params)
+    if spec.idempotency_key:
+        existing = b.task_by_key(spec.idempotency_key)
+        if existing is not None:
+            return {"id": existing["id"], "status": existing["status"], "created": False}
+    task = b.tasks.submit(spec, now)
+    b.counters["tasks_submitted"] = b.counters.get("tasks_submitted", 0) + 1
+    b.emit(f"task.{task.id}.queued", {"id": task.id, "task_type": task.task_type})
+    return {"id": task.id, "status": task.status, "created": True}
+
+
+def task_submit(b, params, now):
+    """{task_type, payload, requirements?, node?, timeout?, max_attempts?, retries?,
+    retry_backoff?, priority?, idempotency_key?} → {id, status, created}. Committed to disk
+    before this reply; the same idempotency_key returns the existing task (created false)."""
+    return _submit_one(b, params, now)
+
+
+def task_submit_many(b, params, now):
+    """{tasks: [spec, ...]} → [{id, status, created} | {error: {code, message}}], in order.
+    One commit for the whole batch."""
+    specs = get(params, "tasks", list)
+    if len(specs) > MAX_BATCH:
+        raise RequestError(f"at most {MAX_BATCH} tasks per batch")
+    out = []
+    for spec in specs:
+        try:
+            if not isinstance(spec, dict):
+                raise RequestError("each task must be an object")
+            out.append(_submit_one(b, spec, now))
+        except RequestError as exc:
+            out.append({"error": {"code": exc.code, "message": str(exc)}})
+    return out
+
+
+def _task(b, params) -> dict:
+    task_id = get(params, "id", int)
+    data = b.task_public(task_id)
+    if data is None:
+        raise NotFound(f"no task {task_id}")
+    return data
+
+
+def task_get(b, params, now):
+    """{id, events?: bool} → the task (status, node, attempt, result, placement, …); a queued
+    task nobody can take carries `waiting_reasons` {node: why}."""
+    data = _task(b, params)
+    if get(params, "events", bool, False):
+        data["events"] = b.store.task_events(data["id"])
+    return data
+
+
+def task_list(b, params, now):
+    """{status?, node?, task_type?, limit? (100), offset?} → [task] newest first."""
+    status = get(params, "status", str, None)
+    if status is not None and status not in T.STATES:
+        raise RequestError(f"status must be one of {', '.join(T.STATES)}")
+    limit, offset = get(params, "limit", int, 100), get(params, "offset", int, 0)
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise RequestError("limit must be 1-1000 and offset >= 0")
+    return b.store.list_tasks(status, get(params, "node", str, None),
+                              get(params, "task_type", str, None), limit, offset)
+
+
+def task_cancel(b, params, now):
+    """{id} → the task. A queued task is cancelled at once; a running one is stopped by its
+    worker (SIGTERM, then SIGKILL) and ends `cancelled`. A finished task is left as it is."""
+    task_id = get(params, "id", int)
+    task = b.tasks.active.get(task_id)
+    if task is None:
+        return _task(b, params)
+    if not b.tasks.cancel(task, now):
+        b.send_cancel(task)
+    b.emit(f"task.{task.id}.cancel", {"id": task.id})
+    return task.public()
+
+
+def task_wait(b, params, now):
+    """{id | ids: [..], timeout? (30, max 300)} → the task (or list) once final, or as it is
+    when the timeout passes (check `final`)."""
+    ids = get(params, "ids", list, None)
+    single = ids is None
+    ids = [get(params, "id", int)] if single else ids
+    if not ids or len(ids) > MAX_BATCH or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                  for i in ids):
+        raise RequestError(f"ids must be 1-{MAX_BATCH} task ids")
+    timeout = min(get(params, "timeout", float, 30.0), MAX_WAIT)
+    for task_id in ids:
+        if b.task_public(task_id) is None:
+            raise NotFound(f"no task {task_id}")
+    return b.defer_wait(ids, single, now + max(timeout, 0.0))
+
+
+def task_output(b, params, now):
+    """{id, attempt?, after_seq?} → [{attempt, seq, stream, data, ts}] streamed output."""
+    task = _task(b, params)
+    return b.store.task_output(task["id"], get(params, "attempt", int, None),
+                               get(params, "after_seq", int, -1))
+
+
+def placement_recommend(b, params, now):
+    """{count? (3), requirements?, task_type?} → [{node, score, breakdown, can_run_now, reason}]
+    best first, over nodes that are up, not drained and have the capabilities."""
+    count = get(params, "count", int, 3)
+    if not 1 <= count <= 1000:
+        raise RequestError("count must be 1-1000")
+    reqs = get(params, "requirements", list, [])
+    task_type = get(params, "task_type", str, None)
+    cands = dispatch.candidates(b.registry, b.pool)
+    ranked = []
+    for c in cands:
+        hard = placement.why_not(c, None, reqs, None, need_free_slot=False)
+        if hard is not None and not hard.startswith("no task worker"):
+            continue
+        now_reason = placement.why_not(c, task_type, reqs, None)
+        s = placement.score(c)
+        ranked.append({"node": c.name, "score": s["total"], "breakdown": s,
+                       "can_run_now": now_reason is None, "reason": now_reason})
+    ranked.sort(key=lambda r: (-r["score"], r["node"]))
+    return ranked[:count]
+
+
+def placement_assign_optimal(b, params, now):
+    """{task_type, requirements?, payload?, …submit fields} → {node, score, breakdown} of
+    the best node now; with a payload the task is also submitted pinned there (`task`).
+    No node: {node: null, reasons: {node: why}}."""
+    task_type = get(params, "task_type", str)
+    reqs = get(params, "requirements", list, [])
+    eligible, reasons = placement.rank(dispatch.candidates(b.registry, b.pool), task_type, reqs)
+    if not eligible:
+        return {"node": None, "score": None, "breakdown": None, "reasons": reasons,
+                "message": "no node can take this task now" if reasons else "no nodes"}
+    cand, breakdown = eligible[0]
+    out = {"node": cand.name, "score": breakdown["total"], "breakdown": breakdown,
+           "alternatives": [{"node": c.name, "score": s["total"]} for c, s in eligible[1:5]]}
+    if params.get("payload") is not None:
+        out["task"] = _submit_one(b, dict(params, node=cand.name), now)
+    return out
+
+
+def placement_distribution(b, params, now):
+    """{} → {nodes: {node: {state: count, active}}, totals: {state: count}}."""
+    nodes: dict[str, dict] = {}
+    for name, status, count in b.store.distribution():
+        nodes.setdefault(name, {})[status] = count
+    for name in b.registry.by_name:
+        entry = nodes.setdefault(name, {})
+        active, slots, _, _, workers = b.pool.node_capacity(name)
+        entry.update(active=active, slots=slots, workers=workers)
+    return {"nodes": nodes, "totals": b.store.task_counts(), "queued": b.tasks.queued_count()}
+
+
+def worker_list(b, params, now):
+    """{} → [worker] connected task workers with slots and active counts."""
+    return [w.public(now) for w in sorted(b.pool.by_id.values(), key=lambda w: w.id)]
+
+
+TASK_METHODS = {
+    "task.submit": task_submit,
+    "task.submit_many": task_submit_many,
+    "task.get": task_get,
+    "task.list": task_list,
+    "task.cancel": task_cancel,
+    "task.wait": task_wait,
+    "task.output": task_output,
+    "placement.recommend": placement_recommend,
+    "placement.assign_optimal": placement_assign_optimal,
+    "placement.distribution": placement_distribution,
+    "worker.list": worker_list,
+}

@@ -1,0 +1,250 @@
+"""Tasks in memory: the state machine (ARCHITECTURE.md §6), the priority queue, retries.
+
+    queued → assigned → running → succeeded | failed | timed_out | cancelled
+
+`attempt` counts runs: it goes up each time the task is assigned. A lost worker's tasks go
+back to `queued` while attempt < max_attempts, else end `failed` (reason `lost`). A failed
+or timed-out task is retried `retries` times, after an exponential backoff with jitter.
+Pure state with `now` passed in; the broker persists `dirty` tasks and `events`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+QUEUED, ASSIGNED, RUNNING = "queued", "assigned", "running"
+SUCCEEDED, FAILED, TIMED_OUT, CANCELLED = "succeeded", "failed", "timed_out", "cancelled"
+FINAL = frozenset({SUCCEEDED, FAILED, TIMED_OUT, CANCELLED})
+STATES = (QUEUED, ASSIGNED, RUNNING, SUCCEEDED, FAILED, TIMED_OUT, CANCELLED)
+RETRY_BACKOFF_MAX = 300.0
+RECENT_FINAL = 20_000  # final tasks kept in memory for quick reads
+
+
+@dataclass(eq=False)
+class Task:
+    id: int
+    task_type: str
+    payload: dict
+    requirements: list = field(default_factory=list)
+    node: str | None = None                 # pinned node name
+    priority: int = 0
+    status: str = QUEUED
+    attempt: int = 0
+    max_attempts: int = 3
+    retries: int = 0
+    retry_count: int = 0
+    retry_backoff: float = 1.0
+    timeout: float | None = None
+    idempotency_key: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    assigned_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    assigned_node: str | None = None
+    worker_id: str | None = None
+    placement: dict | None = None
+    result: dict | None = None
+    error: str | None = None
+    not_before: float | None = None
+    cancel_requested: bool = False
+    submitted_by: str | None = None
+    orphan_deadline: float | None = None    # after a broker restart: claim window
+
+    @property
+    def queue_key(self) -> tuple:
+        return (self.task_type, tuple(self.requirements), self.node)
+
+    def public(self) -> dict:
+        out = {k: getattr(self, k) for k in COLUMNS}
+        out["final"] = self.status in FINAL
+        return out
+
+
+COLUMNS = ("id", "task_type", "payload", "requirements", "node", "priority", "status", "attempt",
+           "max_attempts", "retries", "retry_count", "retry_backoff", "timeout",
+           "idempotency_key", "created_at", "updated_at", "assigned_at", "started_at",
+           "finished_at", "assigned_node", "worker_id", "placement", "result", "error",
+           "not_before", "cancel_requested", "submitted_by")
+
+
+def backoff_delay(base: float, retry_number: int, rnd: random.Random) -> float:
+    """Exponential backoff with jitter: base·2^(n−1), scaled by a random 0.5–1.0, capped."""
+    return min(base * (2 ** (retry_number - 1)), RETRY_BACKOFF_MAX) * rnd.uniform(0.5, 1.0)
+
+
+class TaskBook:
+    def __init__(self, rnd: random.Random | None = None):
+        self.active: dict[int, Task] = {}            # every non-final task
+        self.recent: OrderedDict[int, Task] = OrderedDict()
+        self.queues: dict[tuple, list] = {}          # queue_key -> heap of (-priority, id)
+        self.delayed: list = []                      # heap of (not_before, id)
+        self.keys: dict[str, int] = {}               # idempotency key -> id (active tasks)
+        self.next_id = 1
+        self.dirty: dict[int, Task] = {}
+        self.events: list[tuple] = []
+        self.finished: list[Task] = []               # final this iteration (for waiters)
+        self.rnd = rnd or random.Random()
+
+    # --- bookkeeping --------------------------------------------------------------------
+    def get(self, task_id: int) -> Task | None:
+        return self.active.get(task_id) or self.recent.get(task_id)
+
+    def _touch(self, task: Task, now: float, event: str, detail: dict | None = None) -> None:
+        task.updated_at = now
+        self.dirty[task.id] = task
+        self.events.append((task.id, now, event, task.attempt, task.assigned_node, detail))
+
+    def load(self, task: Task) -> None:
+        """A non-final task read back from the store at start."""
+        self.active[task.id] = task
+        if task.idempotency_key:
+            self.keys[task.idempotency_key] = task.id
+        if task.status == QUEUED:
+            self._enqueue(task)
+
+    def _enqueue(self, task: Task) -> None:
+        if task.not_before:
+            heapq.heappush(self.delayed, (task.not_before, task.id))
+        else:
+            heapq.heappush(self.queues.setdefault(task.queue_key, []), (-task.priority, task.id))
+
+    def _finalize(self, task: Task, status: str, now: float, detail: dict | None = None) -> None:
+        task.status = status
+        task.finished_at = now
+        task.not_before = None
+        self.active.pop(task.id, None)
+        if task.idempotency_key:
+            self.keys.pop(task.idempotency_key, None)
+        self.recent[task.id] = task
+        while len(self.recent) > RECENT_FINAL:
+            self.recent.popitem(last=False)
+        self.finished.append(task)
+        self._touch(task, now, status, detail)
+
+    # --- transitions ----------------------------------------------------------------------
+    def submit(self, task: Task, now: float) -> Task:
+        task.id = self.next_id
+        self.next_id += 1
+        task.created_at = now
+        task.status = QUEUED
+        self.active[task.id] = task
+        if task.idempotency_key:
+            self.keys[task.idempotency_key] = task.id
+        self._enqueue(task)
+        self._touch(task, now, QUEUED, {"submitted_by": task.submitted_by})
+        return task
+
+    def assign(self, task: Task, node: str, worker_id: str, breakdown: dict, now: float) -> None:
+        task.status = ASSIGNED
+        task.attempt += 1
+        task.assigned_node, task.worker_id = node, worker_id
+        task.placement = breakdown
+        task.assigned_at = now
+        task.started_at = None
+        task.orphan_deadline = None
+        self._touch(task, now, ASSIGNED, {"worker": worker_id, "score": breakdown.get("total")})
+
+    def unassign(self, task: Task, now: float, why: str) -> None:
+        """Sending to the worker failed: back to the queue, this attempt never ran."""
+        task.status = QUEUED
+        task.attempt -= 1
+        task.worker_id = None
+        self._enqueue(task)
+        self._touch(task, now, QUEUED, {"reason": why})
+
+    def started(self, task: Task, ts: float, now: float) -> None:
+        if task.status == ASSIGNED:
+            task.status = RUNNING
+            task.started_at = ts
+            self._touch(task, now, RUNNING)
+
+    def finish(self, task: Task, state: str, result: dict, now: float) -> None:
+        """A worker's result. Failed / timed-out tasks with retries left go back to wait."""
+        task.result = result
+        task.error = result.get("error")
+        if task.started_at is None:
+            task.started_at = result.get("started_at") or now
+        if task.cancel_requested and state not in (SUCCEEDED,):
+            state = CANCELLED
+        if state in (FAILED, TIMED_OUT) and task.retry_count < task.retries:
+            task.retry_count += 1
+            delay = backoff_delay(task.retry_backoff, task.retry_count, self.rnd)
+            task.status = QUEUED
+            task.worker_id = None
+            task.not_before = now + delay
+            self._enqueue(task)
+            self._touch(task, now, "retry", {"after": state, "error": task.error,
+                                             "delay": round(delay, 3),
+                                             "retry": task.retry_count})
+            return
+        self._finalize(task, state, now, {"error": task.error} if task.error else None)
+
+    def lost(self, task: Task, now: float, why: str) -> None:
+        """Its worker died or forgot it: requeue while attempts remain, else fail (lost)."""
+        task.worker_id = None
+        if task.cancel_requested:
+            task.error = "cancelled (worker lost)"
+            self._finalize(task, CANCELLED, now, {"reason": why})
+        elif task.attempt < task.max_attempts:
+            task.status = QUEUED
+            self._enqueue(task)
+            self._touch(task, now, QUEUED, {"reason": why, "lost_attempt": task.attempt})
+        else:
+            task.error = f"lost: {why} (after {task.attempt} attempts)"
+            self._finalize(task, FAILED, now, {"reason": "lost", "detail": why})
+
+    def cancel(self, task: Task, now: float) -> bool:
+        """Cancel: a waiting task ends now (True); a running one needs its worker (False)."""
+        if task.status == QUEUED:
+            task.error = "cancelled"
+            self._finalize(task, CANCELLED, now)
+            return True
+        if not task.cancel_requested:
+            task.cancel_requested = True
+            self._touch(task, now, "cancel_requested")
+        return False
+
+    def force_final(self, task: Task, state: str, now: float, error: str) -> None:
+        task.error = error
+        self._finalize(task, state, now, {"reason": error})
+
+    # --- the queue --------------------------------------------------------------------
+    def promote_delayed(self, now: float) -> None:
+        while self.delayed and self.delayed[0][0] <= now:
+            _, task_id = heapq.heappop(self.delayed)
+            task = self.active.get(task_id)
+            if task is not None and task.status == QUEUED and task.not_before is not None:
+                task.not_before = None
+                heapq.heappush(self.queues.setdefault(task.queue_key, []),
+                               (-task.priority, task.id))
+
+    def head(self, key: tuple) -> Task | None:
+        """The next task of one queue, dropping entries that are no longer queued."""
+        heap = self.queues.get(key)
+        while heap:
+            task = self.active.get(heap[0][1])
+            if task is not None and task.status == QUEUED and task.not_before is None:
+                return task
+            heapq.heappop(heap)
+        if heap is not None and not heap:
+            del self.queues[key]
+        return None
+
+    def pop(self, key: tuple) -> None:
+        heapq.heappop(self.queues[key])
+
+    def queued_count(self) -> int:
+        return sum(1 for t in self.active.values() if t.status == QUEUED)
+
+    def take_dirty(self) -> tuple[list[Task], list[tuple]]:
+        dirty, events = list(self.dirty.values()), self.events
+        self.dirty, self.events = {}, []
+        return dirty, events
+
+    def take_finished(self) -> list[Task]:
+        done, self.finished = self.finished, []
+        return done

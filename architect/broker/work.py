@@ -1,0 +1,123 @@
+"""The work socket's verbs: what the broker does with each message from a task worker.
+
+Handlers take (broker, routing identity, message, now); WORK_HANDLERS maps message classes
+to them. Messages to workers go to `broker.work_out` and are sent after the state that
+caused them is committed, so a task is never running on a worker without being on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from architect.broker import tasks as T
+from architect.broker.registry import InvalidNode, check_capabilities, check_name
+from architect.bus.messages import (TaskAck, TaskCancel, TaskOutput, TaskResult, TaskStarted,
+                                    WorkerPing, WorkerReady)
+
+log = logging.getLogger("architect.broker")
+MAX_SLOTS = 1024
+
+
+class BadWorkerMessage(ValueError):
+    pass
+
+
+def _claimed(msg) -> set[tuple[int, int]]:
+    out = set()
+    for item in msg.running:
+        if (not isinstance(item, list) or len(item) != 2 or
+                not all(isinstance(x, int) and not isinstance(x, bool) for x in item)):
+            raise BadWorkerMessage("running must be a list of [task_id, attempt] pairs")
+        out.add((item[0], item[1]))
+    return out
+
+
+def on_hello(b, ident: bytes, msg, now: float) -> None:
+    """`ready` (worker started or reconnected) and `wping` (every interval) alike: refresh
+    the worker, reconcile the tasks it says it runs with the tasks the broker gave it."""
+    try:
+        check_name(msg.node)
+        caps = check_capabilities(msg.capabilities)
+        types = check_capabilities(msg.task_types)
+    except InvalidNode as exc:
+        raise BadWorkerMessage(str(exc)) from None
+    if not 1 <= msg.slots <= MAX_SLOTS or not 0 < len(msg.worker_id) <= 128:
+        raise BadWorkerMessage(f"slots must be 1-{MAX_SLOTS} and worker_id 1-128 chars")
+    claimed = _claimed(msg)
+    b.worker_seen(msg.node, msg.hostname, caps, msg.metrics, now)
+    worker, new = b.pool.upsert(msg.worker_id, ident, msg.node, msg.slots, caps, types, now,
+                                msg.hostname, msg.pid)
+    if new:
+        log.info("worker %s joined: node %s, %d slots, types %s", worker.id, worker.node,
+                 worker.slots, ",".join(types))
+        b.emit(f"node.{msg.node}.worker_joined", worker.public(now))
+    for task_id, attempt in claimed:
+        task = b.tasks.active.get(task_id)
+        if task is not None and task.attempt == attempt and task.status in (T.ASSIGNED, T.RUNNING) \
+                and task.worker_id in (None, worker.id):
+            task.worker_id = worker.id        # an orphan after a broker restart: claimed
+            task.orphan_deadline = None
+            worker.active.add((task_id, attempt))
+        elif (task_id, attempt) not in worker.active:
+            b.work_out.append((ident, TaskCancel(task_id=task_id, attempt=attempt,
+                                                 reason="not assigned to this worker")))
+    if type(msg) is WorkerReady:
+        # a fresh start: what the broker gave this worker and it does not run is lost
+        for task_id, attempt in list(worker.active - claimed):
+            worker.active.discard((task_id, attempt))
+            task = b.tasks.active.get(task_id)
+            if task is not None and task.attempt == attempt:
+                b.tasks.lost(task, now, f"worker {worker.id} restarted")
+            b.work_out.append((ident, TaskCancel(task_id=task_id, attempt=attempt,
+                                                 reason="requeued after worker restart")))
+
+
+def _current(b, worker_ident: bytes, task_id: int, attempt: int):
+    task = b.tasks.active.get(task_id)
+    if task is None or task.attempt != attempt or task.status not in (T.ASSIGNED, T.RUNNING):
+        return None
+    return task
+
+
+def on_started(b, ident: bytes, msg: TaskStarted, now: float) -> None:
+    task = _current(b, ident, msg.task_id, msg.attempt)
+    if task is not None:
+        b.tasks.started(task, msg.ts, now)
+        b.emit(f"task.{task.id}.running", {"id": task.id, "node": task.assigned_node,
+                                           "attempt": task.attempt})
+
+
+def on_output(b, ident: bytes, msg: TaskOutput, now: float) -> None:
+    task = _current(b, ident, msg.task_id, msg.attempt)
+    if task is None or msg.stream not in ("stdout", "stderr"):
+        return
+    b.add_output(task, msg, now)
+
+
+def on_result(b, ident: bytes, msg: TaskResult, now: float) -> None:
+    if msg.state not in (T.SUCCEEDED, T.FAILED, T.TIMED_OUT, T.CANCELLED):
+        raise BadWorkerMessage(f"unknown result state {msg.state!r}")
+    worker = b.worker_by_identity(ident)
+    if worker is not None:
+        worker.active.discard((msg.task_id, msg.attempt))
+    task = _current(b, ident, msg.task_id, msg.attempt)
+    if task is not None:
+        result = {"exit_code": msg.exit_code, "stdout": msg.stdout, "stderr": msg.stderr,
+                  "truncated": msg.truncated, "result": msg.result, "error": msg.error,
+                  "duration": msg.duration, "started_at": msg.started_at,
+                  "finished_at": msg.finished_at}
+        b.tasks.finish(task, msg.state, result, now)
+        b.emit(f"task.{task.id}.{task.status}", {"id": task.id, "node": task.assigned_node,
+                                                 "attempt": task.attempt, "error": task.error})
+        b.counters["tasks_finished"] = b.counters.get("tasks_finished", 0) + 1
+    # acknowledged (after commit) even when stale or a duplicate, so the worker forgets it
+    b.work_out.append((ident, TaskAck(task_id=msg.task_id, attempt=msg.attempt)))
+
+
+WORK_HANDLERS = {
+    WorkerReady: on_hello,
+    WorkerPing: on_hello,
+    TaskStarted: on_started,
+    TaskOutput: on_output,
+    TaskResult: on_result,
+}

@@ -1,0 +1,195 @@
+"""`architect tasks`: submit, list, show, cancel, logs."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+
+import click
+
+from architect.cli.common import call, print_json, print_table
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+FINAL = ("succeeded", "failed", "timed_out", "cancelled")
+
+
+@click.group()
+def tasks():
+    """Submit and follow tasks."""
+
+
+@tasks.command()
+@click.option("--type", "task_type", help="shell, python or a type your workers offer [python "
+              "with --function, else shell].")
+@click.option("--command", help="shell: the command line (run by /bin/sh -c).")
+@click.option("--argv", help="shell: run this argv directly (split like a shell would).")
+@click.option("--function", help='python: "module:function".')
+@click.option("--arg", "args", multiple=True, help="python: a positional argument (JSON, or a "
+              "plain string).")
+@click.option("--payload", help="The whole payload as JSON (instead of --command/--function).")
+@click.option("--require", "requirements", multiple=True, help="A capability the node must have.")
+@click.option("--node", help="Pin to this node (name or id).")
+@click.option("--timeout", type=float, help="Seconds before the task is killed.")
+@click.option("--priority", type=int, help="Higher runs first [0].")
+@click.option("--retries", type=int, help="Re-runs after failure, with exponential backoff [0].")
+@click.option("--max-attempts", type=int, help="Runs allowed when workers are lost [3].")
+@click.option("--key", "idempotency_key", help="Idempotency key: the same key returns the same task.")
+@click.option("--wait", "wait", is_flag=True, help="Wait for the end; print the output; exit with "
+              "the task's exit code (1 if it did not succeed without one).")
+@json_option
+@click.pass_context
+def submit(ctx, task_type, command, argv, function, args, payload, requirements, node, timeout,
+           priority, retries, max_attempts, idempotency_key, wait, as_json):
+    """Submit a task, e.g. architect tasks submit --command "uptime" --require docker --wait"""
+    if payload:
+        try:
+            body = json.loads(payload)
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--payload") from None
+    elif command or argv:
+        body = {"command": command} if command else {"argv": shlex.split(argv)}
+    elif function:
+        body = {"function": function, "args": [_arg(a) for a in args]}
+    else:
+        raise click.UsageError("give --command, --argv, --function or --payload")
+    task_type = task_type or ("python" if function else "shell")
+    params = {"task_type": task_type, "payload": body, "requirements": list(requirements),
+              "node": node, "timeout": timeout, "priority": priority, "retries": retries,
+              "max_attempts": max_attempts, "idempotency_key": idempotency_key,
+              "submitted_by": "cli"}
+    created = call(ctx, "task.submit", {k: v for k, v in params.items() if v is not None})
+    if not wait:
+        if as_json:
+            return print_json(created)
+        return click.echo(f"task {created['id']} {created['status']}"
+                          + ("" if created["created"] else " (existing, same key)"))
+    task = _wait(ctx, created["id"])
+    if as_json:
+        print_json(task)
+    else:
+        _print_result(task)
+    code = (task.get("result") or {}).get("exit_code")
+    raise SystemExit(code if isinstance(code, int) and 0 <= code < 256 and task["status"] != "succeeded"
+                     else (0 if task["status"] == "succeeded" else 1))
+
+
+def _arg(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _wait(ctx, task_id: int) -> dict:
+    while True:
+        task = call(ctx, "task.wait", {"id": task_id, "timeout": 30})
+        if task["final"]:
+            return task
+
+
+def _print_result(task: dict) -> None:
+    result = task.get("result") or {}
+    if result.get("stdout"):
+        click.echo(result["stdout"], nl=not result["stdout"].endswith("\n"))
+    if result.get("stderr"):
+        click.echo(result["stderr"], err=True, nl=not result["stderr"].endswith("\n"))
+    if result.get("result") is not None:
+        click.echo(json.dumps(result["result"]))
+    if task["status"] != "succeeded":
+        click.echo(f"task {task['id']} {task['status']}: {task.get('error')}", err=True)
+
+
+@tasks.command("list")
+@click.option("--status", type=click.Choice(["queued", "assigned", "running"] + list(FINAL)))
+@click.option("--node", help="Tasks placed on this node.")
+@click.option("--type", "task_type", help="Only this task type.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@json_option
+@click.pass_context
+def list_(ctx, status, node, task_type, limit, as_json):
+    """Recent tasks, newest first."""
+    params = {"status": status, "node": node, "task_type": task_type, "limit": limit}
+    rows = call(ctx, "task.list", {k: v for k, v in params.items() if v is not None})
+    if as_json:
+        return print_json(rows)
+    if not rows:
+        return click.echo("no tasks")
+    print_table([{**r, "what": _describe(r), "age": time.strftime(
+        "%H:%M:%S", time.localtime(r["created_at"])),
+        "took": f"{r['finished_at'] - r['started_at']:.2f}s"
+        if r.get("finished_at") and r.get("started_at") else None} for r in rows],
+        [("id", "id"), ("type", "task_type"), ("status", "status"), ("node", "assigned_node"),
+         ("try", "attempt"), ("created", "age"), ("took", "took"), ("what", "what")])
+
+
+def _describe(task: dict) -> str:
+    p = task.get("payload") or {}
+    text = p.get("command") or " ".join(p.get("argv") or []) or p.get("function") or ""
+    return text if len(text) <= 50 else text[:47] + "..."
+
+
+@tasks.command()
+@click.argument("task_id", type=int)
+@json_option
+@click.pass_context
+def show(ctx, task_id, as_json):
+    """One task: state, placement breakdown, result, history."""
+    task = call(ctx, "task.get", {"id": task_id, "events": True})
+    if as_json:
+        return print_json(task)
+    for key in ("id", "task_type", "status", "attempt", "max_attempts", "assigned_node",
+                "worker_id", "priority", "timeout", "error"):
+        click.echo(f"{key:14} {task.get(key)}")
+    click.echo(f"{'payload':14} {json.dumps(task['payload'])}")
+    if task.get("requirements"):
+        click.echo(f"{'requirements':14} {', '.join(task['requirements'])}")
+    if task.get("placement"):
+        p = task["placement"]
+        click.echo(f"{'score':14} {p['total']} (cpu {p['cpu']}, memory {p['memory']}, "
+                   f"tasks {p['tasks']}, health {p['health']})")
+    for node, why in (task.get("waiting_reasons") or {}).items():
+        click.echo(f"  waiting: {node}: {why}")
+    result = task.get("result") or {}
+    if result:
+        click.echo(f"{'exit_code':14} {result.get('exit_code')}   duration {result.get('duration', 0):.3f}s"
+                   + ("   (output truncated)" if result.get("truncated") else ""))
+    for ev in task.get("events", []):
+        when = time.strftime("%H:%M:%S", time.localtime(ev["ts"]))
+        click.echo(f"  {when} {ev['event']:<16} attempt {ev['attempt']} {ev['node'] or ''} "
+                   f"{json.dumps(ev['detail']) if ev['detail'] else ''}")
+
+
+@tasks.command()
+@click.argument("task_id", type=int)
+@json_option
+@click.pass_context
+def cancel(ctx, task_id, as_json):
+    """Cancel a queued or running task."""
+    task = call(ctx, "task.cancel", {"id": task_id})
+    if as_json:
+        return print_json(task)
+    state = task["status"] if task["status"] in FINAL else "cancel requested"
+    click.echo(f"task {task_id}: {state}")
+
+
+@tasks.command()
+@click.argument("task_id", type=int)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the task ends.")
+@click.pass_context
+def logs(ctx, task_id, follow):
+    """Output of a task: streamed chunks while it runs, the kept stdout/stderr after."""
+    seq = -1
+    while True:
+        chunks = call(ctx, "task.output", {"id": task_id, "after_seq": seq})
+        for c in chunks:
+            click.echo(c["data"], nl=False, err=c["stream"] == "stderr")
+            seq = max(seq, c["seq"])
+        task = call(ctx, "task.get", {"id": task_id})
+        if task["final"]:
+            if seq < 0:  # nothing streamed (short task): print what was kept
+                _print_result(task)
+            return
+        if not follow:
+            return
+        time.sleep(0.5)

@@ -1,0 +1,173 @@
+"""Python client for scripts: submit tasks, wait for them, read nodes.
+
+    from architect.client import Client
+    c = Client(broker="127.0.0.1")                  # or Client(dashboard_url="http://master:8080")
+    t = c.submit("shell", {"command": "uptime"}, requirements=["docker"])
+    done = c.wait(t["id"], timeout=60)              # the task dict once final
+    print(done["status"], done["result"]["stdout"])
+    squares = c.map("architect.agent.builtin_tasks:add", [(1, 1), (2, 2)])   # [2, 4]
+
+Errors:
+    ArchitectError
+    ├── BrokerUnavailable   no answer from the broker within the timeout
+    ├── RequestRejected     the broker refused the request (.code, .message)
+    │   └── NotFound        no such task / node
+    ├── WaitTimeout         the task was not final when the wait ended (.task)
+    └── TaskFailed          map(): a task ended other than succeeded (.task)
+
+One Client per thread (it owns a ZeroMQ socket).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable
+
+from architect.bus.errors import RemoteError, RequestTimeout
+from architect.bus.rpc import RpcClient
+from architect.bus.transport import Endpoints
+
+
+class ArchitectError(Exception):
+    pass
+
+
+class BrokerUnavailable(ArchitectError):
+    pass
+
+
+class RequestRejected(ArchitectError):
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+class NotFound(RequestRejected):
+    pass
+
+
+class WaitTimeout(ArchitectError):
+    def __init__(self, task: dict | list):
+        super().__init__("the task did not finish in time")
+        self.task = task
+
+
+class TaskFailed(ArchitectError):
+    def __init__(self, task: dict):
+        super().__init__(f"task {task['id']} {task['status']}: {task.get('error')}")
+        self.task = task
+
+
+class Client:
+    def __init__(self, dashboard_url: str | None = None, broker: str | None = None,
+                 bus_port: int = 5555, timeout: float = 10.0, control_endpoint: str | None = None):
+        if control_endpoint is None:
+            if dashboard_url:
+                from architect.agent.discovery import DiscoveryError, from_dashboard
+                try:
+                    control_endpoint = from_dashboard(dashboard_url)["control"]
+                except DiscoveryError as exc:
+                    raise BrokerUnavailable(str(exc)) from None
+            else:
+                control_endpoint = Endpoints(broker or "127.0.0.1", bus_port).control
+        self.timeout = timeout
+        self._rpc = RpcClient(control_endpoint, timeout=timeout)
+
+    def call(self, method: str, params: dict | None = None, timeout: float | None = None) -> Any:
+        """Any control method (see docs/PROTOCOL.md)."""
+        try:
+            return self._rpc.call(method, params or {}, timeout=timeout)
+        except RequestTimeout as exc:
+            raise BrokerUnavailable(str(exc)) from None
+        except RemoteError as exc:
+            cls = NotFound if exc.code == "not_found" else RequestRejected
+            raise cls(exc.code, exc.message) from None
+
+    # --- tasks ------------------------------------------------------------------------
+    def submit(self, task_type: str, payload: dict | None = None, **options) -> dict:
+        """Submit one task → {id, status, created}. options: requirements, node, timeout,
+        max_attempts, retries, retry_backoff, priority, idempotency_key."""
+        return self.call("task.submit", {"task_type": task_type, "payload": payload or {},
+                                         **_clean(options)})
+
+    def submit_many(self, specs: Iterable[dict]) -> list[dict]:
+        """Submit many task specs (dicts of submit's params) in one request per 5,000."""
+        specs = list(specs)
+        out = []
+        for i in range(0, len(specs), 5000):
+            out.extend(self.call("task.submit_many", {"tasks": specs[i:i + 5000]}))
+        return out
+
+    def get(self, task_id: int, events: bool = False) -> dict:
+        return self.call("task.get", {"id": task_id, "events": events})
+
+    def list(self, **filters) -> list[dict]:
+        """filters: status, node, task_type, limit, offset."""
+        return self.call("task.list", _clean(filters))
+
+    def cancel(self, task_id: int) -> dict:
+        return self.call("task.cancel", {"id": task_id})
+
+    def output(self, task_id: int, after_seq: int = -1) -> list[dict]:
+        return self.call("task.output", {"id": task_id, "after_seq": after_seq})
+
+    def wait(self, task_id: int | list[int], timeout: float = 60.0) -> dict | list[dict]:
+        """The task (or list of tasks) once final; WaitTimeout if not final in time."""
+        ids = task_id if isinstance(task_id, list) else None
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            step = min(left, 300.0)
+            params = {"ids": ids} if ids is not None else {"id": task_id}
+            result = self.call("task.wait", {**params, "timeout": step}, timeout=step + self.timeout)
+            tasks = result if ids is not None else [result]
+            if all(t["final"] for t in tasks):
+                return result
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(result)
+
+    def map(self, function: str, items: Iterable, timeout: float = 600.0, **options) -> list:
+        """Run a python task "module:function" once per item (a tuple of args, or a dict of
+        kwargs, or a single arg) and return the results in order; TaskFailed on a failure."""
+        specs = []
+        for item in items:
+            if isinstance(item, dict):
+                payload = {"function": function, "kwargs": item}
+            else:
+                args = list(item) if isinstance(item, (tuple, list)) else [item]
+                payload = {"function": function, "args": args}
+            specs.append({"task_type": "python", "payload": payload, **_clean(options)})
+        submitted = self.submit_many(specs)
+        for s in submitted:
+            if "error" in s:
+                raise RequestRejected(s["error"]["code"], s["error"]["message"])
+        ids = [s["id"] for s in submitted]
+        results = []
+        deadline = time.monotonic() + timeout
+        for i in range(0, len(ids), 5000):
+            chunk = self.wait(ids[i:i + 5000], timeout=max(0.0, deadline - time.monotonic()))
+            for task in chunk:
+                if task["status"] != "succeeded":
+                    raise TaskFailed(task)
+                results.append((task.get("result") or {}).get("result"))
+        return results
+
+    # --- nodes and placement --------------------------------------------------------------
+    def nodes(self, status: str | None = None) -> list[dict]:
+        return self.call("node.list", {"status": status} if status else {})
+
+    def recommend(self, count: int = 3, requirements: list | None = None) -> list[dict]:
+        return self.call("placement.recommend", {"count": count, "requirements": requirements or []})
+
+    def close(self) -> None:
+        self._rpc.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _clean(options: dict) -> dict:
+    return {k: v for k, v in options.items() if v is not None}
