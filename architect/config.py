@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -17,6 +18,21 @@ from typing import Any, Mapping
 
 class ConfigError(ValueError):
     """A setting has an invalid value; the message names the setting and its source."""
+
+    def __init__(self, message: str, setting: str | None = None):
+        super().__init__(message)
+        self.setting = setting
+
+
+# node names: also event-topic segments, so no dots or spaces
+NODE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]{0,127}")
+
+
+def default_node_name() -> str:
+    """The short hostname, with characters a node name cannot hold replaced by '-'."""
+    short = socket.gethostname().split(".")[0]
+    name = re.sub(r"[^A-Za-z0-9_\-]", "-", short).lstrip("-")[:128]
+    return name or "node"
 
 
 @dataclass
@@ -32,7 +48,7 @@ class Config:
     broker_host: str = "127.0.0.1"
     dashboard_url: str = ""
     # node identity
-    node_name: str = field(default_factory=socket.gethostname)
+    node_name: str = field(default_factory=default_node_name)
     capabilities: list = field(default_factory=list)
     disk_path: str = "/"
     # health thresholds (ARCHITECTURE.md §4)
@@ -57,32 +73,37 @@ class Config:
     log_level: str = "INFO"
 
     def validate(self) -> "Config":
+        """Check ranges and relations; ConfigError.setting names the offending setting."""
         for metric in ("cpu", "memory", "disk", "load"):
             warn, crit = getattr(self, f"{metric}_warning"), getattr(self, f"{metric}_critical")
             if warn > crit:
                 raise ConfigError(f"{metric}_warning ({warn:g}) is above {metric}_critical "
-                                  f"({crit:g}); set ARCHITECT_{metric.upper()}_WARNING lower")
+                                  f"({crit:g})", f"{metric}_warning")
         for metric in ("cpu", "memory", "disk"):
             for level in ("warning", "critical"):
                 value = getattr(self, f"{metric}_{level}")
                 if not 0 <= value <= 100:
-                    raise ConfigError(f"{metric}_{level} must be a percentage 0-100, got {value:g}")
+                    raise ConfigError(f"{metric}_{level} must be a percentage 0-100, got {value:g}",
+                                      f"{metric}_{level}")
         for name in ("heartbeat_interval", "heartbeat_timeout", "request_timeout",
-                     "metrics_retention_days", "load_warning", "load_critical"):
+                     "metrics_retention_days", "load_warning", "load_critical",
+                     "worker_heartbeat_interval"):
             if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be greater than 0, got {getattr(self, name):g}")
-        if self.heartbeat_timeout < self.heartbeat_interval:
-            raise ConfigError(f"heartbeat_timeout ({self.heartbeat_timeout:g}s) is shorter than "
-                              f"heartbeat_interval ({self.heartbeat_interval:g}s)")
+                raise ConfigError(f"{name} must be greater than 0, got {getattr(self, name):g}", name)
+        if self.worker_liveness < 1:
+            raise ConfigError(f"worker_liveness must be at least 1, got {self.worker_liveness}",
+                              "worker_liveness")
         for name in ("port", "bus_port"):
             if not 1 <= getattr(self, name) <= 65532:
-                raise ConfigError(f"{name} must be a TCP port 1-65532, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be a TCP port 1-65532, got {getattr(self, name)}", name)
         if self.max_message_size < 1024:
-            raise ConfigError("max_message_size must be at least 1024 bytes")
-        if not self.node_name or any(c.isspace() for c in self.node_name) or "." in self.node_name:
-            raise ConfigError(f"node_name {self.node_name!r} must be non-empty, with no spaces or dots")
+            raise ConfigError("max_message_size must be at least 1024 bytes", "max_message_size")
+        if not NODE_NAME_RE.fullmatch(self.node_name):
+            raise ConfigError(f"node_name {self.node_name!r} must be 1-128 letters, digits, '_' "
+                              "or '-' (no dots or spaces)", "node_name")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
+            raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got "
+                              f"{self.log_level!r}", "log_level")
         return self
 
     @property
@@ -117,14 +138,20 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         if kind is bool or isinstance(value, bool):
             raise ValueError
         if kind in (int, float):
-            out = kind(value) if not isinstance(value, str) else kind(value.strip())
+            if isinstance(value, str):
+                value = value.strip()
+                out = kind(value)
+            elif kind is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError  # 8080.9 is not a port
+            else:
+                out = kind(value)
             if out != out or out in (float("inf"), float("-inf")):  # NaN / inf
                 raise ValueError
             return out
         if not isinstance(value, (str, int, float)):
             raise ValueError
         return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{name}: {value!r} is not a valid {kind.__name__} ({source})") from None
 
 
@@ -137,6 +164,7 @@ def load(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | No
     """Build and validate the Config from all layers. `overrides` are CLI flags (None = unset)."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     path = Path(config_file) if config_file else config_file_path(env)
     if path.exists():
         try:
@@ -149,12 +177,21 @@ def load(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | No
             if key not in _FIELDS:
                 raise ConfigError(f"{path}: unknown setting {key!r}")
             values[key] = _coerce(key, value, str(path))
+            sources[key] = str(path)
     for name in _FIELDS:
         var = env_name(name)
         if var in env and env[var] != "":
             values[name] = _coerce(name, env[var], f"environment variable {var}")
+            sources[name] = f"environment variable {var}"
     for name, value in (overrides or {}).items():
+        if name not in _FIELDS:
+            raise ConfigError(f"unknown setting {name!r}")
         if value is not None and value != ():
-            values[name] = _coerce(name, list(value) if isinstance(value, tuple) else value,
-                                   f"option --{name.replace('_', '-')}")
-    return Config(**values).validate()
+            source = f"option --{name.replace('_', '-')}"
+            values[name] = _coerce(name, list(value) if isinstance(value, tuple) else value, source)
+            sources[name] = source
+    try:
+        return Config(**values).validate()
+    except ConfigError as exc:
+        where = sources.get(exc.setting or "", "default")
+        raise ConfigError(f"{exc} (from {where})", exc.setting) from None

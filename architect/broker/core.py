@@ -71,7 +71,7 @@ class Broker(TaskCore):
             self.emit(f"node.{node.name}.registered", node.public(now))
         if change is not None:
             self.on_level_change(change, now)
-        if now - node.last_sample >= self.metrics_interval:
+        if now - node.last_sample >= self.metrics_interval * 0.9:  # jitter: keep ~every beat
             node.last_sample = now
             m = node.metrics
             self.metrics_rows.append((node.id, now, m.get("cpu_percent"), m.get("memory_percent"),

@@ -90,7 +90,7 @@ class BrokerLoop:
                 msg = decode(payload, self.broker.config.max_message_size)
             except ProtocolError as exc:
                 self._bad("control", exc)
-                self._replies.append((envelope, Reply(id=None, ok=False, error={
+                self._replies.append((envelope, Reply(id=_guess_id(payload), ok=False, error={
                     "code": "protocol_error", "message": str(exc)})))
                 continue
             if type(msg) is not Request:
@@ -207,3 +207,16 @@ class BrokerLoop:
         finally:
             for sock in (self.hb, self.control, self.events, self.work):
                 sock.close(0)
+
+
+def _guess_id(payload: bytes):
+    """The request id of a frame that failed validation, when it can be read (so the
+    client matches the error to its request); else None."""
+    try:
+        body = msgpack.unpackb(payload, raw=False, strict_map_key=True, ext_hook=lambda c, d: None)
+    except Exception:
+        return None
+    if isinstance(body, dict) and isinstance(body.get("id"), (str, int)) \
+            and not isinstance(body.get("id"), bool):
+        return body["id"]
+    return None

@@ -5,13 +5,12 @@ Pure state: methods take `now` and return what changed; the loop persists and pu
 
 from __future__ import annotations
 
-import re
+import math
 from dataclasses import dataclass, field
 
 from architect.broker import health
 from architect.broker.health import Thresholds
-
-NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,127}$")
+from architect.config import NODE_NAME_RE
 METRIC_KEYS = ("cpu_percent", "memory_percent", "disk_percent", "load_1", "load_5", "load_15",
                "net_bytes_sent", "net_bytes_recv", "process_count", "uptime", "boot_time")
 MAX_CAPABILITIES = 64
@@ -22,7 +21,7 @@ class InvalidNode(ValueError):
 
 
 def check_name(name) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NODE_NAME_RE.fullmatch(name):
         raise InvalidNode(f"name {name!r} must be 1-128 letters, digits, '_' or '-'")
     return name
 
@@ -41,8 +40,9 @@ def clean_metrics(metrics: dict) -> dict:
         value = metrics.get(key)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            raise InvalidNode(f"metric {key!r} must be a number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not math.isfinite(value)):
+            raise InvalidNode(f"metric {key!r} must be a finite number")
         out[key] = value
     return out
 
@@ -122,7 +122,8 @@ class Registry:
         """By id (int or digits) or by name."""
         if isinstance(key, bool):
             return None
-        if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+        if isinstance(key, int) or (isinstance(key, str) and key.isascii() and key.isdigit()
+                                    and len(key) <= 18):
             node = self.by_id.get(int(key))
             if node is not None:
                 return node
@@ -133,6 +134,8 @@ class Registry:
                  source: str = "register") -> tuple[Node, bool]:
         """Add or update a node; returns (node, created)."""
         node = self.by_name.get(check_name(name))
+        if capabilities is not None:
+            capabilities = check_capabilities(capabilities)
         created = node is None
         if created:
             node = Node(id=self.next_id, name=name, registered_at=now, source=source,
@@ -142,7 +145,7 @@ class Registry:
         node.hostname = hostname or node.hostname
         node.ip_address = ip_address or node.ip_address
         if capabilities is not None:
-            node.capabilities = check_capabilities(capabilities)
+            node.capabilities = capabilities
         if ssh is not None:
             node.ssh = ssh
         self.dirty.add(node)

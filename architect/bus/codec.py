@@ -87,12 +87,14 @@ def decode(data: bytes, max_size: int = MAX_MESSAGE_SIZE):
     if not isinstance(body, dict):
         raise ProtocolError("message is not a map")
     version = body.get("v")
-    if version != PROTOCOL_VERSION or isinstance(version, bool):
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise ProtocolError(f"unsupported protocol version {version!r}")
     mtype = body.get("type")
     if not isinstance(mtype, str) or mtype not in REGISTRY:
         raise ProtocolError(f"unknown message type {mtype!r}")
     kwargs = {}
+    if isinstance(body.get("id"), msgpack.Timestamp):
+        raise ProtocolError(f"{mtype}: field 'id' is an ext type (timestamp)")
     for name, accepted, required in _SPECS[mtype]:
         if name not in body:
             if required:
@@ -102,5 +104,21 @@ def decode(data: bytes, max_size: int = MAX_MESSAGE_SIZE):
         if accepted is not None and (not isinstance(value, accepted) or
                                      (isinstance(value, bool) and bool not in accepted)):
             raise ProtocolError(f"{mtype}: field '{name}' has type {type(value).__name__}")
+        if isinstance(value, (dict, list)) and _has_timestamp(value):
+            raise ProtocolError(f"{mtype}: field '{name}' holds an ext type (timestamp)")
         kwargs[name] = value
     return REGISTRY[mtype](**kwargs)
+
+
+def _has_timestamp(value) -> bool:
+    """msgpack decodes ext type -1 (timestamp) itself, past ext_hook: look for it."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, msgpack.Timestamp):
+            return True
+    return False

@@ -29,7 +29,7 @@ class RpcClient:
 
     def _socket(self) -> zmq.Socket:
         if self._sock is None:
-            self._sock = make_socket(zmq.DEALER)
+            self._sock = make_socket(zmq.DEALER, max_msg_size=-1)  # the broker is trusted
             self._sock.connect(self.endpoint)
         return self._sock
 
@@ -51,10 +51,10 @@ class RpcClient:
                 raise RequestTimeout(f"no reply from the broker at {self.endpoint} to "
                                      f"'{method}' within {self.timeout if timeout is None else timeout:g}s")
             try:
-                reply = decode(sock.recv())
+                reply = decode(sock.recv(), max_size=1 << 30)
             except ProtocolError:
                 continue
-            if not isinstance(reply, Reply) or reply.id != req_id:
+            if not isinstance(reply, Reply) or (reply.id != req_id and reply.id is not None):
                 continue  # a late reply to an earlier request
             if reply.ok:
                 return reply.result

@@ -204,7 +204,8 @@ def test_every_setting_has_an_env_var(no_file):
                "memory_critical": "4", "disk_warning": "5", "disk_critical": "6",
                "load_warning": "7", "load_critical": "9.5", "heartbeat_interval": "9",
                "heartbeat_timeout": "10", "metrics_retention_days": "11",
-               "max_message_size": "2048", "request_timeout": "12", "log_level": "DEBUG"}
+               "max_message_size": "2048", "request_timeout": "12", "log_level": "DEBUG",
+               "worker_heartbeat_interval": "0.5", "worker_liveness": "5"}
     names = {f.name for f in config.fields(Config)}
     assert names == set(samples), "a new setting needs a sample here"
     cfg = config.load(env={config.env_name(k): v for k, v in samples.items()},
@@ -336,9 +337,6 @@ def test_out_of_range_value_names_the_setting(var, setting, raw, no_file):
         config.load(env={var: raw}, config_file=no_file)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: range errors raised by Config.validate() name the "
-                   "setting but not where the value came from (module docstring: 'naming the "
-                   "setting and where it came from')")
 @pytest.mark.parametrize("var,raw", [("ARCHITECT_DISK_CRITICAL", "150"),
                                      ("ARCHITECT_BUS_PORT", "70000"),
                                      ("ARCHITECT_HEARTBEAT_TIMEOUT", "-5")])
@@ -348,11 +346,11 @@ def test_out_of_range_env_value_names_the_source(var, raw, no_file):
     assert var in str(info.value)
 
 
-def test_heartbeat_timeout_shorter_than_interval(no_file):
-    with pytest.raises(ConfigError) as info:
-        config.load(env={"ARCHITECT_HEARTBEAT_INTERVAL": "30",
-                         "ARCHITECT_HEARTBEAT_TIMEOUT": "10"}, config_file=no_file)
-    assert "heartbeat_timeout" in str(info.value) and "heartbeat_interval" in str(info.value)
+def test_heartbeat_timeout_may_be_set_alone(no_file):
+    """The broker's timeout and each agent's interval are set on different machines, so the
+    broker accepts any positive timeout (`architect broker --heartbeat-timeout 3`)."""
+    cfg = config.load(env={"ARCHITECT_HEARTBEAT_TIMEOUT": "3"}, config_file=no_file)
+    assert cfg.heartbeat_timeout == 3 and cfg.heartbeat_interval == 5
 
 
 @pytest.mark.parametrize("port", ["1", "65532"])
@@ -402,9 +400,6 @@ def test_unreadable_config_path_is_a_config_error(tmp_path):
     assert str(path) in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a non-finite number for an int setting in "
-                   "config.json (e.g. {\"port\": Infinity} or 1e999) raises OverflowError "
-                   "from int(inf); _coerce only catches TypeError/ValueError")
 @pytest.mark.parametrize("text", ['{"port": Infinity}', '{"bus_port": 1e999}',
                                   '{"max_message_size": -Infinity}'])
 def test_infinite_int_in_file_is_a_config_error(text, write_file):
@@ -413,18 +408,12 @@ def test_infinite_int_in_file_is_a_config_error(text, write_file):
         config.load(env={}, config_file=path)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a fractional number for an int setting in "
-                   "config.json is silently truncated ({\"port\": 8080.9} gives port 8080), "
-                   "while the same value from the environment is refused")
 def test_fractional_int_in_file_is_a_config_error(write_file):
     path = write_file({"port": 8080.9})
     with pytest.raises(ConfigError, match="port"):
         config.load(env={}, config_file=path)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the default node_name is socket.gethostname() "
-                   "as is, and validate() refuses dots, so on a host with an FQDN hostname "
-                   "(e.g. 'web-1.example.com') load() fails with no settings given at all")
 def test_default_node_name_on_a_host_with_a_dotted_hostname(monkeypatch, no_file):
     # The default factory is bound when the module is imported, so import a private copy of
     # the module while gethostname() answers an FQDN (the real module is not touched).

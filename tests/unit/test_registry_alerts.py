@@ -94,9 +94,6 @@ def test_get_digit_name_falls_back_to_name_and_id_wins(reg):
     assert reg.get(2) is named_1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Registry.get() calls int() on any str for which "
-                   "str.isdigit() is true; '²' (isdigit but not decimal) and a digit string "
-                   "over 4300 chars raise ValueError instead of returning None")
 @pytest.mark.parametrize("key", ["²", "9" * 5000], ids=["superscript-two", "5000-digits"])
 def test_get_with_unusual_digits_returns_none(reg, key):
     reg.register("alpha", 0)
@@ -127,9 +124,6 @@ def test_invalid_names(reg, name):
     assert reg.by_name == {} and reg.take_dirty() == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: NAME_RE ends in '$', which also matches before a "
-                   "trailing newline, so check_name('web-1\\n') accepts the name (use \\Z or "
-                   "fullmatch)")
 def test_name_with_trailing_newline_is_invalid(reg):
     with pytest.raises(InvalidNode):
         reg.register("web-1\n", 0)
@@ -149,9 +143,6 @@ def test_invalid_capabilities(reg, caps):
     assert existing.capabilities == ["ok"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Registry.register() adds a new node to the "
-                   "registry before validating capabilities, so a registration refused with "
-                   "InvalidNode still leaves the node (and a used id) behind, not marked dirty")
 def test_refused_registration_leaves_no_node(reg):
     with pytest.raises(InvalidNode):
         reg.register("ghost", 0, capabilities=[1])
