@@ -72,6 +72,8 @@ class Cluster:
             "ARCHITECT_HEARTBEAT_INTERVAL": str(interval),
             "ARCHITECT_HEARTBEAT_TIMEOUT": str(timeout),
             "ARCHITECT_REQUEST_TIMEOUT": "3",
+            "ARCHITECT_WORKER_HEARTBEAT_INTERVAL": "0.3",
+            "ARCHITECT_WORKER_LIVENESS": "4",
             "PYTHONUNBUFFERED": "1",
         })
         self.env.pop("ARCHITECT_DASHBOARD_URL", None)
@@ -94,6 +96,22 @@ class Cluster:
 
     def start_agent(self, name: str, *extra: str) -> subprocess.Popen:
         return self.spawn(f"agent-{name}", "agent", "--name", name, *extra)
+
+    def start_worker(self, name: str, *extra: str, key: str | None = None) -> subprocess.Popen:
+        return self.spawn(key or f"worker-{name}", "worker", "--name", name, *extra)
+
+    def wait_workers(self, count: int, timeout: float = 15.0) -> list:
+        return wait_for(lambda: len(w := self.rpc("worker.list")) >= count and w, timeout,
+                        what=f"{count} workers connected")
+
+    def submit(self, **spec) -> int:
+        spec.setdefault("task_type", "shell")
+        return self.rpc("task.submit", spec)["id"]
+
+    def wait_task(self, task_id: int, timeout: float = 20.0) -> dict:
+        task = self.rpc("task.wait", {"id": task_id, "timeout": timeout}, timeout=timeout + 5)
+        assert task["final"], f"task {task_id} not final after {timeout}s: {task}"
+        return task
 
     def kill(self, key: str, sig=signal.SIGKILL) -> None:
         proc = self.procs.pop(key)
