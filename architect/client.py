@@ -113,6 +113,12 @@ class Client:
 
     def wait(self, task_id: int | list[int], timeout: float = 60.0) -> dict | list[dict]:
         """The task (or list of tasks) once final; WaitTimeout if not final in time."""
+        if isinstance(task_id, list) and len(task_id) > 5000:
+            deadline = time.monotonic() + timeout
+            out = []
+            for i in range(0, len(task_id), 5000):
+                out.extend(self.wait(task_id[i:i + 5000], max(0.0, deadline - time.monotonic())))
+            return out
         ids = task_id if isinstance(task_id, list) else None
         deadline = time.monotonic() + timeout
         while True:

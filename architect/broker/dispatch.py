@@ -56,11 +56,11 @@ def dispatch(book, pool, registry, now: float, limit: int = 10_000) -> list[tupl
         if best is None:
             break
         key, task = best
-        eligible, _ = placement.rank(cands.values(), task.task_type, task.requirements, task.node)
-        if not eligible:
+        cand = placement.best(cands.values(), task.task_type, task.requirements, task.node)
+        if cand is None:
             blocked.add(key)
             continue
-        cand, breakdown = eligible[0]
+        breakdown = placement.score(cand)
         worker = pool.best_worker(cand.name, task.task_type)
         if worker is None:  # capacity summed over workers but none of them fits this type
             blocked.add(key)

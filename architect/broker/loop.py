@@ -39,7 +39,9 @@ class BrokerLoop:
         self.hb = make_socket(zmq.SUB, max_msg_size=size, hwm=HEARTBEAT_HWM)
         self.hb.setsockopt(zmq.SUBSCRIBE, b"")
         self.control = make_socket(zmq.ROUTER, max_msg_size=size)
-        self.events = make_socket(zmq.PUB, max_msg_size=size)
+        # XPUB: we see subscriptions, and encode only events somebody subscribed to
+        self.events = make_socket(zmq.XPUB, max_msg_size=size)
+        self.subscriptions: dict[bytes, int] = {}
         self.work = make_socket(zmq.ROUTER, max_msg_size=max(size, WORK_MAX_MESSAGE))
         self.work.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting worker takes its id back
         self.hb.bind(endpoints.heartbeat)
@@ -50,6 +52,7 @@ class BrokerLoop:
         self.poller.register(self.hb, zmq.POLLIN)
         self.poller.register(self.control, zmq.POLLIN)
         self.poller.register(self.work, zmq.POLLIN)
+        self.poller.register(self.events, zmq.POLLIN)
         self._replies: list[tuple[list[bytes], Reply]] = []
 
     # --- verbs ----------------------------------------------------------------------
@@ -146,8 +149,32 @@ class BrokerLoop:
             except zmq.ZMQError:  # peer gone (ROUTER_MANDATORY) or its queue full
                 self.broker.counters.inc("replies_dropped")
 
+    def process_subscriptions(self) -> None:
+        """XPUB delivers b'\x01prefix' on subscribe and b'\x00prefix' on unsubscribe."""
+        while True:
+            try:
+                frame = self.events.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if not frame or frame[0] not in (0, 1):
+                continue
+            prefix, count = frame[1:], self.subscriptions.get(frame[1:], 0)
+            count += 1 if frame[0] == 1 else -1
+            if count > 0:
+                self.subscriptions[prefix] = count
+            else:
+                self.subscriptions.pop(prefix, None)
+
+    def _wanted(self, topic: bytes) -> bool:
+        return any(topic.startswith(prefix) for prefix in self.subscriptions)
+
     def publish_events(self, now: float) -> None:
-        for topic, data in self.broker.take_events():
+        events = self.broker.take_events()
+        if not self.subscriptions:
+            return
+        for topic, data in events:
+            if not self._wanted(topic.encode()):
+                continue
             try:
                 self.events.send_multipart(
                     [topic.encode(), encode(Event(topic=topic, ts=now, data=data))], zmq.NOBLOCK)
@@ -165,6 +192,8 @@ class BrokerLoop:
         now = time.time()
         if self.hb in ready:
             self.process_heartbeats(now)
+        if self.events in ready:
+            self.process_subscriptions()
         if self.work in ready:
             self.process_work(now)
         if self.control in ready:

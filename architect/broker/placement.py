@@ -47,6 +47,26 @@ def score(c: Candidate) -> dict:
     return out
 
 
+def total(c: Candidate) -> float:
+    """score(c)["total"] without building the breakdown (the dispatch hot path)."""
+    cpu = min(max(c.cpu, 0.0), 100.0)
+    mem = min(max(c.memory, 0.0), 100.0)
+    load = (1 - min(c.active / c.slots, 1.0)) if c.slots else 0.0
+    return (0.40 * (1 - cpu / 100) + 0.30 * (1 - mem / 100) + 0.20 * load
+            + 0.10 * HEALTH_FACTOR.get(c.status, 0.0))
+
+
+def best(candidates, task_type: str, requirements, pinned: str | None):
+    """The best candidate that can take the task now, or None (no breakdowns, no reasons)."""
+    top, top_key = None, None
+    for c in candidates:
+        if why_not(c, task_type, requirements, pinned) is None:
+            key = (total(c), -c.active)
+            if top is None or key > top_key:
+                top, top_key = c, key
+    return top
+
+
 def why_not(c: Candidate, task_type: str | None, requirements, pinned: str | None,
             need_free_slot: bool = True) -> str | None:
     """None if the node can take the task now, else the reason it cannot."""

@@ -123,9 +123,15 @@ class Store:
         self.path = path
         self.db = open_db(path)
         self.conn = self.db.conn
+        self._durable = True
 
     @contextmanager
-    def transaction(self):
+    def transaction(self, durable: bool = True):
+        """One write transaction. durable=True commits with synchronous=FULL (fsync: survives
+        power loss); False with NORMAL (survives a crash of the process, not of the machine)."""
+        if durable != self._durable:
+            self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._durable = durable
         with self.db.atomic():
             yield self
 
@@ -163,10 +169,9 @@ class Store:
             tuple(json.dumps(r.get(c)) if c == "reasons" else r.get(c) for c in ALERT_COLUMNS)
             for r in records])
 
-    def save_tasks(self, records: Iterable[dict]) -> None:
-        self.conn.executemany(_TASK_UPSERT, [
-            tuple(json.dumps(r[c]) if c in JSON_TASK_COLUMNS and r[c] is not None else r[c]
-                  for c in TASK_COLUMNS) for r in records])
+    def save_tasks(self, rows: list[tuple]) -> None:
+        """Upsert task rows (Task.row(): TASK_COLUMNS order, JSON already encoded)."""
+        self.conn.executemany(_TASK_UPSERT, rows)
 
     def insert_task_events(self, rows: list[tuple]) -> None:
         self.conn.executemany(

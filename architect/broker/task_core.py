@@ -109,12 +109,20 @@ class TaskCore:
             self.work_out.append((worker.identity, TaskCancel(task_id=task.id,
                                                               attempt=task.attempt, reason=reason)))
 
-    def defer_wait(self, ids: list, single: bool, deadline: float):
-        tasks = [self.task_public(i) for i in ids]
-        if all(t["final"] for t in tasks) or deadline <= 0:
+    def is_final(self, task_id: int) -> bool | None:
+        """True / False, or None for an unknown task."""
+        task = self.tasks.get(task_id)
+        if task is not None:
+            return task.status in T.FINAL
+        row = self.store.task(task_id)
+        return None if row is None else row["status"] in T.FINAL
+
+    def defer_wait(self, ids: list, single: bool, deadline: float, now: float):
+        pending = {i for i in ids if not self.is_final(i)}
+        if not pending or deadline <= now:
+            tasks = [self.task_public(i) for i in ids]
             return tasks[0] if single else tasks
-        waiter = Waiter(self._token, self._req_id, ids, single, deadline,
-                        {t["id"] for t in tasks if not t["final"]})
+        waiter = Waiter(self._token, self._req_id, ids, single, deadline, pending)
         self.waiters.append(waiter)
         for task_id in waiter.pending:
             self._waits_by_task.setdefault(task_id, []).append(waiter)
@@ -178,17 +186,18 @@ class TaskCore:
                 self.tasks.unassign(task, self.tasks_now, "worker unreachable")
 
     # --- persistence and deferred replies ------------------------------------------------
-    def persist_tasks(self) -> tuple[list, list, list]:
-        dirty, events = self.tasks.take_dirty()
+    def persist_tasks(self) -> tuple[list, list, list, int]:
+        dirty, events, accepted = self.tasks.take_dirty()
         rows, self.output_rows = self.output_rows, []
-        return [t.public() for t in dirty], events, rows
+        return [t.row() for t in dirty], events, rows, accepted
 
-    def restore_tasks(self, records, events, rows) -> None:
+    def restore_tasks(self, records, events, rows, accepted) -> None:
         for rec in records:
-            task = self.tasks.get(rec["id"])
+            task = self.tasks.get(rec[0])
             if task is not None:
                 self.tasks.dirty[task.id] = task
         self.tasks.events = events + self.tasks.events
+        self.tasks.accepted += accepted
         self.output_rows = rows + self.output_rows
 
     def resolve_waiters(self, now: float) -> None:

@@ -147,9 +147,9 @@ def task_wait(b, params, now):
         raise RequestError(f"ids must be 1-{MAX_BATCH} task ids")
     timeout = min(get(params, "timeout", float, 30.0), MAX_WAIT)
     for task_id in ids:
-        if b.task_public(task_id) is None:
+        if b.is_final(task_id) is None:
             raise NotFound(f"no task {task_id}")
-    return b.defer_wait(ids, single, now + max(timeout, 0.0))
+    return b.defer_wait(ids, single, now + max(timeout, 0.0), now)
 
 
 def task_output(b, params, now):

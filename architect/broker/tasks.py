@@ -11,6 +11,7 @@ Pure state with `now` passed in; the broker persists `dirty` tasks and `events`.
 from __future__ import annotations
 
 import heapq
+import json
 import random
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class Task:
     cancel_requested: bool = False
     submitted_by: str | None = None
     orphan_deadline: float | None = None    # after a broker restart: claim window
+    _json: dict = field(default_factory=dict, repr=False)  # cached JSON of immutable columns
 
     @property
     def queue_key(self) -> tuple:
@@ -62,6 +64,21 @@ class Task:
         out = {k: getattr(self, k) for k in COLUMNS}
         out["final"] = self.status in FINAL
         return out
+
+    def row(self) -> tuple:
+        """The `tasks` row, JSON columns encoded (payload and requirements once)."""
+        cache = self._json
+        if not cache:
+            cache["payload"] = json.dumps(self.payload)
+            cache["requirements"] = json.dumps(self.requirements)
+        return (self.id, self.task_type, cache["payload"], cache["requirements"], self.node,
+                self.priority, self.status, self.attempt, self.max_attempts, self.retries,
+                self.retry_count, self.retry_backoff, self.timeout, self.idempotency_key,
+                self.created_at, self.updated_at, self.assigned_at, self.started_at,
+                self.finished_at, self.assigned_node, self.worker_id,
+                json.dumps(self.placement) if self.placement is not None else None,
+                json.dumps(self.result) if self.result is not None else None, self.error,
+                self.not_before, int(self.cancel_requested), self.submitted_by)
 
 
 COLUMNS = ("id", "task_type", "payload", "requirements", "node", "priority", "status", "attempt",
@@ -87,6 +104,7 @@ class TaskBook:
         self.dirty: dict[int, Task] = {}
         self.events: list[tuple] = []
         self.finished: list[Task] = []               # final this iteration (for waiters)
+        self.accepted = 0                            # submitted since the last persist
         self.rnd = rnd or random.Random()
 
     # --- bookkeeping --------------------------------------------------------------------
@@ -136,6 +154,7 @@ class TaskBook:
             self.keys[task.idempotency_key] = task.id
         self._enqueue(task)
         self._touch(task, now, QUEUED, {"submitted_by": task.submitted_by})
+        self.accepted += 1
         return task
 
     def assign(self, task: Task, node: str, worker_id: str, breakdown: dict, now: float) -> None:
@@ -240,10 +259,11 @@ class TaskBook:
     def queued_count(self) -> int:
         return sum(1 for t in self.active.values() if t.status == QUEUED)
 
-    def take_dirty(self) -> tuple[list[Task], list[tuple]]:
-        dirty, events = list(self.dirty.values()), self.events
-        self.dirty, self.events = {}, []
-        return dirty, events
+    def take_dirty(self) -> tuple[list[Task], list[tuple], int]:
+        """(dirty tasks, events, how many of them are new submissions)."""
+        dirty, events, accepted = list(self.dirty.values()), self.events, self.accepted
+        self.dirty, self.events, self.accepted = {}, [], 0
+        return dirty, events, accepted
 
     def take_finished(self) -> list[Task]:
         done, self.finished = self.finished, []
