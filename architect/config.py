@@ -42,6 +42,12 @@ class Config:
     # web server
     host: str = "127.0.0.1"
     port: int = 8080
+    user: str = ""                 # ARCHITECT_USER / ARCHITECT_PASSWORD: HTTP Basic auth
+    password: str = ""
+    cert_file: str = "cert.pem"    # --ssl
+    key_file: str = "key.pem"
+    max_request_bytes: int = 1 << 20
+    web_threads: int = 16
     # bus: the broker binds bus_host:bus_port..bus_port+3; clients connect to broker_host
     bus_host: str = "127.0.0.1"
     bus_port: int = 5555
@@ -65,6 +71,18 @@ class Config:
     # task workers (Paranoid Pirate): ping every interval; silent for liveness pings = lost
     worker_heartbeat_interval: float = 1.0
     worker_liveness: int = 3
+    # SSH pool (on the master): ARCHITECT_SSH_* variables
+    ssh_max_per_host: int = 3
+    ssh_connect_timeout: float = 30.0
+    ssh_idle_timeout: float = 300.0
+    ssh_keepalive: float = 30.0
+    ssh_command_timeout: float = 60.0
+    ssh_max_output: int = 1 << 20
+    ssh_max_parallel: int = 32
+    ssh_user: str = ""             # default: the user running the master
+    ssh_key_file: str = "~/.ssh/architect_key"
+    ssh_known_hosts: str = ""      # default: DATA_DIR/known_hosts
+    ssh_accept_new_hosts: bool = False   # trust on first use; off: `architect ssh trust NODE`
     # storage
     metrics_retention_days: float = 7.0
     # wire
@@ -96,6 +114,22 @@ class Config:
         for name in ("port", "bus_port"):
             if not 1 <= getattr(self, name) <= 65532:
                 raise ConfigError(f"{name} must be a TCP port 1-65532, got {getattr(self, name)}", name)
+        for name, low, high in (("ssh_max_per_host", 1, 64), ("ssh_max_parallel", 1, 512)):
+            if not low <= getattr(self, name) <= high:
+                raise ConfigError(f"{name} must be {low}-{high}", name)
+        for name in ("ssh_connect_timeout", "ssh_idle_timeout", "ssh_keepalive",
+                     "ssh_command_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be greater than 0", name)
+        if not 1024 <= self.ssh_max_output <= 64 << 20:
+            raise ConfigError("ssh_max_output must be 1 KiB - 64 MiB", "ssh_max_output")
+        if not 1 <= self.web_threads <= 256:
+            raise ConfigError("web_threads must be 1-256", "web_threads")
+        if self.max_request_bytes < 1024:
+            raise ConfigError("max_request_bytes must be at least 1024", "max_request_bytes")
+        if bool(self.user) != bool(self.password):
+            raise ConfigError("set both ARCHITECT_USER and ARCHITECT_PASSWORD, or neither",
+                              "user" if self.user else "password")
         if self.max_message_size < 1024:
             raise ConfigError("max_message_size must be at least 1024 bytes", "max_message_size")
         if not NODE_NAME_RE.fullmatch(self.node_name):
@@ -105,6 +139,11 @@ class Config:
             raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got "
                               f"{self.log_level!r}", "log_level")
         return self
+
+    @property
+    def known_hosts_path(self) -> str:
+        return os.path.expanduser(self.ssh_known_hosts) if self.ssh_known_hosts else \
+            str(Path(self.data_dir) / "known_hosts")
 
     @property
     def db_path(self) -> str:
@@ -135,7 +174,16 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
                 return list(value)
             raise ValueError
-        if kind is bool or isinstance(value, bool):
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower() if isinstance(value, (str, int)) else ""
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(value, bool):
             raise ValueError
         if kind in (int, float):
             if isinstance(value, str):

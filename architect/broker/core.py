@@ -10,12 +10,14 @@ import logging
 import os
 import time
 
-from architect.broker import handlers, task_handlers
+from architect.broker import handlers, task_handlers, views
 from architect.broker.alerts import AlertBook
 from architect.broker.params import DEFERRED, RequestError
 from architect.broker.registry import InvalidNode, Registry, check_name
 from architect.broker.store import Store
 from architect.broker.task_core import TaskCore
+from architect.ssh.handlers import SSH_METHODS
+from architect.ssh.service import SSHService
 from architect.bus.messages import Heartbeat, Reply, Request
 from architect.config import Config
 
@@ -27,7 +29,9 @@ RETENTION_INTERVAL = 3600.0
 # requests that change nothing: they don't make the next commit an fsync
 READ_ONLY = frozenset({"node.list", "node.get", "health.summary", "alert.list", "cluster.stats",
                        "ping", "task.get", "task.list", "task.wait", "task.output",
-                       "placement.recommend", "placement.distribution", "worker.list"})
+                       "placement.recommend", "placement.distribution", "worker.list",
+                       "cluster.topology", "cluster.flow", "cluster.summary",
+                       "ssh.pool.stats", "ssh.pool.cleanup", "ssh.audit"})
 
 
 class Counters(dict):
@@ -47,7 +51,8 @@ class Broker(TaskCore):
         self.alerts.load(self.store.load_alerts(), self.store.max_id("alerts"))
         self.counters = Counters(heartbeats=0, heartbeats_rejected=0, protocol_errors=0,
                                  requests=0, request_errors=0, persist_errors=0)
-        self.methods = {**handlers.METHODS, **task_handlers.TASK_METHODS}
+        self.methods = {**handlers.METHODS, **task_handlers.TASK_METHODS, **views.VIEW_METHODS,
+                        **SSH_METHODS}
         self.metrics_rows: list[tuple] = []
         self.events: list[tuple[str, dict]] = []
         self.metrics_interval = max(config.heartbeat_interval, 1.0)
@@ -57,6 +62,7 @@ class Broker(TaskCore):
         self._next_retention = now + 60.0
         self.tasks_now = now
         self._init_tasks(config, now)
+        self.ssh = SSHService(config, now, self.store.max_id("ssh_audit") + 1)
         log.info("broker state loaded: %d nodes, %d active alerts from %s",
                  len(self.registry.by_name), len(self.alerts.active), config.db_path)
 
@@ -135,6 +141,7 @@ class Broker(TaskCore):
     def tick(self, now: float) -> None:
         self.tasks_now = now
         self.tick_tasks(now)
+        self.ssh.tick(now)
         if now >= self._next_offline:
             self._next_offline = now + min(OFFLINE_CHECK_INTERVAL, self.registry.timeout / 4)
             for change in self.registry.check_offline(now):
@@ -156,17 +163,19 @@ class Broker(TaskCore):
 
         (Holding task-progress commits back a few ms to batch more was measured: it starves
         the workers' slots, as new tasks wait for the commit. Not done.)"""
-        urgent = self._urgent or self.alerts.dirty or self.tasks.dirty or self.output_rows
+        urgent = (self._urgent or self.alerts.dirty or self.tasks.dirty or self.output_rows
+                  or self.ssh.audit_dirty)
         if not (force or urgent or now >= self._next_flush):
             self.resolve_waiters(now)
             return True
         nodes, alerts, rows = self.registry.take_dirty(), self.alerts.take_dirty(), self.metrics_rows
         task_rows, events, output, accepted = self.persist_tasks()
+        audit = self.ssh.take_audit()
         self.metrics_rows = []
-        durable = bool(accepted or force or self._durable_write)
+        durable = bool(accepted or force or self._durable_write or audit)
         self._urgent = self._durable_write = False
         self._next_flush = now + FLUSH_INTERVAL
-        if nodes or alerts or rows or task_rows or events or output:
+        if nodes or alerts or rows or task_rows or events or output or audit:
             try:
                 # fsync when it holds what we acknowledge (accepted tasks, requests);
                 # progress and heartbeats survive a broker crash without it
@@ -178,6 +187,7 @@ class Broker(TaskCore):
                     self.store.save_tasks(task_rows)
                     self.store.insert_task_events(events)
                     self.store.insert_output(output)
+                    self.store.save_audit(audit)
             except Exception as exc:
                 self.counters.inc("persist_errors")
                 log.error("could not write state (%s); will retry", exc)
@@ -185,6 +195,7 @@ class Broker(TaskCore):
                 self.alerts.dirty.extend(alerts)
                 self.metrics_rows = rows + self.metrics_rows
                 self.restore_tasks(task_rows, events, output, accepted)
+                self.ssh.audit_dirty = audit + self.ssh.audit_dirty
                 return False
         self.resolve_waiters(now)
         return True
@@ -212,9 +223,12 @@ class Broker(TaskCore):
                             "slots": sum(w.slots for w in self.pool.by_id.values()),
                             "busy": sum(len(w.active) for w in self.pool.by_id.values())},
                 "capabilities": caps, "counters": dict(self.counters),
+                "dispatch_latency": self.latency.snapshot(),
+                "ssh": {"totals": self.ssh.pool.stats()["totals"]},
                 "uptime": round(now - self.started_at, 3), "started_at": self.started_at,
                 "pid": os.getpid(), "db": {"path": self.store.path, "bytes": db_bytes}}
 
     def close(self) -> None:
         self.persist(time.time(), force=True)
+        self.ssh.close()
         self.store.close()

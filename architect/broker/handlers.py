@@ -18,7 +18,10 @@ def _node(b, params):
 
 def node_register(b, params, now):
     """{name, hostname?, ip_address?, capabilities?, ssh?} → node (created or updated)."""
+    from architect.ssh.handlers import check_ssh
     ssh = get(params, "ssh", dict, None)
+    if ssh is not None:
+        ssh = check_ssh(ssh)
     try:
         node, created = b.registry.register(
             get(params, "name", str), now, get(params, "hostname", str, ""),

@@ -53,6 +53,7 @@ class BrokerLoop:
         self.poller.register(self.control, zmq.POLLIN)
         self.poller.register(self.work, zmq.POLLIN)
         self.poller.register(self.events, zmq.POLLIN)
+        self.poller.register(broker.ssh.wake, zmq.POLLIN)
         self._replies: list[tuple[list[bytes], Reply]] = []
 
     # --- verbs ----------------------------------------------------------------------
@@ -194,6 +195,8 @@ class BrokerLoop:
             self.process_heartbeats(now)
         if self.events in ready:
             self.process_subscriptions()
+        if self.broker.ssh.wake in ready:
+            self.broker.ssh.collect(now)
         if self.work in ready:
             self.process_work(now)
         if self.control in ready:
@@ -206,7 +209,9 @@ class BrokerLoop:
             self.publish_events(now)
             self.send_replies()
             return  # nothing goes to workers until their tasks' state is on disk
+        self.broker.ssh.start_pending()  # their audit rows are on disk now
         self._replies.extend(self.broker.take_deferred())
+        self._replies.extend(self.broker.ssh.take_replies())
         self.send_replies()
         self.send_work()
         self.publish_events(now)

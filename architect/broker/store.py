@@ -69,6 +69,21 @@ def m002_tasks(db: sqlite_utils.Database) -> None:
     db["task_output"].create_index(["task_id", "attempt", "seq"])
 
 
+@migrations()
+def m003_ssh_audit(db: sqlite_utils.Database) -> None:
+    db["ssh_audit"].create({
+        "id": int, "ts": float, "who": str, "action": str, "node": str, "node_id": int,
+        "target": str, "command": str, "status": str, "exit_code": int, "duration": float,
+        "error": str, "finished_at": float, "batch": str,
+    }, pk="id")
+    db["ssh_audit"].create_index(["ts"])
+    db["ssh_audit"].create_index(["node"])
+
+
+AUDIT_COLUMNS = ("id", "ts", "who", "action", "node", "node_id", "target", "command", "status",
+                 "exit_code", "duration", "error", "finished_at", "batch")
+
+
 NODE_COLUMNS = ("id", "name", "hostname", "ip_address", "capabilities", "ssh", "status",
                 "reasons", "drained", "registered_at", "last_seen", "last_metrics", "source")
 JSON_NODE_COLUMNS = ("capabilities", "ssh", "reasons", "last_metrics")
@@ -93,6 +108,7 @@ TASK_COLUMNS = ("id", "task_type", "payload", "requirements", "node", "priority"
 JSON_TASK_COLUMNS = ("payload", "requirements", "placement", "result")
 
 _NODE_UPSERT = _upsert_sql("nodes", NODE_COLUMNS)
+_AUDIT_UPSERT = _upsert_sql("ssh_audit", AUDIT_COLUMNS)
 _TASK_UPSERT = _upsert_sql("tasks", TASK_COLUMNS)
 _ALERT_UPSERT = _upsert_sql("alerts", ALERT_COLUMNS)
 _METRIC_INSERT = (f"INSERT INTO metrics ({', '.join(METRIC_COLUMNS)}) "
@@ -234,6 +250,15 @@ class Store:
         row["requirements"] = row["requirements"] or []
         row["cancel_requested"] = bool(row["cancel_requested"])
         return row
+
+    def save_audit(self, records: list[dict]) -> None:
+        self.conn.executemany(_AUDIT_UPSERT, [tuple(r.get(c) for c in AUDIT_COLUMNS)
+                                              for r in records])
+
+    def audit(self, limit: int = 100, node: str | None = None) -> list[dict]:
+        where, params = (("node = ?", [node]) if node else (None, []))
+        return list(self.db["ssh_audit"].rows_where(where, params, order_by="id DESC",
+                                                    limit=limit))
 
     def purge_metrics(self, before: float, limit: int = 50_000) -> int:
         cur = self.conn.execute(

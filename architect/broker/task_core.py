@@ -23,6 +23,28 @@ CANCEL_BACKSTOP = 30.0        # a cancel the worker never answers ends the task 
 TIMEOUT_BACKSTOP = 30.0       # seconds past its timeout before the broker ends a task itself
 
 
+class Histogram:
+    """Submit-to-start latency of tasks, in Prometheus-style cumulative buckets (seconds)."""
+    BOUNDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+    def __init__(self):
+        self.counts = [0] * (len(self.BOUNDS) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        for i, bound in enumerate(self.BOUNDS):
+            if value <= bound:
+                self.counts[i] += 1
+                break
+        else:
+            self.counts[-1] += 1
+        self.sum += value
+
+    def snapshot(self) -> dict:
+        return {"bounds": list(self.BOUNDS), "counts": list(self.counts), "sum": self.sum,
+                "count": sum(self.counts)}
+
+
 @dataclass
 class Waiter:
     token: object
@@ -39,6 +61,7 @@ class TaskCore:
         self.worker_interval = interval
         self.pool = WorkerPool(liveness=interval * config.worker_liveness)
         self.tasks = T.TaskBook()
+        self.latency = Histogram()
         self.work_out: list[tuple[bytes, object]] = []
         self.output_rows: list[tuple] = []
         self._output_bytes: dict[tuple[int, int], int] = {}

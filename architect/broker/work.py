@@ -83,6 +83,7 @@ def on_started(b, ident: bytes, msg: TaskStarted, now: float) -> None:
     task = _current(b, ident, msg.task_id, msg.attempt)
     if task is not None:
         b.tasks.started(task, msg.ts, now)
+        b.latency.observe(max(0.0, msg.ts - task.created_at))
         b.emit(f"task.{task.id}.running", {"id": task.id, "node": task.assigned_node,
                                            "attempt": task.attempt})
 

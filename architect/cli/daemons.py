@@ -129,34 +129,102 @@ class _Together:
         self.done.set()
 
 
+def web_options(func):
+    for option in reversed([
+        click.option("--host", help="Address the web server binds to [ARCHITECT_HOST, 127.0.0.1]."),
+        click.option("--port", type=int, help="Web port [ARCHITECT_PORT, 8080]."),
+        click.option("--ssl", "use_ssl", is_flag=True, help="Serve HTTPS (TLS >= 1.2)."),
+        click.option("--cert", "cert_file", help="TLS certificate [cert.pem]."),
+        click.option("--key", "key_file", help="TLS private key [key.pem]."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _broker_loop(cfg):
+    from architect.broker.core import Broker
+    from architect.broker.loop import BrokerLoop
+    from architect.bus.transport import Endpoints
+    try:
+        return BrokerLoop(Broker(cfg), Endpoints(cfg.bus_host, cfg.bus_port))
+    except Exception as exc:  # e.g. address in use, unwritable data dir
+        raise click.ClickException(f"broker cannot start: {exc}") from None
+
+
+def _web_server(cfg, use_ssl: bool):
+    from architect.api import auth, create_app
+    from architect.api.server import WebServer
+    app = create_app(cfg, credentials=auth.resolve_credentials(
+        cfg, announce=lambda text, file=None: click.echo(text, err=True)))
+    try:
+        server = WebServer(app, cfg.host, cfg.port, cfg.web_threads,
+                           (cfg.cert_file, cfg.key_file) if use_ssl else None)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"web server cannot start: {exc}") from None
+    click.echo(f"dashboard: {server.scheme}://{cfg.host}:{cfg.port}/", err=True)
+    return server
+
+
 @click.command()
 @click.option("--data-dir", help="Folder of architect.db [ARCHITECT_DATA_DIR, ./data].")
 @click.option("--bus-port", type=int, help="First of the four bus ports [5555].")
 @click.option("--name", "node_name", help="Name of the local node [the hostname].")
+@web_options
 @with_daemon_options
 @click.pass_context
-def up(ctx, data_dir, bus_port, node_name, as_daemon, show_status, do_stop):
-    """Run everything on this machine: broker, a local node agent and a task worker, bound
-    to 127.0.0.1.
+def up(ctx, data_dir, bus_port, node_name, host, port, use_ssl, cert_file, key_file, as_daemon,
+       show_status, do_stop):
+    """Run everything on this machine: broker, web (dashboard + REST), a local node agent
+    and a task worker. The bus binds to 127.0.0.1; the web server to --host (127.0.0.1).
 
     The embedded default (what ./deploy.sh runs); data in ./data."""
     def start():
         cfg = load_config(ctx, data_dir=data_dir, bus_port=bus_port, node_name=node_name,
-                          bus_host="127.0.0.1", broker_host="127.0.0.1", dashboard_url="")
+                          bus_host="127.0.0.1", broker_host="127.0.0.1", dashboard_url="",
+                          host=host, port=port, cert_file=cert_file, key_file=key_file)
         setup_logging(cfg.log_level)
         from architect.agent.node_agent import NodeAgent
         from architect.agent.worker import TaskWorker
-        from architect.broker.core import Broker
-        from architect.broker.loop import BrokerLoop
-        from architect.bus.transport import Endpoints
-        try:
-            loop = BrokerLoop(Broker(cfg), Endpoints(cfg.bus_host, cfg.bus_port))
-        except Exception as exc:
-            raise click.ClickException(f"broker cannot start: {exc}") from None
+        loop = _broker_loop(cfg)
+        web = _web_server(cfg, use_ssl)
         click.echo(f"architect up: broker on 127.0.0.1:{cfg.bus_port}-{cfg.bus_port + 3}, "
                    f"data in {cfg.data_dir}, local node '{cfg.node_name}'", err=True)
-        _run_with_signals(_Together([loop, NodeAgent(cfg), TaskWorker(cfg)]))
+        _run_with_signals(_Together([loop, web, NodeAgent(cfg), TaskWorker(cfg)]))
     run_as("up", as_daemon, show_status, do_stop, start)
+
+
+@click.command()
+@click.option("--data-dir", help="Folder of architect.db [ARCHITECT_DATA_DIR, ./data].")
+@click.option("--bus-host", help="Address the bus binds to [ARCHITECT_BUS_HOST, 127.0.0.1].")
+@click.option("--bus-port", type=int, help="First of the four bus ports [5555].")
+@web_options
+@with_daemon_options
+@click.pass_context
+def server(ctx, data_dir, bus_host, bus_port, host, port, use_ssl, cert_file, key_file,
+           as_daemon, show_status, do_stop):
+    """Run the master: broker and web server (dashboard, REST API, /metrics) in one process."""
+    def start():
+        cfg = load_config(ctx, data_dir=data_dir, bus_host=bus_host, bus_port=bus_port,
+                          host=host, port=port, cert_file=cert_file, key_file=key_file)
+        setup_logging(cfg.log_level)
+        if cfg.bus_host not in ("127.0.0.1", "localhost", "::1"):
+            click.echo("warning: the bus is bound beyond loopback without CURVE encryption",
+                       err=True)
+        _run_with_signals(_Together([_broker_loop(cfg), _web_server(cfg, use_ssl)]))
+    run_as("server", as_daemon, show_status, do_stop, start)
+
+
+@click.command()
+@web_options
+@with_daemon_options
+@click.pass_context
+def web(ctx, host, port, use_ssl, cert_file, key_file, as_daemon, show_status, do_stop):
+    """Run the web server alone, talking to a broker (--broker on the group)."""
+    def start():
+        cfg = load_config(ctx, host=host, port=port, cert_file=cert_file, key_file=key_file)
+        setup_logging(cfg.log_level)
+        _run_with_signals(_web_server(cfg, use_ssl))
+    run_as("web", as_daemon, show_status, do_stop, start)
 
 
 @click.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from architect import __version__
-from architect.cli.daemons import agent, broker, up, worker
+from architect.cli.daemons import agent, broker, server, up, web, worker
 from architect.cli.inspect import alerts, cluster, nodes
 from architect.cli.tasks import tasks
 
@@ -32,5 +32,5 @@ def main(ctx, config_file, broker_host, bus_port, dashboard_url, log_level):
                              "dashboard_url": dashboard_url, "log_level": log_level}}
 
 
-for command in (up, broker, agent, worker, nodes, tasks, alerts, cluster):
+for command in (up, server, broker, web, agent, worker, nodes, tasks, alerts, cluster):
     main.add_command(command)

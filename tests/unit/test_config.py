@@ -205,7 +205,13 @@ def test_every_setting_has_an_env_var(no_file):
                "load_warning": "7", "load_critical": "9.5", "heartbeat_interval": "9",
                "heartbeat_timeout": "10", "metrics_retention_days": "11",
                "max_message_size": "2048", "request_timeout": "12", "log_level": "DEBUG",
-               "worker_heartbeat_interval": "0.5", "worker_liveness": "5"}
+               "worker_heartbeat_interval": "0.5", "worker_liveness": "5",
+               "user": "admin", "password": "pw", "cert_file": "/c.pem", "key_file": "/k.pem",
+               "max_request_bytes": "4096", "web_threads": "4",
+               "ssh_max_per_host": "5", "ssh_connect_timeout": "3", "ssh_idle_timeout": "9",
+               "ssh_keepalive": "7", "ssh_command_timeout": "8", "ssh_max_output": "2048",
+               "ssh_max_parallel": "4", "ssh_user": "ops", "ssh_key_file": "/k",
+               "ssh_known_hosts": "/kh", "ssh_accept_new_hosts": "yes"}
     names = {f.name for f in config.fields(Config)}
     assert names == set(samples), "a new setting needs a sample here"
     cfg = config.load(env={config.env_name(k): v for k, v in samples.items()},

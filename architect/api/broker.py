@@ -1,0 +1,47 @@
+"""The web process's way to the broker: one control client per thread (never a shared
+socket), broker errors mapped to REST errors."""
+
+from __future__ import annotations
+
+import threading
+
+from architect.api.errors import ApiError, BadRequest, NotFound, Unavailable
+from architect.bus.errors import RemoteError, RequestTimeout
+from architect.bus.rpc import RpcClient
+
+_STATUS = {"bad_request": BadRequest, "not_found": NotFound, "unknown_method": BadRequest,
+           "protocol_error": BadRequest}
+
+
+class BrokerGateway:
+    def __init__(self, control_endpoint: str, timeout: float = 5.0):
+        self.endpoint = control_endpoint
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def _client(self) -> RpcClient:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = RpcClient(self.endpoint, timeout=self.timeout)
+        return client
+
+    def call(self, method: str, params: dict | None = None, timeout: float | None = None):
+        try:
+            return self._client().call(method, params or {}, timeout=timeout)
+        except RequestTimeout:
+            raise Unavailable("the broker did not answer in time; is it running? "
+                              f"({self.endpoint})") from None
+        except RemoteError as exc:
+            if exc.code == "store_unavailable":
+                raise Unavailable(exc.message, code="store_unavailable") from None
+            cls = _STATUS.get(exc.code)
+            if cls is None:
+                raise ApiError(exc.message, code=exc.code, status=502) from None
+            raise cls(exc.message) from None
+
+    def reachable(self) -> bool:
+        try:
+            self._client().call("ping", timeout=1.0)
+            return True
+        except Exception:
+            return False

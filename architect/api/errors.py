@@ -1,0 +1,87 @@
+"""REST errors: one shape, {"error": {"code": str, "message": str}}, mapped at one place.
+
+    ApiError(status, code, message)
+    ├── BadRequest      400 bad_request (bad JSON, wrong types: the message names the field)
+    ├── Unauthorized    401 unauthorized
+    ├── NotFound        404 not_found
+    ├── TooLarge        413 too_large
+    ├── TooMany         429 too_many_requests
+    └── Unavailable     503 broker_unavailable / store_unavailable
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("architect.api")
+
+
+class ApiError(Exception):
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str, code: str | None = None, status: int | None = None,
+                 headers: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+        self.status = status or self.status
+        self.headers = headers or {}
+
+
+class BadRequest(ApiError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(ApiError):
+    status, code = 401, "unauthorized"
+
+
+class NotFound(ApiError):
+    status, code = 404, "not_found"
+
+
+class TooLarge(ApiError):
+    status, code = 413, "too_large"
+
+
+class TooMany(ApiError):
+    status, code = 429, "too_many_requests"
+
+
+class Unavailable(ApiError):
+    status, code = 503, "broker_unavailable"
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None):
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def install(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        # keep werkzeug's headers (Allow on 405, WWW-Authenticate …) with our JSON body
+        response = exc.get_response()
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large",
+                400: "bad_request"}.get(exc.code, (exc.name or "error").lower().replace(" ", "_"))
+        body = error_response(exc.code or 500, code, exc.description or exc.name)
+        for key, value in response.headers.items():
+            if key.lower() not in ("content-type", "content-length"):
+                body.headers[key] = value
+        return body
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error in a request")
+        return error_response(500, "internal", "internal error; see the server log")

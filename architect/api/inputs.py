@@ -1,0 +1,74 @@
+"""Reading request input: JSON bodies and query parameters, with errors naming the field."""
+
+from __future__ import annotations
+
+import json
+
+from flask import request
+
+from architect.api.errors import BadRequest
+
+_MISSING = object()
+_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+          list: "a list", dict: "an object"}
+
+
+def json_body() -> dict:
+    """The request's JSON object; 400 when it is missing, not JSON, or not an object."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise BadRequest("request body must be a JSON object")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object")
+    return data
+
+
+def field(data: dict, name: str, kind, default=_MISSING):
+    """data[name] checked against `kind` (type or tuple); None counts as absent."""
+    value = data.get(name)
+    if value is None:
+        if default is _MISSING:
+            raise BadRequest(f"field '{name}' is required")
+        return default
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise BadRequest(f"field '{name}' must be {' or '.join(_NAMES.get(k, k.__name__) for k in kinds)}")
+    return value
+
+
+def query_int(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"query parameter '{name}' must be an integer") from None
+    if not low <= value <= high:
+        raise BadRequest(f"query parameter '{name}' must be between {low} and {high}")
+    return value
+
+
+def query_flag(name: str) -> bool:
+    return request.args.get(name, "").lower() in ("1", "true", "yes", "on")
+
+
+def query_str(name: str, choices=None) -> str | None:
+    value = request.args.get(name) or None
+    if value is not None and choices is not None and value not in choices:
+        raise BadRequest(f"query parameter '{name}' must be one of {', '.join(choices)}")
+    return value
+
+
+def query_list(name: str) -> list[str]:
+    out = []
+    for raw in request.args.getlist(name):
+        out.extend(part.strip() for part in raw.split(",") if part.strip())
+    return out

@@ -1,0 +1,139 @@
+"""OpenAPI 3 document built from the route table (routes.py) and the schemas here."""
+
+from __future__ import annotations
+
+import re
+
+from architect import __version__
+
+S, I, N, B = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
+OBJ = {"type": "object"}
+ARR = {"type": "array"}
+
+
+def nullable(schema: dict) -> dict:
+    return {**schema, "nullable": True}
+
+
+def obj(props: dict, required=()) -> dict:
+    out = {"type": "object", "properties": props}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def listing(key: str, item: str) -> dict:
+    return obj({key: {"type": "array", "items": ref(item)}, "count": I}, (key, "count"))
+
+
+LEVEL = {"type": "string", "enum": ["healthy", "warning", "critical", "offline"]}
+STATE = {"type": "string", "enum": ["queued", "assigned", "running", "succeeded", "failed",
+                                    "timed_out", "cancelled"]}
+
+SCHEMAS = {
+    "Error": obj({"error": obj({"code": S, "message": S}, ("code", "message"))}, ("error",)),
+    "Object": OBJ,
+    "Node": obj({"id": I, "name": S, "hostname": S, "ip_address": S,
+                 "capabilities": {"type": "array", "items": S}, "status": LEVEL,
+                 "reasons": {"type": "array", "items": S}, "drained": B,
+                 "metrics": OBJ, "heartbeat_age": nullable(N), "registered_at": N,
+                 "last_seen": N, "ssh": nullable(OBJ)},
+                ("id", "name", "status", "capabilities", "drained")),
+    "NodeList": listing("nodes", "Node"),
+    "NodeRegistration": obj({"name": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$"},
+                             "hostname": S, "ip_address": S,
+                             "capabilities": {"type": "array", "items": S},
+                             "ssh": obj({"user": S, "port": I, "key_file": S})}, ("name",)),
+    "Removed": obj({"removed": S, "id": I}, ("removed",)),
+    "Health": obj({"counts": OBJ, "total": I, "nodes": ARR | {"items": OBJ}, "thresholds": OBJ},
+                  ("counts", "nodes")),
+    "Alert": obj({"id": I, "node_id": I, "node_name": S, "level": S, "previous_level": nullable(S),
+                  "reasons": {"type": "array", "items": S}, "message": S, "status": S,
+                  "created_at": N, "resolved_at": nullable(N), "acknowledged_at": nullable(N),
+                  "acknowledged_by": nullable(S)}, ("id", "level", "status")),
+    "AlertList": listing("alerts", "Alert"),
+    "Recommendations": obj({"recommendations": {"type": "array", "items": obj(
+        {"node": S, "score": N, "breakdown": OBJ, "can_run_now": B, "reason": nullable(S)})},
+        "count": I}, ("recommendations",)),
+    "Distribution": obj({"nodes": OBJ, "totals": OBJ, "queued": I}, ("nodes", "totals")),
+    "TaskSubmission": obj({"task_type": {"type": "string", "minLength": 1, "maxLength": 64},
+                           "payload": OBJ, "requirements": {"type": "array", "items": S},
+                           "timeout": N, "max_attempts": I, "retries": I, "retry_backoff": N,
+                           "priority": I, "idempotency_key": S, "node": S}, ("task_type",)),
+    "AssignRequest": obj({"task_type": S, "requirements": {"type": "array", "items": S},
+                          "payload": OBJ}, ("task_type",)),
+    "Submitted": obj({"id": I, "status": STATE, "created": B}, ("id", "status")),
+    "Task": obj({"id": I, "task_type": S, "status": STATE, "payload": OBJ, "attempt": I,
+                 "assigned_node": nullable(S), "result": nullable(OBJ), "error": nullable(S),
+                 "placement": nullable(OBJ), "final": B}, ("id", "status", "task_type")),
+    "TaskList": listing("tasks", "Task"),
+    "OutputList": obj({"output": ARR | {"items": OBJ}, "count": I}, ("output",)),
+    "Assignment": obj({"node": nullable(S), "score": nullable(N), "breakdown": nullable(OBJ)},
+                      ("node",)),
+    "WorkerList": obj({"workers": ARR | {"items": OBJ}, "count": I}, ("workers",)),
+    "Topology": obj({"nodes": ARR | {"items": OBJ}, "edges": ARR | {"items": OBJ}},
+                    ("nodes", "edges")),
+    "Flow": obj({"links": ARR | {"items": obj({"source": S, "target": S, "value": I})},
+                 "states": OBJ, "nodes": {"type": "array", "items": S}}, ("links", "states")),
+    "Bus": obj({"heartbeat": S, "work": S, "control": S, "events": S,
+                "server_key": nullable(S)}, ("heartbeat", "work", "control", "events")),
+    "Healthz": obj({"status": S, "broker": S, "store": OBJ}, ("status", "broker")),
+}
+_DESCRIPTIONS = {200: "OK", 201: "Created", 400: "Bad request", 401: "Authentication required",
+                 404: "Not found", 413: "Body too large", 429: "Too many failed logins",
+                 502: "The broker refused the request", 503: "Broker or store unavailable"}
+
+
+def _path(rule: str) -> tuple[str, list]:
+    params = []
+
+    def sub(m):
+        conv, name = m.group(1), m.group(2)
+        params.append({"name": name, "in": "path", "required": True,
+                       "schema": {"type": "integer", "minimum": 0} if conv == "int" else
+                       {"type": "string", "minLength": 1}})
+        return "{" + name + "}"
+    return re.sub(r"<(?:(\w+):)?(\w+)>", sub, rule), params
+
+
+def _response(schema_name: str, status: int) -> dict:
+    if schema_name == "Text":
+        return {"description": _DESCRIPTIONS.get(status, "OK"),
+                "content": {"text/plain": {"schema": S}}}
+    return {"description": _DESCRIPTIONS.get(status, "OK"),
+            "content": {"application/json": {"schema": ref(schema_name)}}}
+
+
+def spec(routes) -> dict:
+    paths: dict = {}
+    for route in routes:
+        path, params = _path(route.rule)
+        for method in route.methods:
+            op = {"summary": route.summary, "tags": [route.tag],
+                  "operationId": f"{method.lower()}_{route.view.__name__}",
+                  "parameters": params + [{"name": n, "in": "query", "required": False,
+                                           "schema": {"type": t}, "description": d}
+                                          for n, t, d in route.query],
+                  "responses": {str(route.status): _response(route.ok, route.status)}}
+            for status in route.extra_ok:
+                op["responses"][str(status)] = _response(route.ok, status)
+            errors = set(route.errors) | ({401, 429} if route.auth else set())
+            for status in sorted(errors):
+                op["responses"][str(status)] = _response("Error", status)
+            if route.auth:
+                op["security"] = [{"basic": []}, {}]
+            if route.body:
+                op["requestBody"] = {"required": True, "content": {
+                    "application/json": {"schema": ref(route.body)}}}
+            paths.setdefault(path, {})[method.lower()] = op
+    return {"openapi": "3.0.3",
+            "info": {"title": "Architect", "version": __version__,
+                     "description": "Cluster manager REST API. Errors are "
+                                    '{"error": {"code", "message"}}.'},
+            "paths": paths,
+            "components": {"schemas": SCHEMAS,
+                           "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}}}}

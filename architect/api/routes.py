@@ -1,0 +1,94 @@
+"""Every HTTP route in one table: the Flask url map and the OpenAPI spec are built from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from architect.api import views_nodes as N
+from architect.api import views_tasks as T
+
+
+@dataclass(frozen=True)
+class Route:
+    rule: str
+    methods: tuple
+    view: object
+    summary: str
+    tag: str
+    ok: str = "Object"                      # schema of the success response
+    status: int = 200
+    body: str | None = None                 # schema of the JSON body
+    query: tuple = ()                       # (name, type, description)
+    errors: tuple = (400, 404, 503)
+    auth: bool = True
+    extra_ok: tuple = field(default=())     # other success statuses
+
+
+NODE_Q = (("status", "string", "only nodes at this level"),)
+TASK_Q = (("status", "string", "state"), ("node", "string", "placed on this node"),
+          ("task_type", "string", "type"), ("limit", "integer", "1-1000 (100)"),
+          ("offset", "integer", "skip this many"))
+
+ROUTES = (
+    Route("/api/nodes", ("GET",), N.list_nodes, "List nodes with health and metrics", "nodes",
+          "NodeList", query=NODE_Q, errors=(400, 503)),
+    Route("/api/nodes", ("POST",), N.register_node, "Register or update a node", "nodes", "Node",
+          201, body="NodeRegistration", errors=(400, 413, 503), extra_ok=(200,)),
+    Route("/api/nodes/health", ("GET",), N.nodes_health, "Counts per level and each node's level",
+          "nodes", "Health", errors=(503,)),
+    Route("/api/nodes/alerts", ("GET",), N.list_alerts, "Active alerts (?all=1: history too)",
+          "alerts", "AlertList", query=(("all", "string", "1 for history"),
+                                        ("node", "string", "one node's alerts"),
+                                        ("limit", "integer", "1-10000"))),
+    Route("/api/nodes/alerts/<int:alert_id>/ack", ("POST",), N.ack_alert, "Acknowledge an alert",
+          "alerts", "Alert", errors=(400, 404, 413, 503)),
+    Route("/api/nodes/recommend", ("GET",), N.recommend, "Best nodes with score breakdown",
+          "placement", "Recommendations", query=(("count", "integer", "1-1000 (3)"),
+                                                 ("requirements", "string", "comma-separated"),
+                                                 ("task_type", "string", "type to run")),
+          errors=(400, 503)),
+    Route("/api/nodes/distribution", ("GET",), N.distribution, "Tasks per node by state",
+          "placement", "Distribution", errors=(503,)),
+    Route("/api/nodes/<key>", ("GET",), N.get_node, "One node by id or name", "nodes", "Node"),
+    Route("/api/nodes/<key>", ("DELETE",), N.remove_node, "Remove a node", "nodes", "Removed"),
+    Route("/api/nodes/<key>/drain", ("POST",), N.drain_node, "Stop placing tasks on a node",
+          "nodes", "Node"),
+    Route("/api/nodes/<key>/undrain", ("POST",), N.undrain_node, "Place tasks on a node again",
+          "nodes", "Node"),
+    Route("/api/tasks", ("GET",), T.list_tasks, "List tasks, newest first", "tasks", "TaskList",
+          query=TASK_Q, errors=(400, 503)),
+    Route("/api/tasks", ("POST",), T.submit_task, "Submit a task", "tasks", "Submitted", 201,
+          body="TaskSubmission", errors=(400, 404, 413, 503), extra_ok=(200,)),
+    Route("/api/tasks/assign-optimal", ("POST",), T.assign_optimal,
+          "Best node for a task now; with a payload, submit it there", "placement", "Assignment",
+          body="AssignRequest", errors=(400, 404, 413, 503)),
+    Route("/api/tasks/<int:task_id>", ("GET",), T.get_task, "One task with its result", "tasks",
+          "Task", query=(("events", "string", "1: include the state history"),)),
+    Route("/api/tasks/<int:task_id>/output", ("GET",), T.task_output, "Streamed output chunks",
+          "tasks", "OutputList", query=(("after_seq", "integer", "only chunks after this"),)),
+    Route("/api/tasks/<int:task_id>/cancel", ("POST",), T.cancel_task, "Cancel a task", "tasks",
+          "Task"),
+    Route("/api/workers", ("GET",), T.list_workers, "Connected task workers", "tasks",
+          "WorkerList", errors=(503,)),
+    Route("/api/cluster/topology", ("GET",), T.topology, "The master and nodes as a graph",
+          "cluster", "Topology", errors=(503,)),
+    Route("/api/cluster/flow", ("GET",), T.flow, "Task flow: submitted → node → outcome",
+          "cluster", "Flow", query=(("window", "integer", "seconds (3600)"),), errors=(400, 503)),
+    Route("/api/cluster/stats", ("GET",), T.cluster_stats, "Broker figures and counters",
+          "cluster", "Object", errors=(503,)),
+    Route("/api/stats", ("GET",), T.dashboard_stats, "Dashboard figures", "cluster", "Object",
+          errors=(503,)),
+    Route("/api/bus", ("GET",), T.bus, "Bus endpoints for agents and workers", "cluster", "Bus",
+          errors=()),
+    Route("/api/openapi.json", ("GET",), T.openapi, "This specification", "meta", "Object",
+          errors=()),
+    Route("/healthz", ("GET",), T.healthz, "Liveness: broker reachability and store state",
+          "meta", "Healthz", errors=(503,), auth=False),
+    Route("/metrics", ("GET",), T.metrics, "Prometheus metrics", "meta", "Text", errors=()),
+)
+
+
+def register(app, routes=ROUTES) -> None:
+    for i, route in enumerate(routes):
+        app.add_url_rule(route.rule, endpoint=f"r{i}_{route.view.__name__}", view_func=route.view,
+                         methods=list(route.methods))

@@ -1,0 +1,91 @@
+"""REST views: nodes, health, alerts, placement recommendations."""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify, request
+
+from architect.api.errors import BadRequest
+from architect.api.inputs import field, json_body, query_flag, query_int, query_list, query_str
+
+LEVELS = ("healthy", "warning", "critical", "offline")
+
+
+def broker():
+    return current_app.extensions["architect"].broker
+
+
+def list_nodes():
+    status = query_str("status", LEVELS)
+    nodes = broker().call("node.list", {"status": status} if status else {})
+    return jsonify({"nodes": nodes, "count": len(nodes)})
+
+
+def register_node():
+    data = json_body()
+    params = {"name": field(data, "name", str),
+              "hostname": field(data, "hostname", str, ""),
+              "ip_address": field(data, "ip_address", str, ""),
+              "capabilities": field(data, "capabilities", list, [])}
+    ssh = field(data, "ssh", dict, None)
+    if ssh is not None:
+        params["ssh"] = ssh
+    node = broker().call("node.register", params)
+    return jsonify(node), 201 if node.get("created") else 200
+
+
+def get_node(key):
+    return jsonify(broker().call("node.get", {"node": key}))
+
+
+def remove_node(key):
+    return jsonify(broker().call("node.remove", {"node": key}))
+
+
+def drain_node(key):
+    return jsonify(broker().call("node.drain", {"node": key}))
+
+
+def undrain_node(key):
+    return jsonify(broker().call("node.undrain", {"node": key}))
+
+
+def nodes_health():
+    return jsonify(broker().call("health.summary"))
+
+
+def list_alerts():
+    params = {"all": query_flag("all"), "limit": query_int("limit", 500, 1, 10_000)}
+    node = query_str("node")
+    if node:
+        params["node"] = node
+    alerts = broker().call("alert.list", params)
+    return jsonify({"alerts": alerts, "count": len(alerts)})
+
+
+def ack_alert(alert_id):
+    by = "api"
+    if request.get_data(cache=True).strip():
+        by = field(json_body(), "by", str, "api")
+    if request.authorization and request.authorization.username:
+        by = request.authorization.username
+    return jsonify(broker().call("alert.ack", {"id": alert_id, "by": by}))
+
+
+def recommend():
+    params = {"count": query_int("count", 3, 1, 1000), "requirements": query_list("requirements")}
+    task_type = query_str("task_type")
+    if task_type:
+        params["task_type"] = task_type
+    recs = broker().call("placement.recommend", params)
+    return jsonify({"recommendations": recs, "count": len(recs)})
+
+
+def distribution():
+    return jsonify(broker().call("placement.distribution"))
+
+
+def _check_json_list(data: dict, name: str):
+    value = field(data, name, list, [])
+    if not all(isinstance(v, str) for v in value):
+        raise BadRequest(f"field '{name}' must be a list of strings")
+    return value

@@ -1,0 +1,113 @@
+"""REST views: tasks, workers, cluster views, bus discovery, health and metrics."""
+
+from __future__ import annotations
+
+from flask import Response, current_app, jsonify, request
+
+from architect.api.errors import BadRequest
+from architect.api.inputs import field, json_body, query_flag, query_int, query_str
+from architect.api.views_nodes import _check_json_list, broker
+
+STATES = ("queued", "assigned", "running", "succeeded", "failed", "timed_out", "cancelled")
+SUBMIT_FIELDS = {"timeout": float, "max_attempts": int, "retries": int, "retry_backoff": float,
+                 "priority": int, "idempotency_key": str, "node": (str, int)}
+
+
+def _spec(data: dict) -> dict:
+    spec = {"task_type": field(data, "task_type", str),
+            "payload": field(data, "payload", dict, {}),
+            "requirements": _check_json_list(data, "requirements")}
+    for name, kind in SUBMIT_FIELDS.items():
+        value = field(data, name, kind, None)
+        if value is not None:
+            spec[name] = value
+    user = request.authorization.username if request.authorization else None
+    spec["submitted_by"] = f"api:{user}" if user else "api"
+    return spec
+
+
+def list_tasks():
+    params = {"status": query_str("status", STATES), "node": query_str("node"),
+              "task_type": query_str("task_type"), "limit": query_int("limit", 100, 1, 1000),
+              "offset": query_int("offset", 0, 0, 10**9)}
+    tasks = broker().call("task.list", {k: v for k, v in params.items() if v is not None})
+    return jsonify({"tasks": tasks, "count": len(tasks)})
+
+
+def submit_task():
+    out = broker().call("task.submit", _spec(json_body()))
+    return jsonify(out), 201 if out["created"] else 200
+
+
+def get_task(task_id):
+    return jsonify(broker().call("task.get", {"id": task_id, "events": query_flag("events")}))
+
+
+def task_output(task_id):
+    chunks = broker().call("task.output", {"id": task_id,
+                                           "after_seq": query_int("after_seq", -1, -1, 10**9)})
+    return jsonify({"output": chunks, "count": len(chunks)})
+
+
+def cancel_task(task_id):
+    return jsonify(broker().call("task.cancel", {"id": task_id}))
+
+
+def assign_optimal():
+    data = json_body()
+    params = _spec(data)
+    if data.get("payload") is None:
+        params.pop("payload")
+    return jsonify(broker().call("placement.assign_optimal", params))
+
+
+def list_workers():
+    workers = broker().call("worker.list")
+    return jsonify({"workers": workers, "count": len(workers)})
+
+
+def topology():
+    return jsonify(broker().call("cluster.topology"))
+
+
+def flow():
+    return jsonify(broker().call("cluster.flow", {"window": query_int("window", 3600, 1, 30 * 86400)}))
+
+
+def cluster_stats():
+    return jsonify(broker().call("cluster.stats"))
+
+
+def dashboard_stats():
+    return jsonify(broker().call("cluster.summary"))
+
+
+def bus():
+    ext = current_app.extensions["architect"]
+    return jsonify(ext.bus_info())
+
+
+def healthz():
+    ext = current_app.extensions["architect"]
+    up = ext.broker.reachable()
+    body = {"status": "ok" if up else "degraded", "broker": "reachable" if up else "unreachable",
+            "store": ext.store_state()}
+    return jsonify(body), 200 if up else 503
+
+
+def metrics():
+    ext = current_app.extensions["architect"]
+    data, content_type = ext.metrics.render()
+    return Response(data, content_type=content_type)
+
+
+def openapi():
+    from architect.api.openapi import spec
+    return jsonify(spec(current_app.extensions["architect"].routes))
+
+
+def _int_id(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise BadRequest("id must be an integer") from None
