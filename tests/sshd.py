@@ -81,7 +81,18 @@ class Sshd:
         raise RuntimeError("sshd did not start listening")
 
     def stop(self) -> None:
+        """Kill the listener and every session it forked (the host is gone)."""
+        import psutil
         if self.proc and self.proc.poll() is None:
+            try:
+                children = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                children = []
             os.killpg(self.proc.pid, signal.SIGKILL)
+            for child in children:
+                try:
+                    child.kill()
+                except psutil.NoSuchProcess:
+                    pass
             self.proc.wait(5)
         self.proc = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from architect.api import views_nodes as N
+from architect.api import views_ssh as X
 from architect.api import views_tasks as T
 
 
@@ -78,6 +79,18 @@ ROUTES = (
           "cluster", "Object", errors=(503,)),
     Route("/api/stats", ("GET",), T.dashboard_stats, "Dashboard figures", "cluster", "Object",
           errors=(503,)),
+    Route("/api/ssh/pool/stats", ("GET",), X.pool_stats, "SSH pool figures per host", "ssh",
+          "SSHPool", errors=(503,)),
+    Route("/api/ssh/pool/cleanup", ("POST",), X.pool_cleanup, "Close idle SSH connections",
+          "ssh", "Cleanup", errors=(503,)),
+    Route("/api/ssh/execute", ("POST",), X.execute, "Run a command on one node over SSH", "ssh",
+          "SSHResult", body="SSHExecute", errors=(400, 404, 413, 503)),
+    Route("/api/ssh/broadcast", ("POST",), X.broadcast, "Run a command on many nodes at once",
+          "ssh", "SSHBroadcast", body="SSHBroadcastRequest", errors=(400, 404, 413, 503)),
+    Route("/api/ssh/trust", ("POST",), X.trust, "Trust a node's current SSH host key", "ssh",
+          "Object", body="SSHTrust", errors=(400, 404, 413, 503)),
+    Route("/api/ssh/audit", ("GET",), X.audit, "SSH audit log, newest first", "ssh", "AuditList",
+          query=(("limit", "integer", "1-10000 (100)"), ("node", "string", "one node"))),
     Route("/api/bus", ("GET",), T.bus, "Bus endpoints for agents and workers", "cluster", "Bus",
           errors=()),
     Route("/api/openapi.json", ("GET",), T.openapi, "This specification", "meta", "Object",

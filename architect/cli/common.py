@@ -41,12 +41,13 @@ def control_endpoint(cfg: config_mod.Config) -> str:
     return Endpoints(cfg.broker_host, cfg.bus_port).control
 
 
-def call(ctx: click.Context, method: str, params: dict | None = None):
+def call(ctx: click.Context, method: str, params: dict | None = None,
+         timeout: float | None = None):
     """One control request; broker errors become click errors."""
     cfg = load_config(ctx)
     endpoint = control_endpoint(cfg)
     try:
-        with RpcClient(endpoint, timeout=cfg.request_timeout) as rpc:
+        with RpcClient(endpoint, timeout=timeout or cfg.request_timeout) as rpc:
             return rpc.call(method, params or {})
     except RequestTimeout as exc:
         raise click.ClickException(f"{exc} (is the broker running? start it with "

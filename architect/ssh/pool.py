@@ -153,6 +153,7 @@ class SSHPool:
         client.set_missing_host_key_policy(_AddAndSave(self) if self.accept_new
                                            else paramiko.RejectPolicy())
         key_file = os.path.expanduser(target.key_file) if target.key_file else None
+        started = time.monotonic()
         try:
             client.connect(target.host, port=target.port, username=target.user,
                            key_filename=key_file if key_file and os.path.exists(key_file) else None,
@@ -173,6 +174,9 @@ class SSHPool:
             if isinstance(exc, paramiko.AuthenticationException):
                 raise SSHError("auth", f"authentication to {target.label} failed "
                                        f"(key {target.key_file}): {text}") from None
+            if time.monotonic() - started >= timeout * 0.9:  # e.g. no banner: a hung host
+                raise SSHError("timeout", f"connecting to {target.label} timed out after "
+                                          f"{timeout:g}s ({text})") from None
             raise SSHError("connect", f"SSH to {target.label} failed: {text}") from None
         except (socket.timeout, TimeoutError):
             client.close()

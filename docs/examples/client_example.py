@@ -14,10 +14,11 @@ from architect.client import (ArchitectError, BrokerUnavailable, Client, TaskFai
 
 HOST = os.environ.get("ARCHITECT_BROKER_HOST", "127.0.0.1")
 PORT = int(os.environ.get("ARCHITECT_BUS_PORT", "5555"))
+TIMEOUT = float(os.environ.get("ARCHITECT_REQUEST_TIMEOUT", "5"))   # per request, seconds
 
 
 def main() -> int:
-    with Client(broker=HOST, bus_port=PORT, timeout=5.0) as client:
+    with Client(broker=HOST, bus_port=PORT, timeout=TIMEOUT) as client:
         # a shell task: the command runs under /bin/sh -c on some worker
         shell = client.submit("shell", {"command": "echo hello from $(hostname)"}, timeout=60)
         # a python task: any importable "module:function", called with args / kwargs

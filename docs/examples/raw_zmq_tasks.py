@@ -19,7 +19,8 @@ HOST = os.environ.get("ARCHITECT_BROKER_HOST", "127.0.0.1")
 PORT = int(os.environ.get("ARCHITECT_BUS_PORT", "5555"))
 CONTROL = f"tcp://{HOST}:{PORT + 2}"
 COMMAND = os.environ.get("TASK_COMMAND", "echo hello from $(hostname); uname -s")
-REPLY_GRACE_MS = 5000   # how long we wait beyond the broker-side wait
+# how long to wait for a reply (task.wait: on top of its own timeout)
+REPLY_GRACE_MS = int(float(os.environ.get("ARCHITECT_REQUEST_TIMEOUT", "5")) * 1000)
 
 
 def call(ctx, method, params, timeout_ms=REPLY_GRACE_MS):
