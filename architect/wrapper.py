@@ -20,8 +20,8 @@ def run(argv: list[str]) -> None:
         import zmq  # noqa: F401
     except ImportError:
         venv_python = ROOT / ".venv" / "bin" / "python"
-        if venv_python.exists() and Path(sys.executable).resolve() != venv_python.resolve() \
-                and not os.environ.get("ARCHITECT_WRAPPER_REEXEC"):
+        in_venv = Path(sys.prefix).resolve() == (ROOT / ".venv").resolve()
+        if venv_python.exists() and not in_venv and not os.environ.get("ARCHITECT_WRAPPER_REEXEC"):
             os.environ["ARCHITECT_WRAPPER_REEXEC"] = "1"
             os.execv(str(venv_python), [str(venv_python), *sys.argv])
         sys.exit("architect: dependencies missing; run `pip install -r requirements.txt` "

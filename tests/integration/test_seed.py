@@ -19,6 +19,8 @@ from tests.helpers import free_port_block, wait_for
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
+# the guide runs `python3`: whatever is on PATH (the scripts re-run themselves with .venv)
+PY3 = shutil.which("python3") or sys.executable
 
 
 def curl(*args: str) -> dict:
@@ -41,7 +43,7 @@ def seed_env(tmp_path):
     yield env, f"http://127.0.0.1:{base + 4}"
     subprocess.run(["./deploy.sh", "stop"], cwd=ROOT, env=env, capture_output=True, timeout=60)
     for script in ("distributed/node_agent.py", "workers/task_worker.py"):
-        subprocess.run([sys.executable, script, "--stop"], cwd=ROOT, env=env, capture_output=True,
+        subprocess.run([PY3, script, "--stop"], cwd=ROOT, env=env, capture_output=True,
                        timeout=60)
 
 
@@ -60,14 +62,14 @@ def test_walk_the_setup_guide(seed_env, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({
         "dashboard_url": url, "node_name": "worker-1", "capabilities": ["python", "docker", "git"]}))
     # Step 4 and 5: node agent and task worker, as daemons, with status
-    agent = subprocess.run([sys.executable, "distributed/node_agent.py", "--dashboard", url,
+    agent = subprocess.run([PY3, "distributed/node_agent.py", "--dashboard", url,
                             "--daemon"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert agent.returncode == 0, agent.stderr
-    worker = subprocess.run([sys.executable, "workers/task_worker.py", "--daemon"], cwd=ROOT,
+    worker = subprocess.run([PY3, "workers/task_worker.py", "--daemon"], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=60)
     assert worker.returncode == 0, worker.stderr
     for script in ("distributed/node_agent.py", "workers/task_worker.py"):
-        status = subprocess.run([sys.executable, script, "--status"], cwd=ROOT, env=env,
+        status = subprocess.run([PY3, script, "--status"], cwd=ROOT, env=env,
                                 capture_output=True, text=True, timeout=60)
         assert status.returncode == 0 and "running" in status.stdout
 
@@ -117,7 +119,7 @@ def test_walk_the_setup_guide(seed_env, tmp_path):
 
     # stop the node side, then the dashboard
     for script in ("distributed/node_agent.py", "workers/task_worker.py"):
-        assert subprocess.run([sys.executable, script, "--stop"], cwd=ROOT, env=env,
+        assert subprocess.run([PY3, script, "--stop"], cwd=ROOT, env=env,
                               capture_output=True, timeout=60).returncode == 0
     stopped = subprocess.run(["./deploy.sh", "stop"], cwd=ROOT, env=env, capture_output=True,
                              text=True, timeout=60)
@@ -135,7 +137,7 @@ def test_app_py_as_in_the_systemd_unit(tmp_path):
     env = dict(os.environ, ARCHITECT_DATA_DIR=str(tmp_path / "data"),
                ARCHITECT_STATE_DIR=str(tmp_path / "state"), ARCHITECT_BUS_PORT=str(base),
                ARCHITECT_CONFIG=str(tmp_path / "none.json"))
-    proc = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port",
+    proc = subprocess.Popen([PY3, "app.py", "--host", "127.0.0.1", "--port",
                              str(base + 4)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
