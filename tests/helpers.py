@@ -165,3 +165,40 @@ class Cluster:
             if node["name"] == name:
                 return node
         return None
+
+    # --- web server (REST tests) ----------------------------------------------------
+    def start_server(self, *extra: str, key: str = "server", env=None, scheme: str = "http",
+                     command: str = "server", timeout: float = 30.0, healthy: bool = True) -> str:
+        """`architect server` (broker + web; or `command`, e.g. "web") bound to 127.0.0.1 on a
+        free port, with no web credentials unless `env` sets them. Waits until /healthz
+        answers (200 when `healthy`, any status otherwise) and returns the base URL."""
+        port = free_port_block(1)
+        env = {"ARCHITECT_USER": "", "ARCHITECT_PASSWORD": "", **(env or {})}
+        proc = self.spawn(key, command, "--host", "127.0.0.1", "--port", str(port), *extra, env=env)
+        base = f"{scheme}://127.0.0.1:{port}"
+        self.wait_http(base + "/healthz", proc, key, timeout, want=200 if healthy else None)
+        return base
+
+    def wait_http(self, url: str, proc, key: str, timeout: float = 30.0, want: int | None = 200):
+        """Poll `url` (TLS unverified) until it answers (with `want` if given); fail at once,
+        with the process log, if the process exits first."""
+        import requests
+        import urllib3
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+        def answered():
+            if proc.poll() is not None:
+                raise AssertionError(f"{key} exited with {proc.returncode}:\n{self.log(key)}")
+            try:
+                status = requests.get(url, timeout=2, verify=False).status_code
+            except requests.RequestException:
+                return False
+            return want is None or status == want
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if answered():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{url} did not answer{f' {want}' if want else ''} within "
+                             f"{timeout}s:\n{self.log(key)}")

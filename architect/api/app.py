@@ -10,6 +10,7 @@ from flask import Flask
 
 from architect.api import auth, errors, routes
 from architect.api.broker import BrokerGateway
+from architect.api.jsonfast import OrjsonProvider
 from architect.api.metrics import Metrics
 from architect.bus.transport import Endpoints
 from architect.config import Config
@@ -52,8 +53,9 @@ def create_app(config: Config, credentials=None, with_ui: bool = True,
     """The Flask app. `credentials` (user, password) turns on Basic auth for every route but
     /healthz; pass auth.resolve_credentials(config) to follow the configuration."""
     app = Flask("architect")
+    app.json_provider_class = OrjsonProvider
+    app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
-    app.json.sort_keys = False
     endpoint = control_endpoint or Endpoints(config.broker_host, config.bus_port).control
     gateway = BrokerGateway(endpoint, timeout=config.request_timeout)
     app.extensions["architect"] = AppState(config, gateway, Metrics(gateway), routes.ROUTES)

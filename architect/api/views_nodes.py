@@ -16,8 +16,10 @@ def broker():
 
 def list_nodes():
     status = query_str("status", LEVELS)
-    nodes = broker().call("node.list", {"status": status} if status else {})
-    return jsonify({"nodes": nodes, "count": len(nodes)})
+    params = {"render": "json", **({"status": status} if status else {})}
+    out = broker().call("node.list", params)  # JSON made by the broker, passed through
+    body = b'{"nodes":' + out["json"] + b',"count":' + str(out["count"]).encode() + b"}"
+    return current_app.response_class(body, mimetype="application/json")
 
 
 def register_node():

@@ -81,8 +81,10 @@ def unpack(data: bytes, max_size: int = MAX_MESSAGE_SIZE) -> Any:
         raise ProtocolError(f"not valid msgpack: {type(exc).__name__}: {exc}") from None
 
 
-def decode(data: bytes, max_size: int = MAX_MESSAGE_SIZE):
-    """Decode one frame into its message dataclass, validating envelope and fields."""
+def decode(data: bytes, max_size: int = MAX_MESSAGE_SIZE, trusted: bool = False):
+    """Decode one frame into its message dataclass, validating envelope and fields.
+    trusted=True (a reply from our own broker) skips the deep scan for timestamp ext values
+    in nested fields; the envelope and field types are still checked."""
     body = unpack(data, max_size)
     if not isinstance(body, dict):
         raise ProtocolError("message is not a map")
@@ -104,7 +106,7 @@ def decode(data: bytes, max_size: int = MAX_MESSAGE_SIZE):
         if accepted is not None and (not isinstance(value, accepted) or
                                      (isinstance(value, bool) and bool not in accepted)):
             raise ProtocolError(f"{mtype}: field '{name}' has type {type(value).__name__}")
-        if isinstance(value, (dict, list)) and _has_timestamp(value):
+        if not trusted and isinstance(value, (dict, list)) and _has_timestamp(value):
             raise ProtocolError(f"{mtype}: field '{name}' holds an ext type (timestamp)")
         kwargs[name] = value
     return REGISTRY[mtype](**kwargs)
