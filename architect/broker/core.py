@@ -31,6 +31,7 @@ READ_ONLY = frozenset({"node.list", "node.get", "health.summary", "alert.list", 
                        "ping", "task.get", "task.list", "task.wait", "task.output",
                        "placement.recommend", "placement.distribution", "worker.list",
                        "cluster.topology", "cluster.flow", "cluster.summary",
+                       "node.metrics", "task.page", "task.timeline",
                        "ssh.pool.stats", "ssh.pool.cleanup", "ssh.audit"})
 
 

@@ -286,6 +286,35 @@ class Store:
         return list(self.db["metrics"].rows_where(
             "node_id = ? AND ts >= ?", [node_id, since], order_by="ts", limit=limit))
 
+    def metrics_series(self, node_id: int, since: float, until: float, points: int) -> list[dict]:
+        """Samples of one node averaged into at most `points` time buckets (downsampled)."""
+        width = max((until - since) / max(points, 1), 1e-3)
+        sql = ("SELECT MIN(ts) AS ts, AVG(cpu_percent) AS cpu_percent, "
+               "AVG(memory_percent) AS memory_percent, AVG(disk_percent) AS disk_percent, "
+               "AVG(load_1) AS load_1, COUNT(*) AS samples FROM metrics "
+               "WHERE node_id = ? AND ts >= ? AND ts <= ? "
+               "GROUP BY CAST((ts - ?) / ? AS INTEGER) ORDER BY ts")
+        cur = self.conn.execute(sql, (node_id, since, until, since, width))
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+    def count_tasks(self, status=None, node=None, task_type=None) -> int:
+        clauses, params = [], []
+        for col, value in (("status", status), ("assigned_node", node), ("task_type", task_type)):
+            if value is not None:
+                clauses.append(f"{col} = ?")
+                params.append(value)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        return self.conn.execute(f"SELECT COUNT(*) FROM tasks{where}", params).fetchone()[0]
+
+    def timeline(self, since: float, limit: int) -> list[dict]:
+        cur = self.conn.execute(
+            "SELECT id, task_type, status, assigned_node, started_at, finished_at, attempt "
+            "FROM tasks WHERE started_at IS NOT NULL AND (finished_at IS NULL OR finished_at >= ?)"
+            " ORDER BY started_at DESC LIMIT ?", (since, limit))
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row)) for row in cur.fetchall()]
+
     def count(self, table: str) -> int:
         return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 

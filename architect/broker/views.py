@@ -69,7 +69,52 @@ def cluster_summary(b, params, now):
             "final_states": list(sorted(T.FINAL)), "time": now}
 
 
+RANGES = {"15m": 900, "1h": 3600, "24h": 86400, "7d": 7 * 86400}
+
+
+def node_metrics(b, params, now):
+    """{node, range?: 15m|1h|24h|7d (1h), points? (300)} → {node, series: [{ts, cpu_percent,
+    memory_percent, disk_percent, load_1, samples}], thresholds, heartbeat_age}: downsampled."""
+    from architect.broker.params import NotFound, RequestError, get
+    key = get(params, "node", (str, int))
+    node = b.registry.get(key)
+    if node is None:
+        raise NotFound(f"no node {key!r}")
+    span = RANGES.get(get(params, "range", str, "1h"))
+    if span is None:
+        raise RequestError(f"range must be one of {', '.join(RANGES)}")
+    points = get(params, "points", int, 300)
+    if not 2 <= points <= 5000:
+        raise RequestError("points must be 2-5000")
+    return {"node": node.name, "range": params.get("range", "1h"),
+            "series": b.store.metrics_series(node.id, now - span, now, points),
+            "thresholds": b.registry.thresholds.as_dict(),
+            "heartbeat_age": round(now - node.last_seen, 3) if node.last_seen else None,
+            "status": node.status}
+
+
+def task_page(b, params, now):
+    """{status?, node?, task_type?, limit? (25), offset?} → {tasks, total}: one page."""
+    from architect.broker.params import get
+    from architect.broker.task_handlers import task_list
+    return {"tasks": task_list(b, params, now),
+            "total": b.store.count_tasks(get(params, "status", str, None),
+                                         get(params, "node", str, None),
+                                         get(params, "task_type", str, None))}
+
+
+def task_timeline(b, params, now):
+    """{window? seconds (900), limit? (500)} → [task spans] for a task stream per node."""
+    from architect.broker.params import get
+    window = get(params, "window", (int, float), 900)
+    limit = get(params, "limit", int, 500)
+    return b.store.timeline(now - min(max(window, 1), 7 * 86400), min(max(limit, 1), 5000))
+
+
 VIEW_METHODS = {
+    "node.metrics": node_metrics,
+    "task.page": task_page,
+    "task.timeline": task_timeline,
     "cluster.topology": cluster_topology,
     "cluster.flow": cluster_flow,
     "cluster.summary": cluster_summary,

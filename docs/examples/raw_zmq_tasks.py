@@ -6,6 +6,9 @@
 Talks to the control socket (bus port + 2) as docs/PROTOCOL.md describes: task.submit, then
 task.wait until the task is final. Prints the task's stdout. Exits 0 if the task succeeded,
 else 1 (or the task's exit code when it has one).
+
+Environment: ARCHITECT_BROKER_HOST (127.0.0.1), ARCHITECT_BUS_PORT (5555),
+ARCHITECT_REQUEST_TIMEOUT (5 s per reply), TASK_COMMAND (the shell command to run).
 """
 
 import os

@@ -1,0 +1,102 @@
+"""The UI's service layer: what pages read and change, through the web process's broker
+gateway (never a socket of its own). Errors come back as ApiError with a message to show."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from architect.api.errors import ApiError
+
+LEVELS = ("healthy", "warning", "critical", "offline")
+STATES = ("queued", "assigned", "running", "succeeded", "failed", "timed_out", "cancelled")
+COLORS = {"healthy": "#2e9d5b", "warning": "#e0a100", "critical": "#d64545",
+          "offline": "#8a8f98", "master": "#2f6fdf", "queued": "#9aa5b8", "assigned": "#6f8fd8",
+          "running": "#2f6fdf", "succeeded": "#2e9d5b", "failed": "#d64545",
+          "timed_out": "#e07b00", "cancelled": "#8a8f98", "submitted": "#151a24"}
+
+
+def call(method: str, params: dict | None = None, timeout: float | None = None):
+    return current_app.extensions["architect"].broker.call(method, params or {}, timeout=timeout)
+
+
+def who() -> str:
+    from flask import request
+    auth = request.authorization
+    return f"ui:{auth.username}" if auth and auth.username else "ui"
+
+
+def safe(fn, *args, default=None, **kwargs):
+    """(value, error message or None): pages show the message instead of failing."""
+    try:
+        return fn(*args, **kwargs), None
+    except ApiError as exc:
+        return default, exc.message
+
+
+def summary() -> dict:
+    return call("cluster.summary")
+
+
+def alerts() -> list[dict]:
+    return call("alert.list", {"limit": 50})
+
+
+def ack(alert_id: int) -> dict:
+    return call("alert.ack", {"id": alert_id, "by": who()})
+
+
+def topology() -> dict:
+    return call("cluster.topology")
+
+
+def flow(window: int = 3600) -> dict:
+    return call("cluster.flow", {"window": window})
+
+
+def timeline(window: int = 900, limit: int = 400) -> list[dict]:
+    return call("task.timeline", {"window": window, "limit": limit})
+
+
+def nodes() -> list[dict]:
+    return call("node.list")
+
+
+def node_action(action: str, node: str) -> dict:
+    return call({"drain": "node.drain", "undrain": "node.undrain", "remove": "node.remove"}[action],
+                {"node": node})
+
+
+def metrics(node: str, span: str, points: int = 240) -> dict:
+    return call("node.metrics", {"node": node, "range": span, "points": points})
+
+
+def task_page(status=None, node=None, limit=25, offset=0) -> dict:
+    params = {"limit": limit, "offset": offset}
+    if status:
+        params["status"] = status
+    if node:
+        params["node"] = node
+    return call("task.page", params)
+
+
+def task(task_id: int) -> dict:
+    return call("task.get", {"id": task_id, "events": True})
+
+
+def submit(spec: dict) -> dict:
+    return call("task.submit", {**spec, "submitted_by": who()})
+
+
+def cancel(task_id: int) -> dict:
+    return call("task.cancel", {"id": task_id})
+
+
+def ssh_run(command: str, nodes: list, timeout: float) -> dict:
+    if len(nodes) == 1:
+        result = call("ssh.execute", {"node": nodes[0], "command": command, "timeout": timeout,
+                                      "who": who()}, timeout=timeout + 45)
+        return {"results": [result], "count": 1}
+    params = {"command": command, "timeout": timeout, "who": who()}
+    if nodes:
+        params["nodes"] = nodes
+    return call("ssh.broadcast", params, timeout=timeout + 75)

@@ -1,0 +1,94 @@
+"""Overview: cluster figures, throughput, active alerts with acknowledge buttons."""
+
+from __future__ import annotations
+
+import time
+
+import plotly.graph_objects as go
+from dash import ALL, Input, Output, ctx, dcc, html
+
+from architect.ui import data
+
+
+def layout():
+    return html.Div([
+        html.Div(id="ov-cards", className="grid"),
+        html.Div(className="row", children=[
+            html.Div(className="card", children=[
+                html.H3("Tasks finished per minute (last 15 min)"),
+                dcc.Graph(id="ov-throughput", config={"displayModeBar": False},
+                          style={"height": "260px"})]),
+            html.Div(className="card", children=[
+                html.H3("Active alerts"), html.Div(id="ov-ack-msg", className="muted"),
+                html.Div(id="ov-alerts")]),
+        ]),
+        html.Div(id="ov-error", className="error"),
+    ])
+
+
+def card(title, value, extra=None, color=None, cid=None):
+    return html.Div(className="card", id=cid or f"card-{title.lower().replace(' ', '-')}",
+                    children=[html.H3(title), html.Div(className="figure", style={"color": color},
+                                                       children=[str(value), html.Small(extra)
+                                                                 if extra else None])])
+
+
+def cards(s: dict) -> list:
+    n, t, w = s["nodes"], s["tasks"], s["workers"]
+    out = [card(level.capitalize(), n.get(level, 0), color=data.COLORS[level], cid=f"card-{level}")
+           for level in data.LEVELS]
+    out += [card("Running", t.get("running", 0) + t.get("assigned", 0), cid="card-running"),
+            card("Queued", s["queue_depth"], cid="card-queued"),
+            card("Succeeded", t.get("succeeded", 0), color=data.COLORS["succeeded"],
+                 cid="card-succeeded"),
+            card("Failed", t.get("failed", 0) + t.get("timed_out", 0), color=data.COLORS["failed"],
+                 cid="card-failed"),
+            card("Workers", w["connected"], f"{w['busy']}/{w['slots']} slots busy",
+                 cid="card-workers"),
+            card("Alerts", s["alerts"]["active"], color=data.COLORS["critical"]
+                 if s["alerts"]["active"] else None, cid="card-alerts")]
+    return out
+
+
+def throughput(series: list) -> go.Figure:
+    now = time.time()
+    labels = [time.strftime("%H:%M", time.localtime(now - (14 - i) * 60)) for i in range(15)]
+    fig = go.Figure(go.Bar(x=labels, y=series, marker_color=data.COLORS["running"]))
+    fig.update_layout(margin=dict(l=30, r=10, t=10, b=30), plot_bgcolor="#fff",
+                      yaxis=dict(gridcolor="#eef0f3", rangemode="tozero"))
+    return fig
+
+
+def alert_rows(alerts: list) -> list:
+    if not alerts:
+        return [html.Div("No active alerts.", className="muted")]
+    rows = []
+    for a in alerts:
+        acked = a.get("acknowledged_by")
+        rows.append(html.Div(className="alert-row", id=f"alert-{a['id']}", children=[
+            html.Span(a["level"], className=f"pill {a['level']}"),
+            html.Span(a["message"], className="msg"),
+            html.Span(f"ack by {acked}", className="muted") if acked else
+            html.Button("Acknowledge", id={"type": "ack", "id": a["id"]}, className="secondary")]))
+    return rows
+
+
+def register(app):
+    @app.callback(Output("ov-cards", "children"), Output("ov-throughput", "figure"),
+                  Output("ov-alerts", "children"), Output("ov-error", "children"),
+                  Input("tick", "n_intervals"), Input("ov-ack-msg", "children"))
+    def refresh(_, __):
+        s, err = data.safe(data.summary)
+        alerts, err2 = data.safe(data.alerts, default=[])
+        if s is None:
+            return [], go.Figure(), alert_rows(alerts), err
+        return cards(s), throughput(s["throughput_per_minute"]), alert_rows(alerts), err2
+
+    @app.callback(Output("ov-ack-msg", "children"),
+                  Input({"type": "ack", "id": ALL}, "n_clicks"), prevent_initial_call=True)
+    def acknowledge(clicks):
+        if not ctx.triggered_id or not any(clicks):
+            return ""
+        alert_id = ctx.triggered_id["id"]
+        _, err = data.safe(data.ack, alert_id)
+        return err or f"alert {alert_id} acknowledged"

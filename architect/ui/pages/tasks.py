@@ -1,0 +1,146 @@
+"""Tasks: a filtered, server-side paged table; a submit form; details with output; cancel."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from dash import Input, Output, State, dash_table, dcc, html
+
+from architect.ui import data
+
+PAGE = 25
+COLUMNS = [("id", "ID"), ("task_type", "Type"), ("status", "Status"), ("assigned_node", "Node"),
+           ("attempt", "Try"), ("created", "Created"), ("took", "Took"), ("what", "Command")]
+
+
+def layout():
+    return html.Div([
+        html.Div(className="card", children=[
+            html.H3("Submit a task"),
+            html.Div(className="form", children=[
+                dcc.Dropdown(id="task-type", options=["shell", "python"], value="shell",
+                             clearable=False, style={"width": "110px"}),
+                dcc.Input(id="task-command", placeholder='command, or "module:function" for python',
+                          style={"width": "360px"}),
+                dcc.Input(id="task-reqs", placeholder="requirements, comma-separated",
+                          style={"width": "220px"}),
+                dcc.Dropdown(id="task-node", placeholder="any node", style={"width": "180px"}),
+                dcc.Input(id="task-timeout", type="number", placeholder="timeout s",
+                          style={"width": "100px"}),
+                html.Button("Submit", id="task-submit"),
+                html.Span(id="task-submit-msg", className="muted")])]),
+        html.Div(className="form", style={"marginTop": "12px"}, children=[
+            dcc.Dropdown(id="task-filter-status", options=list(data.STATES), placeholder="any state",
+                         style={"width": "160px"}),
+            dcc.Dropdown(id="task-filter-node", placeholder="any node", style={"width": "180px"})]),
+        html.Div(className="row", children=[
+            html.Div(className="card", style={"flex": "2 1 600px"}, children=[
+                dash_table.DataTable(
+                    id="tasks-table", columns=[{"id": c, "name": n} for c, n in COLUMNS],
+                    page_current=0, page_size=PAGE, page_action="custom",
+                    row_selectable="single", selected_rows=[], selected_row_ids=[],
+                    style_cell={"fontFamily": "inherit", "fontSize": 13, "padding": "4px 8px",
+                                "textAlign": "left", "maxWidth": 360, "overflow": "hidden",
+                                "textOverflow": "ellipsis"},
+                    style_header={"fontWeight": 600, "background": "#f0f2f5"},
+                    style_data_conditional=[{"if": {"filter_query": f'{{status}} = "{s}"',
+                                                    "column_id": "status"},
+                                             "color": data.COLORS[s], "fontWeight": 600}
+                                            for s in data.STATES])]),
+            html.Div(className="card", style={"flex": "1 1 360px"}, children=[
+                html.H3("Task"), html.Div(id="task-details", className="muted",
+                                          children="Select a task."),
+                html.Button("Cancel task", id="task-cancel", className="danger",
+                            style={"marginTop": "8px"}),
+                html.Span(id="task-cancel-msg", className="muted")])]),
+        html.Div(id="tasks-error", className="error"),
+    ])
+
+
+def describe(t: dict) -> str:
+    p = t.get("payload") or {}
+    return p.get("command") or " ".join(p.get("argv") or []) or p.get("function") or ""
+
+
+def table_rows(tasks: list) -> list:
+    return [{"id": t["id"], "task_type": t["task_type"], "status": t["status"],
+             "assigned_node": t.get("assigned_node") or "", "attempt": t["attempt"],
+             "created": time.strftime("%H:%M:%S", time.localtime(t["created_at"])),
+             "took": f"{t['finished_at'] - t['started_at']:.2f}s"
+             if t.get("finished_at") and t.get("started_at") else "", "what": describe(t)}
+            for t in tasks]
+
+
+def details(t: dict) -> list:
+    r = t.get("result") or {}
+    out = [html.Div([html.B(f"#{t['id']} "), html.Span(t["status"], className="pill " + (
+        "healthy" if t["status"] == "succeeded" else "critical" if t["status"] in
+        ("failed", "timed_out") else "offline"))]),
+        html.Div(f"{t['task_type']}: {describe(t)}"),
+        html.Div(f"node {t.get('assigned_node') or '-'}, attempt {t['attempt']}, "
+                 f"exit {r.get('exit_code')}" + (", truncated" if r.get("truncated") else ""),
+                 className="muted")]
+    if t.get("error"):
+        out.append(html.Div(t["error"], className="error"))
+    for reason in (t.get("waiting_reasons") or {}).items():
+        out.append(html.Div(f"waiting: {reason[0]}: {reason[1]}", className="muted"))
+    text = (r.get("stdout") or "") + (r.get("stderr") or "")
+    if r.get("result") is not None:
+        text += json.dumps(r["result"])
+    if text:
+        out.append(html.Pre(text, className="output", id="task-output"))
+    return out
+
+
+def register(app):
+    @app.callback(Output("tasks-table", "data"), Output("tasks-table", "page_count"),
+                  Output("task-filter-node", "options"), Output("task-node", "options"),
+                  Output("tasks-error", "children"),
+                  Input("tick", "n_intervals"), Input("tasks-table", "page_current"),
+                  Input("task-filter-status", "value"), Input("task-filter-node", "value"),
+                  Input("task-submit-msg", "children"))
+    def refresh(_, page, status, node, __):
+        page = page or 0
+        result, err = data.safe(data.task_page, status, node, PAGE, page * PAGE)
+        nodes, _err = data.safe(data.nodes, default=[])
+        names = [n["name"] for n in nodes]
+        if result is None:
+            return [], 1, names, names, err
+        return (table_rows(result["tasks"]), max(1, -(-result["total"] // PAGE)), names, names,
+                None)
+
+    @app.callback(Output("task-submit-msg", "children"), Input("task-submit", "n_clicks"),
+                  State("task-type", "value"), State("task-command", "value"),
+                  State("task-reqs", "value"), State("task-node", "value"),
+                  State("task-timeout", "value"), prevent_initial_call=True)
+    def submit(_, task_type, command, reqs, node, timeout):
+        if not command:
+            return "enter a command"
+        payload = {"command": command} if task_type == "shell" else {"function": command}
+        spec = {"task_type": task_type, "payload": payload,
+                "requirements": [r.strip() for r in (reqs or "").split(",") if r.strip()]}
+        if node:
+            spec["node"] = node
+        if timeout:
+            spec["timeout"] = float(timeout)
+        out, err = data.safe(data.submit, spec)
+        return err or f"task {out['id']} submitted"
+
+    @app.callback(Output("task-details", "children"),
+                  Input("tasks-table", "selected_row_ids"), Input("tick", "n_intervals"),
+                  Input("task-cancel-msg", "children"))
+    def show(selected, _, __):
+        if not selected:
+            return "Select a task."
+        t, err = data.safe(data.task, selected[0])
+        return err if t is None else details(t)
+
+    @app.callback(Output("task-cancel-msg", "children"), Input("task-cancel", "n_clicks"),
+                  State("tasks-table", "selected_row_ids"), prevent_initial_call=True)
+    def cancel(_, selected):
+        if not selected:
+            return "select a task first"
+        task_id = selected[0]
+        t, err = data.safe(data.cancel, task_id)
+        return err or f"task {task_id}: {t['status'] if t['final'] else 'cancel requested'}"

@@ -1,0 +1,296 @@
+"""Tier 3, B3: schemathesis against /api/openapi.json of the in-process Flask app, talking to a
+real broker process with a worker and two nodes. Pass: 0 server errors, 0 schema violations.
+
+The run uses schemathesis' own engine (what `schemathesis run --checks all` does: coverage,
+fuzzing and stateful phases) on the WSGI app; `schemathesis.pytest.from_fixture` breaks on
+this pytest (RECIPES.md). Operations that would SSH somewhere (execute, broadcast, trust) and
+DELETE /api/nodes/{key} are left out. The worker runs only `python` tasks, so no generated
+string is ever run by a shell.
+
+Known bugs are pinned by deterministic xfail(strict) tests below. While a bug's probe still
+shows it, the fuzz run sets aside the failures that bug explains (and reports how many); the
+moment the bug is fixed, the same failures count again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import pytest
+
+from tests.helpers import Cluster
+
+pytestmark = pytest.mark.slow
+
+MAX_EXAMPLES = 40           # per operation and phase; the whole run stays well under 90 s
+MAX_TIME = 80.0             # a hard stop for slow machines (seconds)
+SEED = 20240611
+WIRE_INT = (-2 ** 63, 2 ** 64 - 1)   # what msgpack can carry
+RESPONSE_CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
+                   "response_schema_conformance", "response_headers_conformance")
+
+
+@dataclass
+class Failure:
+    phase: str
+    label: str
+    check: str
+    title: str
+    message: str
+    curl: str
+    case: object
+
+    def line(self) -> str:
+        return f"[{self.phase}] {self.label}: {self.check}: {self.title}\n    {self.message[:300]}\n" \
+               f"    {self.curl[:400]}"
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory):
+    """A broker process, a python-only worker and two nodes at 127.0.0.1; the in-process app."""
+    tmp = tmp_path_factory.mktemp("schema")
+    cluster = Cluster(tmp)
+    try:
+        cluster.start_broker()
+        cluster.start_worker("w1", "-c", "2", "--task-type", "python")
+        cluster.wait_workers(1)
+        for name in ("alpha", "beta"):
+            cluster.rpc("node.register", {"name": name, "hostname": name, "ip_address": "127.0.0.1",
+                                          "capabilities": ["ssd"]})
+        done = cluster.submit(task_type="python", payload={"function": "os:getcwd"})
+        cluster.wait_task(done)
+        cluster.submit(task_type="python", payload={"function": "os:getcwd"}, requirements=["fpga"])
+
+        from architect import config as config_mod
+        from architect.api import create_app
+        cfg = config_mod.load(env={"ARCHITECT_DATA_DIR": str(tmp / "data"),
+                                   "ARCHITECT_BUS_PORT": str(cluster.base_port),
+                                   "ARCHITECT_REQUEST_TIMEOUT": "5"},
+                              config_file=tmp / "none.json")
+        app = create_app(cfg, with_ui=False, control_endpoint=cluster.endpoints.control)
+        yield cluster, app, tmp
+    finally:
+        cluster.stop_all()
+
+
+def load_schema(app, checks=("all",), max_examples=MAX_EXAMPLES, phases=None):
+    import schemathesis
+    from schemathesis.config import SchemathesisConfig
+    config = SchemathesisConfig()
+    config.update(seed=SEED, max_time=MAX_TIME, max_failures=None)
+    project = config.projects.override
+    project.checks.update(included_check_names=list(checks))
+    project.generation.update(max_examples=max_examples, database="none")
+    if phases:
+        project.phases.update(phases=list(phases))
+    schema = schemathesis.openapi.from_wsgi("/api/openapi.json", app, config=config)
+    return (schema
+            .exclude(path_regex=r"^/api/ssh/(execute|broadcast|trust)$")
+            .exclude(method="DELETE", path="/api/nodes/{key}"))
+
+
+def run_engine(schema, workdir) -> tuple[list[Failure], dict]:
+    """Run every phase; return the failures and a summary."""
+    from schemathesis.engine import events, from_schema
+    failures: list[Failure] = []
+    summary = {"errors": [], "tested": Counter(), "stop": None, "seconds": 0.0}
+    cwd = os.getcwd()
+    os.chdir(workdir)   # .hypothesis / .schemathesis, if any, go to tmp_path
+    started = time.monotonic()
+    try:
+        for event in from_schema(schema).execute():
+            if isinstance(event, events.ScenarioFinished):
+                if event.label:
+                    summary["tested"][event.label] += 1
+                recorder = event.recorder
+                for case_id, checks in recorder.checks.items():
+                    for check in checks:
+                        info = check.failure_info
+                        if info is None:
+                            continue
+                        node = recorder.cases.get(case_id)
+                        failures.append(Failure(
+                            str(getattr(event.phase, "value", event.phase)), event.label or "-",
+                            check.name, info.failure.title, info.failure.message, info.code_sample,
+                            node.value if node is not None else None))
+            elif isinstance(event, (events.NonFatalError, events.FatalError)):
+                summary["errors"].append(repr(getattr(event, "value", None) or
+                                              getattr(event, "exception", None)))
+            elif isinstance(event, events.EngineFinished):
+                summary["stop"] = str(event.stop_reason)
+    finally:
+        os.chdir(cwd)
+        summary["seconds"] = time.monotonic() - started
+    return failures, summary
+
+
+# --- known bugs: deterministic probes -----------------------------------------------------
+
+def _ints(value):
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        yield value
+    elif isinstance(value, str) and value.lstrip("-").isdigit():
+        yield int(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _ints(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _ints(item)
+
+
+def carries_a_too_big_int(case) -> bool:
+    if case is None:
+        return False
+    parts = [getattr(case, "body", None), getattr(case, "path_parameters", None)]
+    return any(not WIRE_INT[0] <= n <= WIRE_INT[1] for part in parts for n in _ints(part))
+
+
+def overflow_bug_present(app) -> bool:
+    return app.test_client().get(f"/api/tasks/{2 ** 64}").status_code == 500
+
+
+def method_bug_present(app) -> bool:
+    return app.test_client().put("/api/nodes").status_code != 405
+
+
+# (path, query parameter, a value the spec allows, what the server does with it)
+SPEC_QUERY_PROBES = [
+    ("/api/nodes", "status", "bogus"),
+    ("/api/nodes/alerts", "limit", "0"),
+    ("/api/nodes/recommend", "count", "0"),
+    ("/api/tasks", "limit", "0"),
+    ("/api/tasks", "offset", "-1"),
+    ("/api/tasks", "status", "bogus"),
+    ("/api/tasks/{task_id}/output", "after_seq", "-2"),
+    ("/api/cluster/flow", "window", "0"),
+    ("/api/ssh/audit", "limit", "0"),
+]
+
+
+def spec_mismatches(app) -> list[str]:
+    """Inputs the spec allows but the server refuses, and the other way round."""
+    client = app.test_client()
+    spec = client.get("/api/openapi.json").get_json()
+    out = []
+    for template, name, value in SPEC_QUERY_PROBES:
+        params = {p["name"]: p["schema"] for p in spec["paths"][template]["get"]["parameters"]}
+        schema = params[name]
+        allowed = True
+        if "enum" in schema and value not in schema["enum"]:
+            allowed = False
+        if schema.get("type") == "integer":
+            number = int(value)
+            if number < schema.get("minimum", number) or number > schema.get("maximum", number):
+                allowed = False
+        path = template.replace("{task_id}", "1")
+        status = client.get(path, query_string={name: value}).status_code
+        if allowed and status == 400:
+            out.append(f"GET {path}?{name}={value}: the spec allows it ({schema}), the server says 400")
+    ssh = spec["components"]["schemas"]["NodeRegistration"]["properties"]["ssh"]
+    answer = client.post("/api/nodes", json={"name": "specprobe", "ssh": None})
+    if answer.status_code in (200, 201) and not ssh.get("nullable"):
+        out.append("POST /api/nodes {ssh: null}: the spec says ssh is a non-null object, "
+                   f"the server accepts it ({answer.status_code})")
+    if answer.status_code in (200, 201):
+        client.delete("/api/nodes/specprobe")
+    answer = client.post("/api/nodes", json={"name": "specprobe", "ssh": {"port": -1}})
+    port = ssh["properties"]["port"]
+    if answer.status_code == 400 and "minimum" not in port:
+        out.append(f"POST /api/nodes ssh.port=-1: the spec allows it ({port}), the server says 400")
+    return out
+
+
+@pytest.mark.xfail(strict=True, reason="BUG (spec): query parameter ranges/enums (limit, count, "
+                   "offset, window, after_seq, status) and NodeRegistration.ssh (nullable, port "
+                   "range) are not what the server enforces")
+def test_spec_describes_the_input_constraints_the_server_enforces(backend):
+    _, app, _ = backend
+    mismatches = spec_mismatches(app)
+    assert not mismatches, "\n".join(mismatches)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: GET /api/tasks/18446744073709551616 (an int the "
+                   "route accepts, too big for msgpack) -> 500 instead of 400/404")
+def test_path_integers_too_big_for_the_wire_are_not_500(backend):
+    _, app, _ = backend
+    assert not overflow_bug_present(app)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: PUT /api/nodes -> 404 (the /api/<path:rest> "
+                   "catch-all) instead of 405 with Allow: GET, HEAD, OPTIONS, POST")
+def test_undeclared_methods_are_405(backend):
+    _, app, _ = backend
+    assert not method_bug_present(app)
+
+
+# --- the fuzz run -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fuzz_run(backend):
+    cluster, app, tmp = backend
+    schema = load_schema(app, checks=("all",))
+    operations = {f"{op.ok().method.upper()} {op.ok().path}" for op in schema.get_all_operations()}
+    failures, summary = run_engine(schema, tmp)
+    return operations, failures, summary
+
+
+def test_schemathesis_no_server_errors_no_schema_violations(backend, fuzz_run):
+    _, app, _ = backend
+    operations, failures, summary = fuzz_run
+    assert summary["errors"] == [], summary["errors"]
+    assert summary["seconds"] < 90, summary
+    # every operation but the excluded ones was exercised
+    assert len(operations) >= 25 and not any("/api/ssh/execute" in op for op in operations)
+    untested = operations - set(summary["tested"])
+    assert not untested, f"never tested: {sorted(untested)}"
+
+    explained = {
+        "integers too big for msgpack -> 500": (
+            overflow_bug_present(app),
+            lambda f: f.check in ("not_a_server_error", "status_code_conformance")
+            and carries_a_too_big_int(f.case)),
+        "/api catch-all swallows wrong methods (404, Allow)": (
+            method_bug_present(app),
+            lambda f: f.check in ("unsupported_method", "allow_header_conformance")),
+        "spec does not describe the input constraints": (
+            bool(spec_mismatches(app)),
+            lambda f: f.check in ("positive_data_acceptance", "negative_data_rejection")),
+    }
+    left, set_aside = [], Counter()
+    for failure in failures:
+        for name, (present, matches) in explained.items():
+            if present and matches(failure):
+                set_aside[name] += 1
+                break
+        else:
+            left.append(failure)
+    if set_aside:
+        print("failures explained by known bugs (see the xfail tests):", dict(set_aside))
+    unique, seen = [], set()
+    for failure in left:
+        key = (failure.label, failure.check, failure.title)
+        if key not in seen:
+            seen.add(key)
+            unique.append(failure)
+    assert not unique, f"{len(unique)} distinct schemathesis failures:\n" + \
+        "\n".join(f.line() for f in unique[:40])
+
+
+def test_response_checks_alone_pass(backend):
+    """The five response checks (server errors, status codes, content types, body schemas,
+    headers) on their own, in the coverage and fuzzing phases, minus the overflow bug."""
+    cluster, app, tmp = backend
+    schema = load_schema(app, checks=RESPONSE_CHECKS, max_examples=25,
+                         phases=("coverage", "fuzzing"))
+    failures, summary = run_engine(schema, tmp)
+    assert summary["errors"] == []
+    overflow = overflow_bug_present(app)
+    left = [f for f in failures if not (overflow and carries_a_too_big_int(f.case))]
+    assert not left, "\n".join(f.line() for f in left[:40])
+    assert cluster.rpc("ping")["pong"] is True   # the broker survived the run
