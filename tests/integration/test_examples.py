@@ -100,6 +100,9 @@ class FakeWorker:
     def ready(self, running=()) -> None:
         self.send("ready", **{**self.hello, "running": [list(r) for r in running]})
 
+    def ping(self, running=()) -> None:
+        self.send("wping", **{**self.hello, "running": [list(r) for r in running]})
+
     def recv(self, mtype: str, timeout: float = 10.0) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -367,10 +370,12 @@ def test_result_resent_after_reconnect_is_kept(cluster):
     try:
         worker.ready()
         cluster.wait_workers(1)
+        worker.ping()                        # fresh: far from the liveness limit
         task_id = cluster.submit(payload={"command": "echo hi"}, node="fake1", max_attempts=1)
         assign = worker.recv("task")
         assert assign["task_id"] == task_id and assign["attempt"] == 1
         worker.send("started", task_id=task_id, attempt=1, ts=time.time())
+        worker.ping(running=[(task_id, 1)])
         wait_for(lambda: cluster.rpc("task.get", {"id": task_id})["status"] == "running", 5,
                  what="running")
         # what TaskWorker._connect() sends after a reconnect: `ready`, then every unacked result
@@ -413,6 +418,7 @@ def test_task_failed_by_a_lost_worker_publishes_its_final_state(cluster):
         events.wait_ready()
         worker.ready()
         cluster.wait_workers(1)
+        worker.ping()
         task_id = cluster.submit(payload={"command": "sleep 30"}, node="gone1", max_attempts=1)
         worker.recv("task")
         worker.close()                       # silent from now on: lost after the liveness time

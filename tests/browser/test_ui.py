@@ -1,0 +1,116 @@
+"""Tier 5: the Dash UI in headless Chromium against a running cluster."""
+
+import time
+
+import pytest
+from selenium.webdriver.common.by import By
+
+from tests.browser.conftest import save_shot
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.slow
+PAGES = ("/", "/topology", "/flow", "/health", "/nodes", "/tasks", "/ssh")
+
+
+def severe(driver) -> list:
+    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def text_of(driver, css: str) -> str:
+    found = driver.find_elements(By.CSS_SELECTOR, css)
+    return found[0].text if found else ""
+
+
+def wait_text(driver, css: str, needle: str, timeout: float = 15):
+    return wait_for(lambda: needle in text_of(driver, css), timeout,
+                    what=f"{needle!r} in {css}")
+
+
+def test_every_page_renders_without_console_errors(ui_cluster, browser):
+    ui_cluster.submit(payload={"command": "echo warm-up"})
+    for path in PAGES:
+        browser.get(ui_cluster.web + path)
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#page > *"), 15,
+                 what=f"{path} rendered")
+        time.sleep(2.5)  # a live tick or two
+        assert severe(browser) == [], f"console errors on {path}"
+        assert "Not found" not in text_of(browser, "#page")
+        name = path.strip("/") or "overview"
+        assert save_shot(browser, name).stat().st_size > 10_000
+
+
+def test_topology_shows_each_node_with_its_health_colour(ui_cluster, browser):
+    browser.get(ui_cluster.web + "/topology")
+
+    def graph():
+        return browser.execute_script(
+            "const el = document.getElementById('topo-graph');"
+            "if (!el || !el._cyreg) return null;"
+            "return el._cyreg.cy.nodes().map(n => [n.id(), n.data('status'), n.data('color')]);")
+    nodes = wait_for(lambda: (g := graph()) and len(g) == 4 and g, 20, what="4 graph nodes")
+    by_id = {n[0]: (n[1], n[2]) for n in nodes}
+    assert set(by_id) == {"master", "web-1", "db-1", "cache-1"}
+    assert by_id["web-1"] == ("healthy", "#2e9d5b") and by_id["cache-1"][0] == "healthy"
+    assert by_id["db-1"] == ("warning", "#e0a100")
+    # clicking a node shows its details
+    browser.execute_script("document.getElementById('topo-graph')._cyreg.cy"
+                           ".getElementById('db-1').emit('tap');")
+    wait_text(browser, "#topo-details", "db-1")
+    assert "CPU" in text_of(browser, "#topo-details") or "cpu" in text_of(browser, "#topo-details")
+    assert severe(browser) == []
+
+
+def test_submitting_a_task_in_the_form_runs_it(ui_cluster, browser):
+    browser.get(ui_cluster.web + "/tasks")
+    wait_for(lambda: browser.find_elements(By.ID, "task-command"), 15, what="form")
+    box = browser.find_element(By.ID, "task-command")
+    box.send_keys("echo from-the-browser")
+    browser.find_element(By.ID, "task-submit").click()
+    msg = wait_for(lambda: "submitted" in text_of(browser, "#task-submit-msg")
+                   and text_of(browser, "#task-submit-msg"), 15, what="submit confirmation")
+    task_id = msg.split()[1]
+    # it appears in the table and finishes there, without a reload
+    wait_for(lambda: any(task_id == row.text.split()[0] and "succeeded" in row.text
+                         for row in browser.find_elements(By.CSS_SELECTOR, "#tasks-table tr")
+                         if row.text), 30, what=f"task {task_id} succeeded in the table")
+    task = ui_cluster.rpc("task.get", {"id": int(task_id)})
+    assert task["result"]["stdout"] == "from-the-browser\n"
+    # its details show the output
+    for row in browser.find_elements(By.CSS_SELECTOR, "#tasks-table tr"):
+        if row.text.split()[:1] == [task_id]:
+            row.find_element(By.CSS_SELECTOR, "input[type=radio]").click()
+            break
+    wait_text(browser, "#task-details", "from-the-browser")
+    save_shot(browser, "tasks-detail")
+    assert severe(browser) == []
+
+
+def test_an_alert_can_be_acknowledged(ui_cluster, browser):
+    alert = [a for a in ui_cluster.rpc("alert.list") if a["node_name"] == "db-1"][0]
+    browser.get(ui_cluster.web + "/")
+    wait_text(browser, "#ov-alerts", "db-1 is warning")
+    row = f"#alert-{alert['id']}"
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, f"{row} button"), 10,
+             what="the acknowledge button")[0].click()
+    wait_text(browser, row, "ack by ui")
+    acked = [a for a in ui_cluster.rpc("alert.list") if a["id"] == alert["id"]][0]
+    assert acked["acknowledged_by"] == "ui" and acked["acknowledged_at"]
+    assert severe(browser) == []
+
+
+def test_killed_agent_goes_offline_on_the_page_without_reload(ui_cluster, browser):
+    browser.get(ui_cluster.web + "/nodes")
+    wait_text(browser, "#nodes-table", "cache-1")
+
+    def cache_status():
+        for row in browser.find_elements(By.CSS_SELECTOR, "#nodes-table tr"):
+            cells = row.text.split()
+            if cells and cells[0] == "cache-1":
+                return cells[1]
+        return None
+    assert wait_for(lambda: cache_status() == "healthy", 10, what="cache-1 healthy")
+    ui_cluster.kill("agent-cache-1")
+    wait_for(lambda: cache_status() == "offline", ui_cluster.timeout + 10,
+             what="cache-1 offline on the page")
+    save_shot(browser, "nodes-offline")
+    assert severe(browser) == []
