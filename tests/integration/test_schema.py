@@ -96,7 +96,8 @@ def run_engine(schema, workdir) -> tuple[list[Failure], dict]:
     """Run every phase; return the failures and a summary."""
     from schemathesis.engine import events, from_schema
     failures: list[Failure] = []
-    summary = {"errors": [], "tested": Counter(), "stop": None, "seconds": 0.0}
+    summary = {"errors": [], "tested": Counter(), "stop": None, "seconds": 0.0, "phases": {}}
+    phase_started = time.monotonic()
     cwd = os.getcwd()
     os.chdir(workdir)   # .hypothesis / .schemathesis, if any, go to tmp_path
     started = time.monotonic()
@@ -119,6 +120,11 @@ def run_engine(schema, workdir) -> tuple[list[Failure], dict]:
             elif isinstance(event, (events.NonFatalError, events.FatalError)):
                 summary["errors"].append(repr(getattr(event, "value", None) or
                                               getattr(event, "exception", None)))
+            elif isinstance(event, events.PhaseStarted):
+                phase_started = time.monotonic()
+            elif isinstance(event, events.PhaseFinished):
+                if event.phase.is_enabled:
+                    summary["phases"][event.phase.name.value] = round(time.monotonic() - phase_started, 1)
             elif isinstance(event, events.EngineFinished):
                 summary["stop"] = str(event.stop_reason)
     finally:
@@ -270,6 +276,7 @@ def test_schemathesis_no_server_errors_no_schema_violations(backend, fuzz_run):
                 break
         else:
             left.append(failure)
+    print("schemathesis run:", summary["phases"], summary["stop"], f"{summary['seconds']:.1f}s")
     if set_aside:
         print("failures explained by known bugs (see the xfail tests):", dict(set_aside))
     unique, seen = [], set()
