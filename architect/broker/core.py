@@ -58,6 +58,7 @@ class Broker(TaskCore):
         self.events: list[tuple[str, dict]] = []
         self.metrics_interval = max(config.heartbeat_interval, 1.0)
         self._urgent = self._durable_write = False
+        self._write_backoff_until = 0.0
         self._next_flush = now + FLUSH_INTERVAL
         self._next_offline = now + OFFLINE_CHECK_INTERVAL
         self._next_retention = now + 60.0
@@ -169,6 +170,8 @@ class Broker(TaskCore):
         if not (force or urgent or now >= self._next_flush):
             self.resolve_waiters(now)
             return True
+        if now < self._write_backoff_until and not force:
+            return False  # the database was locked a moment ago: don't stall the loop again
         nodes, alerts, rows = self.registry.take_dirty(), self.alerts.take_dirty(), self.metrics_rows
         task_rows, events, output, accepted = self.persist_tasks()
         audit = self.ssh.take_audit()
@@ -191,6 +194,7 @@ class Broker(TaskCore):
                     self.store.save_audit(audit)
             except Exception as exc:
                 self.counters.inc("persist_errors")
+                self._write_backoff_until = now + 1.0
                 log.error("could not write state (%s); will retry", exc)
                 self.registry.dirty.update(n for n in nodes if n.name in self.registry.by_name)
                 self.alerts.dirty.extend(alerts)

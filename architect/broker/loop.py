@@ -13,7 +13,7 @@ import time
 import msgpack
 import zmq
 
-from architect.broker.core import Broker
+from architect.broker.core import READ_ONLY, Broker
 from architect.broker.work import WORK_HANDLERS, BadWorkerMessage
 from architect.bus.codec import decode, encode
 from architect.bus.errors import ProtocolError
@@ -54,7 +54,8 @@ class BrokerLoop:
         self.poller.register(self.work, zmq.POLLIN)
         self.poller.register(self.events, zmq.POLLIN)
         self.poller.register(broker.ssh.wake, zmq.POLLIN)
-        self._replies: list[tuple[list[bytes], Reply]] = []
+        # (routing envelope, reply, whether it acknowledges a write)
+        self._replies: list[tuple[list[bytes], Reply, bool]] = []
 
     # --- verbs ----------------------------------------------------------------------
     def process_heartbeats(self, now: float) -> None:
@@ -95,15 +96,16 @@ class BrokerLoop:
             except ProtocolError as exc:
                 self._bad("control", exc)
                 self._replies.append((envelope, Reply(id=_guess_id(payload), ok=False, error={
-                    "code": "protocol_error", "message": str(exc)})))
+                    "code": "protocol_error", "message": str(exc)}), False))
                 continue
             if type(msg) is not Request:
                 self._replies.append((envelope, Reply(id=None, ok=False, error={
-                    "code": "protocol_error", "message": f"expected a request, got {msg.TYPE}"})))
+                    "code": "protocol_error", "message": f"expected a request, got {msg.TYPE}"}),
+                    False))
                 continue
             reply = self.broker.on_request(msg, now, token=envelope)
             if reply is not None:
-                self._replies.append((envelope, reply))
+                self._replies.append((envelope, reply, msg.method not in READ_ONLY))
 
     def process_work(self, now: float) -> None:
         for _ in range(DRAIN_WORK):
@@ -137,7 +139,7 @@ class BrokerLoop:
 
     def send_replies(self) -> None:
         replies, self._replies = self._replies, []
-        for envelope, reply in replies:
+        for envelope, reply, _writes in replies:
             try:
                 payload = encode(reply)
             except (TypeError, ValueError, OverflowError, msgpack.PackException) as exc:
@@ -210,15 +212,16 @@ class BrokerLoop:
             self.send_replies()
             return  # nothing goes to workers until their tasks' state is on disk
         self.broker.ssh.start_pending()  # their audit rows are on disk now
-        self._replies.extend(self.broker.take_deferred())
-        self._replies.extend(self.broker.ssh.take_replies())
+        self._replies.extend((env, r, False) for env, r in self.broker.take_deferred())
+        self._replies.extend((env, r, False) for env, r in self.broker.ssh.take_replies())
         self.send_replies()
         self.send_work()
         self.publish_events(now)
 
     def _fail_pending(self, code: str, message: str) -> None:
-        self._replies = [(env, Reply(id=r.id, ok=False, error={"code": code, "message": message}))
-                         for env, r in self._replies]
+        """Writes this iteration could not commit are refused; reads still get answers."""
+        self._replies = [(env, Reply(id=r.id, ok=False, error={"code": code, "message": message})
+                          if writes and r.ok else r, writes) for env, r, writes in self._replies]
 
     def run(self) -> None:
         log.info("broker listening: %s", self.endpoints.as_dict())

@@ -137,8 +137,10 @@ class Store:
 
     def __init__(self, path: str):
         self.path = path
-        self.db = open_db(path)
+        self.db = open_db(path)  # waits up to 5 s for a lock at start (migrations)
         self.conn = self.db.conn
+        # then at most 1 s: the loop must not stall long when another process holds the lock
+        self.conn.execute("PRAGMA busy_timeout = 1000")
         self._durable = True
 
     @contextmanager

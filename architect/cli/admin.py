@@ -1,0 +1,56 @@
+"""`architect backup` and `architect restore`."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from architect.backup import BackupError, backup as do_backup, restore as do_restore
+from architect.bus.errors import BusError
+from architect.bus.rpc import RpcClient
+from architect.bus.transport import Endpoints
+from architect.cli.common import load_config, print_json
+
+
+@click.command()
+@click.argument("out", required=False)
+@click.option("--data-dir", help="Folder of architect.db [ARCHITECT_DATA_DIR, ./data].")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def backup(ctx, out, data_dir, as_json):
+    """Copy the database while the cluster runs (SQLite online backup, then an integrity
+    check). OUT defaults to DATA_DIR/backups/architect-YYYYmmdd-HHMMSS.db."""
+    cfg = load_config(ctx, data_dir=data_dir)
+    out = out or f"{cfg.data_dir}/backups/architect-{time.strftime('%Y%m%d-%H%M%S')}.db"
+    try:
+        result = do_backup(cfg.db_path, out)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        return print_json(result)
+    click.echo(f"backup {result['backup']}: {result['bytes']} bytes, integrity ok, "
+               f"{result['seconds']}s")
+
+
+@click.command()
+@click.argument("backup_file")
+@click.option("--data-dir", help="Folder of architect.db [ARCHITECT_DATA_DIR, ./data].")
+@click.pass_context
+def restore(ctx, backup_file, data_dir):
+    """Replace the database with BACKUP_FILE. The broker must be stopped; the current
+    database is kept as architect.db.before-restore.<time>."""
+    cfg = load_config(ctx, data_dir=data_dir)
+    try:
+        with RpcClient(Endpoints(cfg.broker_host, cfg.bus_port).control, timeout=1.0) as rpc:
+            rpc.call("ping")
+        raise click.ClickException("a broker is running on this bus port: stop it first "
+                                   "(./deploy.sh stop, or architect broker --stop)")
+    except BusError:
+        pass  # nobody answers: safe to replace the file
+    try:
+        result = do_restore(backup_file, cfg.db_path)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"restored {result['restored']} from {result['from']}"
+               + (f" (previous kept as {result['previous']})" if result["previous"] else ""))
