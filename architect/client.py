@@ -61,17 +61,27 @@ class TaskFailed(ArchitectError):
 class Client:
     def __init__(self, dashboard_url: str | None = None, broker: str | None = None,
                  bus_port: int = 5555, timeout: float = 10.0, control_endpoint: str | None = None):
+        curve = None
         if control_endpoint is None:
             if dashboard_url:
-                from architect.agent.discovery import DiscoveryError, from_dashboard
+                import getpass
+                from architect.agent.discovery import DiscoveryError, from_dashboard, join
                 try:
-                    control_endpoint = from_dashboard(dashboard_url)["control"]
+                    info = from_dashboard(dashboard_url)
+                    if info.get("server_key"):  # a secured bus: join with the web login
+                        curve, status = join(dashboard_url, f"client-{getpass.getuser()}",
+                                             info["server_key"])
+                        if status != "authorized":
+                            raise BrokerUnavailable("the bus is secured and this client's key is "
+                                                    "pending: set ARCHITECT_USER/PASSWORD or "
+                                                    "accept it on the master")
+                    control_endpoint = info["control"]
                 except DiscoveryError as exc:
                     raise BrokerUnavailable(str(exc)) from None
             else:
                 control_endpoint = Endpoints(broker or "127.0.0.1", bus_port).control
         self.timeout = timeout
-        self._rpc = RpcClient(control_endpoint, timeout=timeout)
+        self._rpc = RpcClient(control_endpoint, timeout=timeout, curve=curve)
 
     def call(self, method: str, params: dict | None = None, timeout: float | None = None) -> Any:
         """Any control method (see docs/PROTOCOL.md)."""

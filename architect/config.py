@@ -53,6 +53,9 @@ class Config:
     bus_port: int = 5555
     broker_host: str = "127.0.0.1"
     dashboard_url: str = ""
+    bus_curve: str = "auto"        # CURVE on the bus: auto (on beyond loopback), on, off
+    join_token: str = ""           # nodes presenting it join the secured bus at once
+    bus_server_key: str = ""       # for --broker clients of a secured bus (else from /api/bus)
     # node identity
     node_name: str = field(default_factory=default_node_name)
     capabilities: list = field(default_factory=list)
@@ -135,10 +138,20 @@ class Config:
         if not NODE_NAME_RE.fullmatch(self.node_name):
             raise ConfigError(f"node_name {self.node_name!r} must be 1-128 letters, digits, '_' "
                               "or '-' (no dots or spaces)", "node_name")
+        if self.bus_curve not in ("auto", "on", "off"):
+            raise ConfigError(f"bus_curve must be auto, on or off, got {self.bus_curve!r}",
+                              "bus_curve")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got "
                               f"{self.log_level!r}", "log_level")
         return self
+
+    @property
+    def curve_enabled(self) -> bool:
+        """Whether the broker secures its bus: beyond loopback unless told otherwise."""
+        if self.bus_curve != "auto":
+            return self.bus_curve == "on"
+        return self.bus_host not in ("127.0.0.1", "localhost", "::1")
 
     @property
     def known_hosts_path(self) -> str:

@@ -146,7 +146,9 @@ class Cluster:
     # --- talking to it ------------------------------------------------------------
     def rpc(self, method: str, params: dict | None = None, timeout: float = 3.0):
         if self._rpc is None:
-            self._rpc = RpcClient(self.endpoints.control, timeout=timeout)
+            from architect.bus.security import local_client
+            curve = local_client(self.tmp / "data")  # a secured bus: the master's own key
+            self._rpc = RpcClient(self.endpoints.control, timeout=timeout, curve=curve)
         return self._rpc.call(method, params, timeout=timeout)
 
     def cli(self, *args: str, check: bool = True, env=None) -> subprocess.CompletedProcess:

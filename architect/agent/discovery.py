@@ -16,20 +16,27 @@ class DiscoveryError(RuntimeError):
     pass
 
 
-def from_dashboard(url: str, timeout: float = 5.0) -> dict:
-    """GET {url}/api/bus → {"heartbeat", "work", "control", "events", "server_key"?}.
-    Sends HTTP Basic credentials from ARCHITECT_USER / ARCHITECT_PASSWORD when set."""
-    full = url.rstrip("/") + "/api/bus"
-    req = urllib.request.Request(full, headers={"Accept": "application/json"})
+def _request(url: str, body: dict | None = None, timeout: float = 5.0) -> dict:
+    """GET (or POST a JSON body) with HTTP Basic credentials from ARCHITECT_USER /
+    ARCHITECT_PASSWORD when set; the decoded JSON answer."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Accept": "application/json",
+                                                          "Content-Type": "application/json"})
     user, password = os.environ.get("ARCHITECT_USER"), os.environ.get("ARCHITECT_PASSWORD")
     if user and password:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         req.add_header("Authorization", f"Basic {token}")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (configured URL)
-            data = json.loads(resp.read(1 << 20))
+            return json.loads(resp.read(1 << 20))
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise DiscoveryError(f"cannot read {full}: {exc}") from None
+        raise DiscoveryError(f"cannot read {url}: {exc}") from None
+
+
+def from_dashboard(url: str, timeout: float = 5.0) -> dict:
+    """GET {url}/api/bus → {"heartbeat", "work", "control", "events", "server_key"}."""
+    full = url.rstrip("/") + "/api/bus"
+    data = _request(full, timeout=timeout)
     if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in
                                              ("heartbeat", "work", "control", "events")):
         raise DiscoveryError(f"{full} did not return the bus endpoints")
@@ -48,3 +55,40 @@ def _rehost(endpoint, host: str):
 
 def from_broker(host: str, base_port: int) -> dict:
     return Endpoints(host, base_port).as_dict()
+
+
+def join(url: str, name: str, server_key: str, token: str = "") -> tuple[dict, str]:
+    """Make (once) this client's CURVE key pair and ask the dashboard to let it on the bus.
+    → (curve options for sockets, "authorized" | "pending")."""
+    from architect.bus.security import ensure_keypair
+    from architect.daemon import state_dir
+    public, secret = ensure_keypair(state_dir() / "keys", name)
+    answer = _request(url.rstrip("/") + "/api/bus/join",
+                      {"name": name, "public_key": public.decode(), "token": token or None})
+    status = answer.get("status") if isinstance(answer, dict) else None
+    if status not in ("authorized", "pending"):
+        raise DiscoveryError(f"joining the bus failed: {answer}")
+    return {"public": public, "secret": secret, "server": server_key.encode()}, status
+
+
+def connect_info(config, key_name: str) -> tuple[dict, dict | None, str]:
+    """(endpoints, curve options or None, status) for an agent, worker or CLI."""
+    from architect.bus.security import local_client
+    if config.dashboard_url:
+        endpoints = from_dashboard(config.dashboard_url)
+        key = endpoints.get("server_key")
+        if not key:
+            return endpoints, None, "open"
+        curve, status = join(config.dashboard_url, key_name, key, config.join_token)
+        return endpoints, curve, status
+    endpoints = from_broker(config.broker_host, config.bus_port)
+    local = local_client(config.data_dir)  # on the master itself
+    if local is not None:
+        return endpoints, local, "authorized"
+    if config.bus_server_key:
+        from architect.bus.security import ensure_keypair
+        from architect.daemon import state_dir
+        public, secret = ensure_keypair(state_dir() / "keys", key_name)
+        return endpoints, {"public": public, "secret": secret,
+                           "server": config.bus_server_key.encode()}, "preauthorized"
+    return endpoints, None, "open"

@@ -14,7 +14,7 @@ import urllib.parse
 import zmq
 
 from architect.agent import metrics as node_metrics
-from architect.agent.discovery import DiscoveryError, from_broker, from_dashboard
+from architect.agent.discovery import DiscoveryError, connect_info
 from architect.bus.codec import encode
 from architect.bus.errors import BusError
 from architect.bus.messages import Heartbeat
@@ -24,21 +24,27 @@ from architect.config import Config
 
 log = logging.getLogger("architect.agent")
 
-REGISTER_RETRY = 30.0  # seconds between registration attempts until one succeeds
+REGISTER_RETRY = 5.0  # seconds between registration attempts until one succeeds
 
 
-def resolve_endpoints(config: Config, stop: threading.Event) -> dict:
-    """Bus endpoints from the dashboard URL (retrying until it answers) or the broker host."""
-    if not config.dashboard_url:
-        return from_broker(config.broker_host, config.bus_port)
+def resolve_endpoints(config: Config, stop: threading.Event) -> tuple[dict, dict | None]:
+    """(bus endpoints, CURVE options or None) from the dashboard URL (retrying until it
+    answers; on a secured bus this also joins it) or straight from the broker host."""
     delay = 1.0
     while not stop.is_set():
         try:
-            return from_dashboard(config.dashboard_url)
+            endpoints, curve, status = connect_info(config, config.node_name)
         except DiscoveryError as exc:
             log.warning("%s; retrying in %.0fs", exc, delay)
             stop.wait(delay)
             delay = min(delay * 2, 30.0)
+            continue
+        if status == "pending":
+            log.warning("the bus is secured and this node's key is pending: on the master run "
+                        "`architect keys accept %s` (or start the node with ARCHITECT_USER/"
+                        "ARCHITECT_PASSWORD or ARCHITECT_JOIN_TOKEN to join at once); "
+                        "connecting meanwhile", config.node_name)
+        return endpoints, curve
     raise SystemExit(0)
 
 
@@ -59,14 +65,23 @@ class NodeAgent:
         self.registered = False
         self._next_register = 0.0
         self._pub: zmq.Socket | None = None
+        self._curve: dict | None = None
         self._rpc: RpcClient | None = None
 
     def start(self) -> None:
-        self.endpoints = resolve_endpoints(self.config, self.stop_event)
+        self.endpoints, self._curve = resolve_endpoints(self.config, self.stop_event)
         self.ip_address = node_metrics.local_ip(broker_host_of(self.endpoints["heartbeat"]))
-        self._pub = make_socket(zmq.PUB, hwm=100)
+        self._connect_pub()
+        self._rpc = RpcClient(self.endpoints["control"], timeout=self.config.request_timeout,
+                              curve=self._curve)
+
+    def _connect_pub(self) -> None:
+        """(Re)open the heartbeat socket. A CURVE handshake refused while this node's key was
+        pending is not retried by libzmq, so a failed registration reopens it."""
+        if self._pub is not None:
+            self._pub.close(0)
+        self._pub = make_socket(zmq.PUB, hwm=100, curve=self._curve)
         self._pub.connect(self.endpoints["heartbeat"])
-        self._rpc = RpcClient(self.endpoints["control"], timeout=self.config.request_timeout)
 
     def identity(self) -> dict:
         return {"name": self.config.node_name, "hostname": self.hostname,
@@ -77,6 +92,8 @@ class NodeAgent:
             self._rpc.call("node.register", self.identity())
         except BusError as exc:
             self._next_register = now + REGISTER_RETRY
+            if self._curve is not None:
+                self._connect_pub()
             log.warning("registration failed (%s); heartbeating anyway, retry in %.0fs",
                         exc, REGISTER_RETRY)
             return

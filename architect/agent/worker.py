@@ -66,13 +66,14 @@ class TaskWorker:
         self._sock: zmq.Socket | None = None
         self._pull: zmq.Socket | None = None
         self.endpoints: dict = {}
+        self._curve: dict | None = None
         self.hostname = socket.gethostname()
 
     # --- socket thread ------------------------------------------------------------------
     def _connect(self) -> None:
         if self._sock is not None:
             self._sock.close(0)
-        self._sock = make_socket(zmq.DEALER, max_msg_size=-1)
+        self._sock = make_socket(zmq.DEALER, max_msg_size=-1, curve=self._curve)
         self._sock.setsockopt(zmq.ROUTING_ID, self.worker_id.encode())
         self._sock.connect(self.endpoints["work"])
         self._send(self._status(WorkerReady))
@@ -98,7 +99,7 @@ class TaskWorker:
             log.debug("send queue full; dropped %s", msg.TYPE)
 
     def run(self) -> None:
-        self.endpoints = resolve_endpoints(self.config, self.stop_event)
+        self.endpoints, self._curve = resolve_endpoints(self.config, self.stop_event)
         self._pull = make_socket(zmq.PULL, max_msg_size=-1)
         self._pull.bind(self._pipe_addr)
         self._connect()

@@ -12,6 +12,7 @@ from architect.api import auth, errors, routes
 from architect.api.broker import BrokerGateway
 from architect.api.jsonfast import OrjsonProvider
 from architect.api.metrics import Metrics
+from architect.bus.security import local_client
 from architect.bus.transport import Endpoints
 from architect.config import Config
 
@@ -27,7 +28,8 @@ class AppState:
 
     def bus_info(self) -> dict:
         info = Endpoints(self.config.bus_host, self.config.bus_port).as_dict()
-        info["server_key"] = None  # set when the bus is secured with CURVE
+        curve = local_client(self.config.data_dir) if self.config.curve_enabled else None
+        info["server_key"] = curve["server"].decode() if curve else None  # CURVE public key
         return info
 
     def store_state(self) -> dict:
@@ -57,7 +59,8 @@ def create_app(config: Config, credentials=None, with_ui: bool = True,
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     endpoint = control_endpoint or Endpoints(config.broker_host, config.bus_port).control
-    gateway = BrokerGateway(endpoint, timeout=config.request_timeout)
+    gateway = BrokerGateway(endpoint, timeout=config.request_timeout,
+                            curve=local_client(config.data_dir) if config.curve_enabled else None)
     app.extensions["architect"] = AppState(config, gateway, Metrics(gateway), routes.ROUTES)
     errors.install(app)
     auth.install(app, credentials)

@@ -22,7 +22,9 @@ from flask import Flask, request
 
 from architect.api.errors import TooMany, Unauthorized
 
-PUBLIC_PATHS = frozenset({"/healthz"})
+# /api/bus and /api/bus/join are open so a node with only the dashboard URL can ask to join
+# the secured bus (it is then pending until accepted, unless it sends the login or token)
+PUBLIC_PATHS = frozenset({"/healthz", "/api/bus", "/api/bus/join"})
 MAX_FAILURES = 10        # per address within FAILURE_WINDOW ...
 FAILURE_WINDOW = 60.0
 LOCKOUT = 60.0           # ... then 429 for this long
@@ -91,7 +93,20 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
+def credentials_ok(credentials: tuple[str, str] | None) -> bool:
+    """Whether this request carries the web login (True when auth is off)."""
+    if credentials is None:
+        return True
+    given = parse_basic(request.headers.get("Authorization"))
+    if given is None:
+        return False
+    user_ok = hmac.compare_digest(given[0].encode("utf-8"), credentials[0].encode("utf-8"))
+    pass_ok = hmac.compare_digest(given[1].encode("utf-8"), credentials[1].encode("utf-8"))
+    return user_ok and pass_ok
+
+
 def install(app: Flask, credentials: tuple[str, str] | None) -> None:
+    app.config["ARCHITECT_CREDENTIALS"] = credentials
     if credentials is None:
         app.config["ARCHITECT_AUTH"] = False
         return

@@ -10,19 +10,22 @@ from architect.bus.errors import RemoteError, RequestTimeout
 from architect.bus.rpc import RpcClient
 
 _STATUS = {"bad_request": BadRequest, "not_found": NotFound, "unknown_method": BadRequest,
+           "not_secured": BadRequest,
            "protocol_error": BadRequest}
 
 
 class BrokerGateway:
-    def __init__(self, control_endpoint: str, timeout: float = 5.0):
+    def __init__(self, control_endpoint: str, timeout: float = 5.0, curve: dict | None = None):
         self.endpoint = control_endpoint
+        self.curve = curve
         self.timeout = timeout
         self._local = threading.local()
 
     def _client(self) -> RpcClient:
         client = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = RpcClient(self.endpoint, timeout=self.timeout)
+            client = self._local.client = RpcClient(self.endpoint, timeout=self.timeout,
+                                                    curve=self.curve)
         return client
 
     def call(self, method: str, params: dict | None = None, timeout: float | None = None):

@@ -97,6 +97,13 @@ SCHEMAS = {
                    ("hosts", "totals")),
     "Cleanup": obj({"closed": I}, ("closed",)),
     "AuditList": obj({"audit": ARR | {"items": OBJ}, "count": I}, ("audit", "count")),
+    "JoinRequest": obj({"name": {"type": "string", "minLength": 1, "maxLength": 128},
+                        "public_key": {"type": "string", "minLength": 40, "maxLength": 40},
+                        "token": nullable(S)}, ("name", "public_key")),
+    "JoinStatus": obj({"name": S, "status": {"type": "string", "enum": ["authorized", "pending"]}},
+                      ("name", "status")),
+    "Keys": obj({"secured": B, "authorized": {"type": "array", "items": S},
+                 "pending": {"type": "array", "items": S}}, ("secured",)),
     "Healthz": obj({"status": S, "broker": S, "store": OBJ}, ("status", "broker")),
 }
 _DESCRIPTIONS = {200: "OK", 201: "Created", 400: "Bad request", 401: "Authentication required",

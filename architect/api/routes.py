@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from architect.api import views_keys as K
 from architect.api import views_nodes as N
 from architect.api import views_ssh as X
 from architect.api import views_tasks as T
@@ -91,8 +92,17 @@ ROUTES = (
           "Object", body="SSHTrust", errors=(400, 404, 413, 503)),
     Route("/api/ssh/audit", ("GET",), X.audit, "SSH audit log, newest first", "ssh", "AuditList",
           query=(("limit", "integer", "1-10000 (100)"), ("node", "string", "one node"))),
-    Route("/api/bus", ("GET",), T.bus, "Bus endpoints for agents and workers", "cluster", "Bus",
-          errors=()),
+    Route("/api/bus", ("GET",), T.bus, "Bus endpoints and server key (open route)", "cluster",
+          "Bus", errors=(), auth=False),
+    Route("/api/bus/join", ("POST",), K.join, "A node asks to join the secured bus (open route)",
+          "cluster", "JoinStatus", body="JoinRequest", errors=(400, 413, 503), auth=False,
+          extra_ok=(202,)),
+    Route("/api/keys", ("GET",), K.list_keys, "Authorized and pending bus keys", "cluster",
+          "Keys", errors=(503,)),
+    Route("/api/keys/<name>/accept", ("POST",), K.accept, "Let a pending node on the bus",
+          "cluster", "JoinStatus"),
+    Route("/api/keys/<name>", ("DELETE",), K.revoke, "Revoke a node's bus key", "cluster",
+          "Object"),
     Route("/api/openapi.json", ("GET",), T.openapi, "This specification", "meta", "Object",
           errors=()),
     Route("/healthz", ("GET",), T.healthz, "Liveness: broker reachability and store state",

@@ -10,7 +10,7 @@ import logging
 import os
 import time
 
-from architect.broker import handlers, task_handlers, views
+from architect.broker import handlers, keys, task_handlers, views
 from architect.broker.alerts import AlertBook
 from architect.broker.params import DEFERRED, RequestError
 from architect.broker.registry import InvalidNode, Registry, check_name
@@ -32,7 +32,7 @@ READ_ONLY = frozenset({"node.list", "node.get", "health.summary", "alert.list", 
                        "placement.recommend", "placement.distribution", "worker.list",
                        "cluster.topology", "cluster.flow", "cluster.summary",
                        "node.metrics", "task.page", "task.timeline",
-                       "ssh.pool.stats", "ssh.pool.cleanup", "ssh.audit"})
+                       "ssh.pool.stats", "ssh.pool.cleanup", "ssh.audit", "keys.list"})
 
 
 class Counters(dict):
@@ -44,6 +44,7 @@ class Broker(TaskCore):
     def __init__(self, config: Config, now: float | None = None, store: Store | None = None):
         now = time.time() if now is None else now
         self.config = config
+        self.security = None  # set by the loop when the bus is secured (CURVE)
         self.started_at = now
         self.store = store or Store(config.db_path)
         self.registry = Registry(config.thresholds(), config.heartbeat_timeout, started_at=now)
@@ -53,7 +54,7 @@ class Broker(TaskCore):
         self.counters = Counters(heartbeats=0, heartbeats_rejected=0, protocol_errors=0,
                                  requests=0, request_errors=0, persist_errors=0)
         self.methods = {**handlers.METHODS, **task_handlers.TASK_METHODS, **views.VIEW_METHODS,
-                        **SSH_METHODS}
+                        **SSH_METHODS, **keys.KEY_METHODS}
         self.metrics_rows: list[tuple] = []
         self.events: list[tuple[str, dict]] = []
         self.metrics_interval = max(config.heartbeat_interval, 1.0)

@@ -31,9 +31,11 @@ HEARTBEAT_HWM = 200_000
 
 
 class BrokerLoop:
-    def __init__(self, broker: Broker, endpoints: Endpoints):
+    def __init__(self, broker: Broker, endpoints: Endpoints, security=None):
         self.broker = broker
         self.endpoints = endpoints
+        self.security = security  # ServerSecurity: CURVE on every socket, ZAP checks keys
+        broker.security = security
         self.stop_event = threading.Event()
         size = broker.config.max_message_size
         self.hb = make_socket(zmq.SUB, max_msg_size=size, hwm=HEARTBEAT_HWM)
@@ -44,6 +46,9 @@ class BrokerLoop:
         self.subscriptions: dict[bytes, int] = {}
         self.work = make_socket(zmq.ROUTER, max_msg_size=max(size, WORK_MAX_MESSAGE))
         self.work.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting worker takes its id back
+        if security is not None:
+            for sock in (self.hb, self.control, self.events, self.work):
+                security.apply(sock)
         self.hb.bind(endpoints.heartbeat)
         self.work.bind(endpoints.work)
         self.control.bind(endpoints.control)
@@ -244,6 +249,8 @@ class BrokerLoop:
         finally:
             for sock in (self.hb, self.control, self.events, self.work):
                 sock.close(0)
+            if self.security is not None:
+                self.security.stop()
 
 
 def _guess_id(payload: bytes):

@@ -20,8 +20,9 @@ from architect.bus.transport import make_socket
 
 
 class RpcClient:
-    def __init__(self, endpoint: str, timeout: float = 5.0):
+    def __init__(self, endpoint: str, timeout: float = 5.0, curve: dict | None = None):
         self.endpoint = endpoint
+        self.curve = curve
         self.timeout = timeout
         self._ids = itertools.count(1)
         self._prefix = f"{os.getpid()}-{id(self):x}-"
@@ -29,7 +30,8 @@ class RpcClient:
 
     def _socket(self) -> zmq.Socket:
         if self._sock is None:
-            self._sock = make_socket(zmq.DEALER, max_msg_size=-1)  # the broker is trusted
+            self._sock = make_socket(zmq.DEALER, max_msg_size=-1,  # the broker is trusted
+                                     curve=self.curve)
             self._sock.connect(self.endpoint)
         return self._sock
 

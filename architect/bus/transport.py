@@ -23,9 +23,15 @@ def context() -> zmq.Context:
 
 
 def make_socket(kind: int, *, max_msg_size: int = MAX_MESSAGE_SIZE, linger_ms: int = 0,
-                hwm: int | None = None, ctx: zmq.Context | None = None) -> zmq.Socket:
-    """A socket with the project's options set (MAXMSGSIZE, linger, reconnect backoff)."""
+                hwm: int | None = None, ctx: zmq.Context | None = None,
+                curve: dict | None = None) -> zmq.Socket:
+    """A socket with the project's options set (MAXMSGSIZE, linger, reconnect backoff);
+    `curve` {"public", "secret", "server"} makes it a CURVE client of a secured bus."""
     sock = (ctx or context()).socket(kind)
+    if curve:
+        sock.curve_secretkey = curve["secret"]
+        sock.curve_publickey = curve["public"]
+        sock.curve_serverkey = curve["server"]
     sock.setsockopt(zmq.MAXMSGSIZE, max_msg_size)
     sock.setsockopt(zmq.LINGER, linger_ms)
     sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)

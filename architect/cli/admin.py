@@ -41,8 +41,10 @@ def restore(ctx, backup_file, data_dir):
     """Replace the database with BACKUP_FILE. The broker must be stopped; the current
     database is kept as architect.db.before-restore.<time>."""
     cfg = load_config(ctx, data_dir=data_dir)
+    from architect.bus.security import local_client
     try:
-        with RpcClient(Endpoints(cfg.broker_host, cfg.bus_port).control, timeout=1.0) as rpc:
+        with RpcClient(Endpoints(cfg.broker_host, cfg.bus_port).control, timeout=1.0,
+                       curve=local_client(cfg.data_dir)) as rpc:
             rpc.call("ping")
         raise click.ClickException("a broker is running on this bus port: stop it first "
                                    "(./deploy.sh stop, or architect broker --stop)")
@@ -54,3 +56,43 @@ def restore(ctx, backup_file, data_dir):
         raise click.ClickException(str(exc)) from None
     click.echo(f"restored {result['restored']} from {result['from']}"
                + (f" (previous kept as {result['previous']})" if result["previous"] else ""))
+
+
+@click.group()
+def keys():
+    """Who may talk on the secured (CURVE) bus: list, accept pending nodes, revoke."""
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def keys_list(ctx, as_json):
+    """Authorized and pending keys."""
+    from architect.cli.common import call
+    data = call(ctx, "keys.list")
+    if as_json:
+        return print_json(data)
+    if not data["secured"]:
+        return click.echo("the bus is not secured (CURVE off: it binds to loopback)")
+    click.echo("authorized: " + (", ".join(data["authorized"]) or "-"))
+    click.echo("pending:    " + (", ".join(data["pending"]) or "-"))
+
+
+@keys.command()
+@click.argument("name")
+@click.pass_context
+def accept(ctx, name):
+    """Let the pending node NAME on the bus."""
+    from architect.cli.common import call
+    call(ctx, "keys.accept", {"name": name})
+    click.echo(f"{name}: authorized")
+
+
+@keys.command()
+@click.argument("name")
+@click.pass_context
+def revoke(ctx, name):
+    """Refuse NAME's key from now on."""
+    from architect.cli.common import call
+    call(ctx, "keys.revoke", {"name": name})
+    click.echo(f"{name}: revoked")

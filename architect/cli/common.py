@@ -31,23 +31,33 @@ def setup_logging(level: str) -> None:
                         stream=sys.stderr)
 
 
-def control_endpoint(cfg: config_mod.Config) -> str:
-    if cfg.dashboard_url and cfg.broker_host == "127.0.0.1":
-        from architect.agent.discovery import DiscoveryError, from_dashboard
-        try:
-            return from_dashboard(cfg.dashboard_url)["control"]
-        except DiscoveryError as exc:
-            raise click.ClickException(str(exc)) from None
-    return Endpoints(cfg.broker_host, cfg.bus_port).control
+def control_endpoint(cfg: config_mod.Config) -> tuple[str, dict | None]:
+    """The control endpoint and CURVE options (on the master: its local key; through a
+    dashboard: this user's own key, joined with the web credentials)."""
+    import getpass
+    import socket
+    from architect.agent.discovery import DiscoveryError, connect_info
+    if not cfg.dashboard_url or cfg.broker_host != "127.0.0.1":
+        cfg = config_mod.Config(**{**cfg.__dict__, "dashboard_url": ""})
+    name = f"cli-{getpass.getuser()}-{socket.gethostname().split('.')[0]}"
+    try:
+        endpoints, curve, status = connect_info(cfg, name)
+    except DiscoveryError as exc:
+        raise click.ClickException(str(exc)) from None
+    if status == "pending":
+        raise click.ClickException(f"the bus is secured and this CLI's key ({name}) is pending: "
+                                   f"run `architect keys accept {name}` on the master, or set "
+                                   "ARCHITECT_USER/ARCHITECT_PASSWORD")
+    return endpoints["control"], curve
 
 
 def call(ctx: click.Context, method: str, params: dict | None = None,
          timeout: float | None = None):
     """One control request; broker errors become click errors."""
     cfg = load_config(ctx)
-    endpoint = control_endpoint(cfg)
+    endpoint, curve = control_endpoint(cfg)
     try:
-        with RpcClient(endpoint, timeout=timeout or cfg.request_timeout) as rpc:
+        with RpcClient(endpoint, timeout=timeout or cfg.request_timeout, curve=curve) as rpc:
             return rpc.call(method, params or {})
     except RequestTimeout as exc:
         raise click.ClickException(f"{exc} (is the broker running? start it with "

@@ -59,17 +59,7 @@ def broker(ctx, bus_host, bus_port, data_dir, heartbeat_timeout, as_daemon, show
         cfg = load_config(ctx, bus_host=bus_host, bus_port=bus_port, data_dir=data_dir,
                           heartbeat_timeout=heartbeat_timeout)
         setup_logging(cfg.log_level)
-        from architect.broker.core import Broker
-        from architect.broker.loop import BrokerLoop
-        from architect.bus.transport import Endpoints
-        if cfg.bus_host not in ("127.0.0.1", "localhost", "::1"):
-            click.echo("warning: the bus is bound beyond loopback without CURVE encryption; "
-                       "anyone who can reach it can send heartbeats and requests", err=True)
-        try:
-            loop = BrokerLoop(Broker(cfg), Endpoints(cfg.bus_host, cfg.bus_port))
-        except Exception as exc:  # e.g. address in use, unwritable data dir
-            raise click.ClickException(f"broker cannot start: {exc}") from None
-        _run_with_signals(loop)
+        _run_with_signals(_broker_loop(cfg))
     run_as("broker", as_daemon, show_status, do_stop, start)
 
 
@@ -144,11 +134,21 @@ def web_options(func):
 def _broker_loop(cfg):
     from architect.broker.core import Broker
     from architect.broker.loop import BrokerLoop
-    from architect.bus.transport import Endpoints
+    from architect.bus.security import ServerSecurity
+    from architect.bus.transport import Endpoints, context
     try:
-        return BrokerLoop(Broker(cfg), Endpoints(cfg.bus_host, cfg.bus_port))
+        security = ServerSecurity(cfg.data_dir, context()) if cfg.curve_enabled else None
+        loop = BrokerLoop(Broker(cfg), Endpoints(cfg.bus_host, cfg.bus_port), security)
     except Exception as exc:  # e.g. address in use, unwritable data dir
         raise click.ClickException(f"broker cannot start: {exc}") from None
+    if security is not None:
+        click.echo(f"bus secured with CURVE (server key {security.public.decode()}); nodes join "
+                   "through the dashboard: with the web login or ARCHITECT_JOIN_TOKEN at once, "
+                   "else as pending (`architect keys accept NAME`)", err=True)
+    elif cfg.bus_host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo("warning: the bus is bound beyond loopback with CURVE turned off "
+                   "(ARCHITECT_BUS_CURVE=off): anyone who reaches it can submit tasks", err=True)
+    return loop
 
 
 def _web_server(cfg, use_ssl: bool):
@@ -207,9 +207,6 @@ def server(ctx, data_dir, bus_host, bus_port, host, port, use_ssl, cert_file, ke
         cfg = load_config(ctx, data_dir=data_dir, bus_host=bus_host, bus_port=bus_port,
                           host=host, port=port, cert_file=cert_file, key_file=key_file)
         setup_logging(cfg.log_level)
-        if cfg.bus_host not in ("127.0.0.1", "localhost", "::1"):
-            click.echo("warning: the bus is bound beyond loopback without CURVE encryption",
-                       err=True)
         _run_with_signals(_Together([_broker_loop(cfg), _web_server(cfg, use_ssl)]))
     run_as("server", as_daemon, show_status, do_stop, start)
 

@@ -8,7 +8,7 @@ from architect import __version__
 from architect.cli.daemons import agent, broker, server, up, web, worker
 from architect.cli.inspect import alerts, cluster, nodes
 from architect.cli.tasks import tasks
-from architect.cli.admin import backup, restore
+from architect.cli.admin import backup, keys, restore
 from architect.cli.ssh import set_ssh_command, ssh
 
 
@@ -36,5 +36,5 @@ def main(ctx, config_file, broker_host, bus_port, dashboard_url, log_level):
 
 nodes.add_command(set_ssh_command())
 for command in (up, server, broker, web, agent, worker, nodes, tasks, ssh, alerts, cluster,
-                backup, restore):
+                backup, restore, keys):
     main.add_command(command)

@@ -25,10 +25,11 @@ from tests.helpers import Cluster
 
 pytestmark = pytest.mark.slow
 
-MAX_EXAMPLES = 15           # per operation and phase; the whole run stays well under 90 s
-MAX_TIME = 80.0             # a hard stop for slow machines (seconds)
+MAX_EXAMPLES = 100          # per operation; one pass of every phase stays well under 90 s
+RESPONSE_EXAMPLES = 150     # the response-checks-only run
 SEED = 20240611
-WIRE_INT = (-2 ** 63, 2 ** 64 - 1)   # what msgpack can carry
+STORE_INT = (-2 ** 63, 2 ** 63 - 1)  # what SQLite (and below it msgpack) can carry
+SHADOWED = ("health", "alerts", "recommend", "distribution")  # /api/nodes/<these> are other routes
 RESPONSE_CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
                    "response_schema_conformance", "response_headers_conformance")
 
@@ -71,6 +72,12 @@ def backend(tmp_path_factory):
                                    "ARCHITECT_REQUEST_TIMEOUT": "5"},
                               config_file=tmp / "none.json")
         app = create_app(cfg, with_ui=False, control_endpoint=cluster.endpoints.control)
+        app.extensions["test_requests"] = Counter()
+
+        @app.before_request
+        def _count():
+            from flask import request
+            app.extensions["test_requests"][request.method] += 1
         yield cluster, app, tmp
     finally:
         cluster.stop_all()
@@ -80,7 +87,9 @@ def load_schema(app, checks=("all",), max_examples=MAX_EXAMPLES, phases=None):
     import schemathesis
     from schemathesis.config import SchemathesisConfig
     config = SchemathesisConfig()
-    config.update(seed=SEED, max_time=MAX_TIME, max_failures=None)
+    # no max_time: with one, the engine repeats its fuzzing and stateful phases until the
+    # time is used up; without, it makes one bounded pass
+    config.update(seed=SEED, max_failures=None)
     project = config.projects.override
     project.checks.update(included_check_names=list(checks))
     project.generation.update(max_examples=max_examples, database="none")
@@ -153,11 +162,23 @@ def carries_a_too_big_int(case) -> bool:
     if case is None:
         return False
     parts = [getattr(case, "body", None), getattr(case, "path_parameters", None)]
-    return any(not WIRE_INT[0] <= n <= WIRE_INT[1] for part in parts for n in _ints(part))
+    return any(not STORE_INT[0] <= n <= STORE_INT[1] for part in parts for n in _ints(part))
 
 
 def overflow_bug_present(app) -> bool:
-    return app.test_client().get(f"/api/tasks/{2 ** 64}").status_code == 500
+    client = app.test_client()
+    return client.get(f"/api/tasks/{2 ** 64}").status_code >= 500 or \
+        client.get(f"/api/tasks/{2 ** 63}").status_code >= 500
+
+
+def shadowing_bug_present(app) -> bool:
+    """GET /api/nodes/<name> cannot reach a node named like a static /api/nodes/… route."""
+    client = app.test_client()
+    client.post("/api/nodes", json={"name": "health", "ip_address": "127.0.0.1"})
+    try:
+        return client.get("/api/nodes/health").get_json().get("name") != "health"
+    finally:
+        client.delete("/api/nodes/health")
 
 
 def method_bug_present(app) -> bool:
@@ -220,11 +241,21 @@ def test_spec_describes_the_input_constraints_the_server_enforces(backend):
     assert not mismatches, "\n".join(mismatches)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: GET /api/tasks/18446744073709551616 (an int the "
-                   "route accepts, too big for msgpack) -> 500 instead of 400/404")
-def test_path_integers_too_big_for_the_wire_are_not_500(backend):
+@pytest.mark.xfail(strict=True, reason="BUG: an <int:> id the route accepts but SQLite/msgpack "
+                   "cannot hold: GET /api/tasks/18446744073709551616 -> 500 (msgpack "
+                   "OverflowError in the web process), GET /api/tasks/9223372036854775808 -> 502 "
+                   "(OverflowError in the broker's SQLite query); expected 404 (or 400)")
+def test_path_integers_too_big_for_the_store_are_not_5xx(backend):
     _, app, _ = backend
     assert not overflow_bug_present(app)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a node may be named 'health', 'alerts', 'recommend' "
+                   "or 'distribution', but GET /api/nodes/<that name> answers the static route "
+                   "(health summary, alert list …), never the node")
+def test_every_registrable_node_name_can_be_read_back(backend):
+    _, app, _ = backend
+    assert not shadowing_bug_present(app)
 
 
 @pytest.mark.xfail(strict=True, reason="BUG: PUT /api/nodes -> 404 (the /api/<path:rest> "
@@ -241,7 +272,9 @@ def fuzz_run(backend):
     cluster, app, tmp = backend
     schema = load_schema(app, checks=("all",))
     operations = {f"{op.ok().method.upper()} {op.ok().path}" for op in schema.get_all_operations()}
+    before = sum(app.extensions["test_requests"].values())
     failures, summary = run_engine(schema, tmp)
+    summary["requests"] = sum(app.extensions["test_requests"].values()) - before
     return operations, failures, summary
 
 
@@ -249,17 +282,21 @@ def test_schemathesis_no_server_errors_no_schema_violations(backend, fuzz_run):
     _, app, _ = backend
     operations, failures, summary = fuzz_run
     assert summary["errors"] == [], summary["errors"]
-    assert summary["seconds"] < 90, summary
+    assert summary["seconds"] < 90 and summary["requests"] >= 1000, summary
     # every operation but the excluded ones was exercised
     assert len(operations) >= 25 and not any("/api/ssh/execute" in op for op in operations)
     untested = operations - set(summary["tested"])
     assert not untested, f"never tested: {sorted(untested)}"
 
     explained = {
-        "integers too big for msgpack -> 500": (
+        "integers beyond int64 -> 500/502": (
             overflow_bug_present(app),
             lambda f: f.check in ("not_a_server_error", "status_code_conformance")
             and carries_a_too_big_int(f.case)),
+        "node names shadowed by /api/nodes/<static>": (
+            shadowing_bug_present(app),
+            lambda f: f.check == "response_schema_conformance" and f.label == "GET /api/nodes/{key}"
+            and (getattr(f.case, "path_parameters", None) or {}).get("key") in SHADOWED),
         "/api catch-all swallows wrong methods (404, Allow)": (
             method_bug_present(app),
             lambda f: f.check in ("unsupported_method", "allow_header_conformance")),
@@ -275,7 +312,8 @@ def test_schemathesis_no_server_errors_no_schema_violations(backend, fuzz_run):
                 break
         else:
             left.append(failure)
-    print("schemathesis run:", summary["phases"], summary["stop"], f"{summary['seconds']:.1f}s")
+    print("schemathesis run:", summary["phases"], summary["stop"], f"{summary['seconds']:.1f}s",
+          f"{summary['requests']} requests")
     if set_aside:
         print("failures explained by known bugs (see the xfail tests):", dict(set_aside))
     unique, seen = [], set()
@@ -290,13 +328,22 @@ def test_schemathesis_no_server_errors_no_schema_violations(backend, fuzz_run):
 
 def test_response_checks_alone_pass(backend):
     """The five response checks (server errors, status codes, content types, body schemas,
-    headers) on their own, in the coverage and fuzzing phases, minus the overflow bug."""
+    headers) on their own, in every phase, minus known bugs. Hypothesis stops an operation at
+    its first failure, so in the all-checks run an input-constraint finding ends the fuzzing
+    of that operation early; this run keeps going on every operation."""
     cluster, app, tmp = backend
-    schema = load_schema(app, checks=RESPONSE_CHECKS, max_examples=25,
-                         phases=("coverage", "fuzzing"))
+    schema = load_schema(app, checks=RESPONSE_CHECKS, max_examples=RESPONSE_EXAMPLES)
+    before = sum(app.extensions["test_requests"].values())
     failures, summary = run_engine(schema, tmp)
+    requests_made = sum(app.extensions["test_requests"].values()) - before
+    print("schemathesis response checks:", summary["phases"], f"{summary['seconds']:.1f}s",
+          f"{requests_made} requests, {len(failures)} failures")
     assert summary["errors"] == []
-    overflow = overflow_bug_present(app)
-    left = [f for f in failures if not (overflow and carries_a_too_big_int(f.case))]
+    assert requests_made >= 1000 and summary["seconds"] < 90
+    overflow, shadowing = overflow_bug_present(app), shadowing_bug_present(app)
+    left = [f for f in failures
+            if not (overflow and carries_a_too_big_int(f.case))
+            and not (shadowing and f.label == "GET /api/nodes/{key}"
+                     and (getattr(f.case, "path_parameters", None) or {}).get("key") in SHADOWED)]
     assert not left, "\n".join(f.line() for f in left[:40])
     assert cluster.rpc("ping")["pong"] is True   # the broker survived the run

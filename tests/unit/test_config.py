@@ -211,7 +211,8 @@ def test_every_setting_has_an_env_var(no_file):
                "ssh_max_per_host": "5", "ssh_connect_timeout": "3", "ssh_idle_timeout": "9",
                "ssh_keepalive": "7", "ssh_command_timeout": "8", "ssh_max_output": "2048",
                "ssh_max_parallel": "4", "ssh_user": "ops", "ssh_key_file": "/k",
-               "ssh_known_hosts": "/kh", "ssh_accept_new_hosts": "yes"}
+               "ssh_known_hosts": "/kh", "ssh_accept_new_hosts": "yes",
+               "bus_curve": "on", "join_token": "t0k", "bus_server_key": "k" * 40}
     names = {f.name for f in config.fields(Config)}
     assert names == set(samples), "a new setting needs a sample here"
     cfg = config.load(env={config.env_name(k): v for k, v in samples.items()},
