@@ -48,7 +48,7 @@ def status(name: str) -> tuple[bool, str]:
     return True, f"{name}: running (pid {pid}, log {log_path(name)})"
 
 
-def stop(name: str, grace: float = 10.0) -> tuple[bool, str]:
+def stop(name: str, grace: float = 20.0) -> tuple[bool, str]:
     pid = read_pid(name)
     if pid is None:
         return False, f"{name}: not running"

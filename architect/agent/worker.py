@@ -28,7 +28,7 @@ from architect.agent.node_agent import resolve_endpoints
 from architect.bus.codec import decode, encode
 from architect.bus.errors import ProtocolError
 from architect.bus.messages import (BrokerPing, TaskAck, TaskAssign, TaskCancel, TaskOutput,
-                                    TaskResult, TaskStarted, WorkerPing, WorkerReady)
+                                    TaskResult, TaskStarted, WorkerBye, WorkerPing, WorkerReady)
 from architect.bus.transport import WORK_MAX_MESSAGE, context, make_socket
 from architect.config import Config
 
@@ -47,12 +47,14 @@ class Running:
 
 class TaskWorker:
     def __init__(self, config: Config, slots: int | None = None, task_types=None,
-                 max_output: int = 1 << 20, kill_grace: float = 5.0):
+                 max_output: int = 1 << 20, kill_grace: float = 5.0, shutdown_grace: float = 5.0):
         self.config = config
         self.slots = slots or os.cpu_count() or 1
         self.task_types = sorted(task_types or executors.TASK_TYPES)
         self.max_output = max_output
         self.kill_grace = kill_grace
+        self.shutdown_grace = shutdown_grace
+        self.abandoned: set = set()
         self.capabilities = sorted(set(config.capabilities) | set(node_metrics.detect_capabilities()))
         self.worker_id = f"{config.node_name}-{os.getpid()}-{secrets.token_hex(3)}"
         self.interval = config.worker_heartbeat_interval
@@ -83,7 +85,10 @@ class TaskWorker:
     def _status(self, cls):
         return cls(worker_id=self.worker_id, node=self.config.node_name, slots=self.slots,
                    capabilities=self.capabilities, task_types=self.task_types,
-                   running=[list(k) for k in self.running], hostname=self.hostname,
+                   # held = running, or finished with the result not yet acknowledged: the
+                   # broker must not count those as lost when this worker reconnects
+                   running=[list(k) for k in {*self.running, *self.unacked}],
+                   hostname=self.hostname,
                    pid=os.getpid(), metrics=self._metrics())
 
     @staticmethod
@@ -143,7 +148,7 @@ class TaskWorker:
             except zmq.Again:
                 return
             try:
-                msg = decode(frame)
+                msg = decode(frame, WORK_MAX_MESSAGE)
             except ProtocolError as exc:
                 log.warning("bad frame from the broker: %s", exc)
                 continue
@@ -180,9 +185,11 @@ class TaskWorker:
                 frame = self._pull.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            msg = decode(frame)
+            msg = decode(frame, WORK_MAX_MESSAGE, trusted=True)  # from our own task threads
+            key = (msg.task_id, msg.attempt)
+            if key in self.abandoned:
+                continue  # given back to the broker at shutdown: it will run again elsewhere
             if isinstance(msg, TaskResult):
-                key = (msg.task_id, msg.attempt)
                 self.running.pop(key, None)
                 self.unacked[key] = msg
             self._send(msg)
@@ -234,20 +241,34 @@ class TaskWorker:
         self._push(result)
 
     def stop(self) -> None:
+        """Graceful: the loop ends; close() lets running tasks finish (shutdown grace)."""
         self.stop_event.set()
-        for run in list(self.running.values()):
-            run.cancel.set()
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        if self._pull is not None:
+        """Tell the broker we are draining, give running tasks `shutdown_grace` seconds,
+        then stop the rest and hand them back (bye final): the broker requeues them."""
+        if self._sock is not None and self._pull is not None:
+            self._send(WorkerBye(worker_id=self.worker_id, final=False))
+            deadline = time.monotonic() + self.shutdown_grace
+            while self.running and time.monotonic() < deadline:
+                if self._pull.poll(50):
+                    self._drain_pipe()
+            self.abandoned = set(self.running)
+            for run in self.running.values():
+                run.cancel.set()
+            if self.abandoned:
+                log.warning("stopping with %d tasks still running: handing them back",
+                            len(self.abandoned))
             self._drain_pipe_final()
+            self._send(WorkerBye(worker_id=self.worker_id, final=True))
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self._pull is not None:
             self._pull.close(0)
         if self._sock is not None:
-            self._sock.close(linger=1000)
+            self._sock.close(linger=2000)
 
     def _drain_pipe_final(self) -> None:
-        """Send the last results (of tasks cancelled by the shutdown) before closing."""
+        """Send the results that finished meanwhile before saying goodbye."""
         try:
             while self._pull.poll(100):
                 self._drain_pipe()

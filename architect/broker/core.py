@@ -203,6 +203,7 @@ class Broker(TaskCore):
                 self.restore_tasks(task_rows, events, output, accepted)
                 self.ssh.audit_dirty = audit + self.ssh.audit_dirty
                 return False
+        self.publish_task_events(events)
         self.resolve_waiters(now)
         return True
 

@@ -229,12 +229,15 @@ class Store:
             out.append(row)
         return out
 
-    def task_output(self, task_id: int, attempt: int | None = None, after_seq: int = -1) -> list[dict]:
-        where, params = "task_id = ? AND seq > ?", [task_id, after_seq]
+    def task_output(self, task_id: int, attempt: int | None = None, after_seq: int = -1,
+                    after_id: int = 0) -> list[dict]:
+        """Chunks in arrival order; each has a row `id` that grows across attempts (follow a
+        running task with after_id; after_seq is within one attempt)."""
+        where, params = "task_id = ? AND seq > ? AND id > ?", [task_id, after_seq, after_id]
         if attempt is not None:
             where += " AND attempt = ?"
             params.append(attempt)
-        return list(self.db["task_output"].rows_where(where, params, order_by="attempt, seq"))
+        return list(self.db["task_output"].rows_where(where, params, order_by="id"))
 
     def distribution(self) -> list[tuple[str, str, int]]:
         return self.conn.execute(

@@ -164,8 +164,6 @@ class TaskCore:
             self.work_out.append((worker.identity, TaskAssign(
                 task_id=task.id, attempt=task.attempt, task_type=task.task_type,
                 payload=task.payload, timeout=task.timeout)))
-            self.emit(f"task.{task.id}.assigned", {"id": task.id, "node": task.assigned_node,
-                                                   "attempt": task.attempt})
         if now >= self._next_ping:
             self._next_ping = now + self.worker_interval
             ping = BrokerPing(ts=now)
@@ -213,6 +211,14 @@ class TaskCore:
         dirty, events, accepted = self.tasks.take_dirty()
         rows, self.output_rows = self.output_rows, []
         return [t.row() for t in dirty], events, rows, accepted
+
+    def publish_task_events(self, events: list[tuple]) -> None:
+        """Every committed transition as `task.<id>.<event>` (queued, assigned, running,
+        retry, cancel_requested, and the final states)."""
+        for task_id, ts, event, attempt, node, detail in events:
+            self.emit(f"task.{task_id}.{event}", {"id": task_id, "event": event,
+                                                  "attempt": attempt, "node": node,
+                                                  "detail": detail})
 
     def restore_tasks(self, records, events, rows, accepted) -> None:
         for rec in records:

@@ -66,7 +66,6 @@ def _submit_one(b, params, now) -> dict:
             return {"id": existing["id"], "status": existing["status"], "created": False}
     task = b.tasks.submit(spec, now)
     b.counters["tasks_submitted"] = b.counters.get("tasks_submitted", 0) + 1
-    b.emit(f"task.{task.id}.queued", {"id": task.id, "task_type": task.task_type})
     return {"id": task.id, "status": task.status, "created": True}
 
 
@@ -132,7 +131,6 @@ def task_cancel(b, params, now):
         return _task(b, params)
     if not b.tasks.cancel(task, now):
         b.send_cancel(task)
-    b.emit(f"task.{task.id}.cancel", {"id": task.id})
     return task.public()
 
 
@@ -153,10 +151,11 @@ def task_wait(b, params, now):
 
 
 def task_output(b, params, now):
-    """{id, attempt?, after_seq?} → [{attempt, seq, stream, data, ts}] streamed output."""
+    """{id, attempt?, after_seq?, after_id?} → [{id, attempt, seq, stream, data, ts}] streamed
+    output in arrival order; follow a task with after_id = the last chunk's id."""
     task = _task(b, params)
     return b.store.task_output(task["id"], get(params, "attempt", int, None),
-                               get(params, "after_seq", int, -1))
+                               get(params, "after_seq", int, -1), get(params, "after_id", int, 0))
 
 
 def placement_recommend(b, params, now):

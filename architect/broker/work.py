@@ -12,7 +12,7 @@ import logging
 from architect.broker import tasks as T
 from architect.broker.registry import InvalidNode, check_capabilities, check_name
 from architect.bus.messages import (TaskAck, TaskCancel, TaskOutput, TaskResult, TaskStarted,
-                                    WorkerPing, WorkerReady)
+                                    WorkerBye, WorkerPing, WorkerReady)
 
 log = logging.getLogger("architect.broker")
 MAX_SLOTS = 1024
@@ -84,8 +84,6 @@ def on_started(b, ident: bytes, msg: TaskStarted, now: float) -> None:
     if task is not None:
         b.tasks.started(task, msg.ts, now)
         b.latency.observe(max(0.0, msg.ts - task.created_at))
-        b.emit(f"task.{task.id}.running", {"id": task.id, "node": task.assigned_node,
-                                           "attempt": task.attempt})
 
 
 def on_output(b, ident: bytes, msg: TaskOutput, now: float) -> None:
@@ -108,14 +106,25 @@ def on_result(b, ident: bytes, msg: TaskResult, now: float) -> None:
                   "duration": msg.duration, "started_at": msg.started_at,
                   "finished_at": msg.finished_at}
         b.tasks.finish(task, msg.state, result, now)
-        b.emit(f"task.{task.id}.{task.status}", {"id": task.id, "node": task.assigned_node,
-                                                 "attempt": task.attempt, "error": task.error})
         b.counters["tasks_finished"] = b.counters.get("tasks_finished", 0) + 1
     # acknowledged (after commit) even when stale or a duplicate, so the worker forgets it
     b.work_out.append((ident, TaskAck(task_id=msg.task_id, attempt=msg.attempt)))
 
 
+def on_bye(b, ident: bytes, msg: WorkerBye, now: float) -> None:
+    """A worker stopping: first it drains (no new tasks), then it is gone (requeue now)."""
+    worker = b.pool.by_id.get(msg.worker_id)
+    if worker is None or worker.identity != ident:
+        return
+    if msg.final:
+        b._worker_lost(worker, f"worker {worker.id} stopped")
+    else:
+        worker.draining = True
+        log.info("worker %s is stopping: no new tasks for it", worker.id)
+
+
 WORK_HANDLERS = {
+    WorkerBye: on_bye,
     WorkerReady: on_hello,
     WorkerPing: on_hello,
     TaskStarted: on_started,

@@ -23,10 +23,11 @@ class Worker:
     connected_at: float = 0.0
     hostname: str = ""
     pid: int = 0
+    draining: bool = False   # stopping: finishes what it holds, gets nothing new
 
     @property
     def free(self) -> int:
-        return self.slots - len(self.active)
+        return 0 if self.draining else self.slots - len(self.active)
 
     def public(self, now: float) -> dict:
         return {"id": self.id, "node": self.node, "slots": self.slots,
@@ -82,7 +83,7 @@ class WorkerPool:
         workers = self.by_node.get(node, ())
         for w in workers:
             active += len(w.active)
-            slots += w.slots
+            slots += len(w.active) if w.draining else w.slots
             caps |= w.capabilities
             types |= w.task_types
         return active, slots, caps, types, len(workers)

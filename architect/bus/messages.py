@@ -93,6 +93,16 @@ class WorkerPing(WorkerReady):
 
 
 @message
+class WorkerBye:
+    """Worker → broker when it stops. final false: "send me nothing new" (it finishes what it
+    runs, up to its shutdown grace); final true: "I am gone": the broker requeues whatever
+    this worker still held, at once, instead of waiting out the liveness window."""
+    TYPE = "bye"
+    worker_id: str
+    final: bool = False
+
+
+@message
 class BrokerPing:
     """Broker → worker every interval. A worker that hears nothing from the broker for
     `liveness` intervals reconnects and sends `ready` again (Paranoid Pirate)."""

@@ -14,7 +14,7 @@ daemon_options = [
     click.option("--daemon", "as_daemon", is_flag=True, help="Run in the background (pid and log "
                  "files in ~/.architect or $ARCHITECT_STATE_DIR)."),
     click.option("--status", "show_status", is_flag=True, help="Say whether the daemon runs; exit 1 if not."),
-    click.option("--stop", "do_stop", is_flag=True, help="Stop the daemon (SIGTERM, then SIGKILL after 10 s)."),
+    click.option("--stop", "do_stop", is_flag=True, help="Stop the daemon (SIGTERM, then SIGKILL after 20 s)."),
 ]
 
 
@@ -240,10 +240,13 @@ def web(ctx, host, port, use_ssl, cert_file, key_file, as_daemon, show_status, d
               help="Bytes of stdout and of stderr kept per task (the rest is cut, truncated=true).")
 @click.option("--kill-grace", type=float, default=5.0, show_default=True,
               help="Seconds between SIGTERM and SIGKILL when a task is cancelled or times out.")
+@click.option("--shutdown-grace", type=float, default=5.0, show_default=True,
+              help="On stop, seconds running tasks get to finish; the rest go back to the "
+                   "broker and run elsewhere.")
 @with_daemon_options
 @click.pass_context
 def worker(ctx, dashboard_url, broker_host, bus_port, node_name, capabilities, concurrency,
-           task_types, max_output, kill_grace, as_daemon, show_status, do_stop):
+           task_types, max_output, kill_grace, shutdown_grace, as_daemon, show_status, do_stop):
     """Run a task worker: take tasks from the broker and run them (shell, python)."""
     def start():
         cfg = load_config(ctx, dashboard_url=dashboard_url, broker_host=broker_host,
@@ -251,5 +254,6 @@ def worker(ctx, dashboard_url, broker_host, bus_port, node_name, capabilities, c
         setup_logging(cfg.log_level)
         from architect.agent.worker import TaskWorker
         _run_with_signals(TaskWorker(cfg, slots=concurrency, task_types=task_types or None,
-                                     max_output=max_output, kill_grace=kill_grace))
+                                     max_output=max_output, kill_grace=kill_grace,
+                                     shutdown_grace=shutdown_grace))
     run_as("worker", as_daemon, show_status, do_stop, start)

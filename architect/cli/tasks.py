@@ -179,15 +179,22 @@ def cancel(ctx, task_id, as_json):
 @click.pass_context
 def logs(ctx, task_id, follow):
     """Output of a task: streamed chunks while it runs, the kept stdout/stderr after."""
-    seq = -1
-    while True:
-        chunks = call(ctx, "task.output", {"id": task_id, "after_seq": seq})
-        for c in chunks:
+    last, attempt = 0, None
+
+    def drain() -> None:
+        nonlocal last, attempt
+        for c in call(ctx, "task.output", {"id": task_id, "after_id": last}):
+            if attempt is not None and c["attempt"] != attempt:
+                click.echo(f"--- attempt {c['attempt']} ---", err=True)
+            attempt = c["attempt"]
             click.echo(c["data"], nl=False, err=c["stream"] == "stderr")
-            seq = max(seq, c["seq"])
+            last = c["id"]
+    while True:
+        drain()
         task = call(ctx, "task.get", {"id": task_id})
         if task["final"]:
-            if seq < 0:  # nothing streamed (short task): print what was kept
+            drain()  # what arrived between the two calls
+            if attempt is None:  # nothing streamed (a short task): print what was kept
                 _print_result(task)
             return
         if not follow:

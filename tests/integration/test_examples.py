@@ -343,11 +343,6 @@ def test_output_is_capped_at_max_output(cluster):
 
 # --- bugs found while documenting ----------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: a task whose result (or an output batch) encodes to "
-                   "more than 1 MiB kills its worker: TaskWorker._drain_pipe decodes the inproc "
-                   "frames with codec.decode's default 1 MiB limit, the ProtocolError escapes "
-                   "run() and the process exits; the task then fails as 'lost'. With the default "
-                   "--max-output of 1 MiB, any task printing >= ~1 MiB triggers it.")
 def test_task_printing_2mb_with_default_max_output_does_not_kill_the_worker(cluster):
     cluster.start_broker()
     cluster.start_worker("big1", "-c", "1")          # default --max-output 1048576
@@ -359,11 +354,6 @@ def test_task_printing_2mb_with_default_max_output_does_not_kill_the_worker(clus
     assert task["result"]["truncated"] and len(task["result"]["stdout"]) == 1 << 20
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: when a worker reconnects holding a result the broker "
-                   "has not acknowledged, its `ready` lists only running tasks; the broker "
-                   "(work.on_hello) treats the finished task as lost ('worker restarted') and "
-                   "then drops the result resent right after `ready` as stale. The task re-runs, "
-                   "or fails 'lost' when no attempts are left, although it succeeded.")
 def test_result_resent_after_reconnect_is_kept(cluster):
     cluster.start_broker()
     worker = FakeWorker(cluster, "fake1")
@@ -378,8 +368,9 @@ def test_result_resent_after_reconnect_is_kept(cluster):
         worker.ping(running=[(task_id, 1)])
         wait_for(lambda: cluster.rpc("task.get", {"id": task_id})["status"] == "running", 5,
                  what="running")
-        # what TaskWorker._connect() sends after a reconnect: `ready`, then every unacked result
-        worker.ready(running=[])
+        # what TaskWorker._connect() sends after a reconnect: `ready` listing what it holds
+        # (running tasks and results not yet acknowledged), then every unacked result
+        worker.ready(running=[(task_id, 1)])
         worker.send("result", task_id=task_id, attempt=1, state="succeeded", exit_code=0,
                     stdout="hi\n", started_at=time.time() - 0.1, finished_at=time.time())
         assert worker.recv("ack")["task_id"] == task_id
@@ -390,9 +381,6 @@ def test_result_resent_after_reconnect_is_kept(cluster):
         worker.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: no task.<id>.cancelled event when a queued task is "
-                   "cancelled (task_handlers.task_cancel publishes only task.<id>.cancel), although "
-                   "events carry task.<id>.<state> for every state change")
 def test_cancelling_a_queued_task_publishes_its_final_state(cluster):
     cluster.start_broker()
     events = Events(cluster)
@@ -406,10 +394,6 @@ def test_cancelling_a_queued_task_publishes_its_final_state(cluster):
         events.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a task that fails because its worker was lost (or is "
-                   "requeued for that reason, or ended by a broker backstop) publishes no "
-                   "task.<id>.<state> event: TaskBook.lost/force_final change the state but "
-                   "task_core never emits")
 def test_task_failed_by_a_lost_worker_publishes_its_final_state(cluster):
     cluster.start_broker()
     events = Events(cluster)
@@ -431,10 +415,6 @@ def test_task_failed_by_a_lost_worker_publishes_its_final_state(cluster):
         worker.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: `architect tasks logs -f` loses the output of a "
-                   "task's later attempts: it asks task.output with after_seq only, but `seq` "
-                   "restarts at 1 with every attempt, so chunks of attempt 2 with seq <= the last "
-                   "seq seen in attempt 1 are skipped")
 def test_cli_logs_follow_shows_every_attempt(cluster, tmp_path):
     cluster.start_broker()
     cluster.start_worker("retry1", "-c", "1")
@@ -455,10 +435,6 @@ def test_cli_logs_follow_shows_every_attempt(cluster, tmp_path):
     assert lines == ["a1-1", "a1-2", "a1-3", "a2-1", "a2-2", "a2-3"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: `architect tasks logs -f` fetches output, then "
-                   "task.get, and stops as soon as the task is final: output that arrived between "
-                   "the two requests (the last lines, sent just before the result) is never "
-                   "printed")
 def test_cli_logs_follow_prints_output_that_arrives_with_the_end(cluster, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
@@ -492,20 +468,20 @@ def test_cli_logs_follow_prints_output_that_arrives_with_the_end(cluster, tmp_pa
     assert out.output.split() == ["first", "last"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: stopping a worker gracefully (SIGTERM: `architect "
-                   "worker --stop`, systemctl stop/restart) reports its running tasks as "
-                   "`cancelled` (TaskWorker.stop sets every run's cancel event and the broker "
-                   "finalises the result), so they are never re-run; a worker killed with "
-                   "SIGKILL has its tasks requeued instead")
 def test_stopping_a_worker_requeues_its_running_tasks(cluster):
+    """A graceful stop (SIGTERM): short tasks finish within the shutdown grace; longer ones
+    are handed back and run elsewhere (attempt 2), not ended as cancelled."""
     cluster.start_broker()
-    cluster.start_worker("stop1", "-c", "1", "--kill-grace", "0.5")
+    cluster.start_worker("stop1", "-c", "2", "--kill-grace", "0.5", "--shutdown-grace", "1.5")
     cluster.wait_workers(1)
-    task_id = cluster.submit(payload={"command": "sleep 1; echo done"})
-    wait_for(lambda: cluster.rpc("task.get", {"id": task_id})["status"] == "running", 10,
-             what="running on stop1")
+    short = cluster.submit(payload={"command": "sleep 0.5; echo short"})
+    long_ = cluster.submit(payload={"command": "sleep 4; echo done"})
+    wait_for(lambda: all(cluster.rpc("task.get", {"id": t})["status"] == "running"
+                         for t in (short, long_)), 10, what="both running on stop1")
     cluster.kill("worker-stop1", signal.SIGTERM)        # a graceful stop
+    assert cluster.wait_task(short, 10)["assigned_node"] == "stop1"
     cluster.start_worker("stop2", "-c", "1")
-    task = cluster.wait_task(task_id, 20)
+    task = cluster.wait_task(long_, 30)
     assert task["status"] == "succeeded", (task["status"], task["error"])
     assert task["assigned_node"] == "stop2" and task["result"]["stdout"] == "done\n"
+    assert task["attempt"] == 2

@@ -185,7 +185,7 @@ def method_bug_present(app) -> bool:
     return app.test_client().put("/api/nodes").status_code != 405
 
 
-# (path, query parameter, a value the spec allows, what the server does with it)
+# (path, query parameter, a value to try): if the spec allows the value, the server must too
 SPEC_QUERY_PROBES = [
     ("/api/nodes", "status", "bogus"),
     ("/api/nodes/alerts", "limit", "0"),
@@ -267,6 +267,34 @@ def test_undeclared_methods_are_405(backend):
 
 # --- the fuzz run -----------------------------------------------------------------------------
 
+def set_aside_known_bugs(app, failures):
+    """(failures no known bug explains, {bug: count set aside}). A bug explains failures only
+    while its probe still shows it."""
+    def key_param(f):
+        return (getattr(f.case, "path_parameters", None) or {}).get("key")
+    known = [
+        ("integers beyond int64 -> 500/502", overflow_bug_present(app),
+         lambda f: f.check in ("not_a_server_error", "status_code_conformance")
+         and carries_a_too_big_int(f.case)),
+        ("node names shadowed by /api/nodes/<static>", shadowing_bug_present(app),
+         lambda f: f.check == "response_schema_conformance" and f.label == "GET /api/nodes/{key}"
+         and key_param(f) in SHADOWED),
+        ("/api catch-all swallows wrong methods (404, Allow)", method_bug_present(app),
+         lambda f: f.check in ("unsupported_method", "allow_header_conformance")),
+        ("spec does not describe the input constraints", bool(spec_mismatches(app)),
+         lambda f: f.check in ("positive_data_acceptance", "negative_data_rejection")),
+    ]
+    left, set_aside = [], Counter()
+    for failure in failures:
+        for name, present, matches in known:
+            if present and matches(failure):
+                set_aside[name] += 1
+                break
+        else:
+            left.append(failure)
+    return left, set_aside
+
+
 @pytest.fixture(scope="module")
 def fuzz_run(backend):
     cluster, app, tmp = backend
@@ -284,34 +312,14 @@ def test_schemathesis_no_server_errors_no_schema_violations(backend, fuzz_run):
     assert summary["errors"] == [], summary["errors"]
     assert summary["seconds"] < 90 and summary["requests"] >= 1000, summary
     # every operation but the excluded ones was exercised
-    assert len(operations) >= 25 and not any("/api/ssh/execute" in op for op in operations)
+    assert len(operations) >= 25
+    for excluded in ("POST /api/ssh/execute", "POST /api/ssh/broadcast", "POST /api/ssh/trust",
+                     "DELETE /api/nodes/{key}"):
+        assert excluded not in operations
     untested = operations - set(summary["tested"])
     assert not untested, f"never tested: {sorted(untested)}"
 
-    explained = {
-        "integers beyond int64 -> 500/502": (
-            overflow_bug_present(app),
-            lambda f: f.check in ("not_a_server_error", "status_code_conformance")
-            and carries_a_too_big_int(f.case)),
-        "node names shadowed by /api/nodes/<static>": (
-            shadowing_bug_present(app),
-            lambda f: f.check == "response_schema_conformance" and f.label == "GET /api/nodes/{key}"
-            and (getattr(f.case, "path_parameters", None) or {}).get("key") in SHADOWED),
-        "/api catch-all swallows wrong methods (404, Allow)": (
-            method_bug_present(app),
-            lambda f: f.check in ("unsupported_method", "allow_header_conformance")),
-        "spec does not describe the input constraints": (
-            bool(spec_mismatches(app)),
-            lambda f: f.check in ("positive_data_acceptance", "negative_data_rejection")),
-    }
-    left, set_aside = [], Counter()
-    for failure in failures:
-        for name, (present, matches) in explained.items():
-            if present and matches(failure):
-                set_aside[name] += 1
-                break
-        else:
-            left.append(failure)
+    left, set_aside = set_aside_known_bugs(app, failures)
     print("schemathesis run:", summary["phases"], summary["stop"], f"{summary['seconds']:.1f}s",
           f"{summary['requests']} requests")
     if set_aside:
@@ -340,10 +348,8 @@ def test_response_checks_alone_pass(backend):
           f"{requests_made} requests, {len(failures)} failures")
     assert summary["errors"] == []
     assert requests_made >= 1000 and summary["seconds"] < 90
-    overflow, shadowing = overflow_bug_present(app), shadowing_bug_present(app)
-    left = [f for f in failures
-            if not (overflow and carries_a_too_big_int(f.case))
-            and not (shadowing and f.label == "GET /api/nodes/{key}"
-                     and (getattr(f.case, "path_parameters", None) or {}).get("key") in SHADOWED)]
+    left, set_aside = set_aside_known_bugs(app, failures)
+    if set_aside:
+        print("failures explained by known bugs (see the xfail tests):", dict(set_aside))
     assert not left, "\n".join(f.line() for f in left[:40])
     assert cluster.rpc("ping")["pong"] is True   # the broker survived the run
