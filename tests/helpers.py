@@ -94,7 +94,15 @@ class Cluster:
         wait_for(lambda: self.rpc("ping", timeout=0.5), 15, what="broker to answer ping")
         return proc
 
-    def start_agent(self, name: str, *extra: str) -> subprocess.Popen:
+    def start_agent(self, name: str, *extra: str, real_metrics: bool = False) -> subprocess.Popen:
+        """An agent process. Unless real_metrics, CPU, memory, disk and load come from a file
+        of calm values, so this machine's own load (other tests) cannot flip health levels."""
+        if not real_metrics and "--metrics-file" not in extra:
+            calm = self.tmp / "calm-metrics.json"
+            if not calm.exists():
+                calm.write_text('{"cpu_percent": 10.0, "memory_percent": 20.0, '
+                                '"disk_percent": 30.0, "load_1": 0.2}')
+            extra = (*extra, "--metrics-file", str(calm))
         return self.spawn(f"agent-{name}", "agent", "--name", name, *extra)
 
     def start_worker(self, name: str, *extra: str, key: str | None = None) -> subprocess.Popen:

@@ -315,6 +315,8 @@ def test_meta_routes(cluster, api):
     assert isinstance(api.ok("POST", "/api/ssh/pool/cleanup")["closed"], int)
     audit = api.ok("GET", "/api/ssh/audit?limit=5")
     assert audit["count"] == len(audit["audit"])
+    keys = api.ok("GET", "/api/keys")      # the bus is on loopback: no CURVE, no keys
+    assert keys["secured"] is False and keys["authorized"] == [] and keys["pending"] == []
     # the dashboard page is served at / (no auth configured here)
     page = api.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
@@ -557,14 +559,15 @@ BODIES = {
     ("POST", "/api/nodes"): {"name": "n1", "ip_address": "127.0.0.1"},
     ("POST", "/api/tasks"): TASK,
     ("POST", "/api/tasks/assign-optimal"): {"task_type": "shell"},
+    ("POST", "/api/bus/join"): {"name": "n1", "public_key": "k" * 40},
 }
-PLACEHOLDERS = {"key": "n1", "task_id": "1", "alert_id": "1"}
+PLACEHOLDERS = {"key": "n1", "task_id": "1", "alert_id": "1", "name": "n1"}
 
 
 def spec_operations(spec: dict):
     for template, item in spec["paths"].items():
         for method, op in item.items():
-            path = re.sub(r"\{(\w+)\}", lambda m: PLACEHOLDERS[m.group(1)], template)
+            path = re.sub(r"\{(\w+)\}", lambda m: PLACEHOLDERS.get(m.group(1), "x1"), template)
             yield method.upper(), template, path, op
 
 

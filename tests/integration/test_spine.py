@@ -101,7 +101,7 @@ def test_broker_kill9_restart_keeps_state_and_agents_resume(cluster):
 
 def test_cli_node_commands_and_errors(cluster):
     cluster.start_broker()
-    cluster.start_agent("w1", "--capability", "gpu")
+    cluster.start_agent("w1", "--capability", "gpu", real_metrics=True)  # psutil for real
     wait_for(lambda: (cluster.node("w1") or {}).get("metrics"), 10, what="w1's first heartbeat")
     shown = cluster.cli_json("nodes", "show", "w1")
     assert "gpu" in shown["capabilities"] and "python" in shown["capabilities"]
