@@ -18,6 +18,22 @@ daemon_options = [
 ]
 
 
+def node_options(func):
+    """Where the bus is and who this node is: shared by `agent` and `worker`."""
+    for option in reversed([
+        click.option("--dashboard", "dashboard_url", help="Dashboard URL; the bus is found at "
+                     "URL/api/bus [ARCHITECT_DASHBOARD_URL]."),
+        click.option("--broker", "broker_host", help="Broker host, to reach the bus directly "
+                     "[ARCHITECT_BROKER_HOST]."),
+        click.option("--bus-port", type=int, help="First bus port on the broker host [5555]."),
+        click.option("--name", "node_name", help="Node name [ARCHITECT_NODE_NAME, the hostname]."),
+        click.option("--capability", "capabilities", multiple=True, help="A capability to offer "
+                     "(repeatable); python, docker and git are detected."),
+    ]):
+        func = option(func)
+    return func
+
+
 def with_daemon_options(func):
     for option in reversed(daemon_options):
         func = option(func)
@@ -64,13 +80,7 @@ def broker(ctx, bus_host, bus_port, data_dir, heartbeat_timeout, as_daemon, show
 
 
 @click.command()
-@click.option("--dashboard", "dashboard_url", help="Dashboard URL; the bus is found at URL/api/bus "
-              "[ARCHITECT_DASHBOARD_URL].")
-@click.option("--broker", "broker_host", help="Broker host, to reach the bus directly [ARCHITECT_BROKER_HOST].")
-@click.option("--bus-port", type=int, help="First bus port on the broker host [5555].")
-@click.option("--name", "node_name", help="Node name [ARCHITECT_NODE_NAME, the hostname].")
-@click.option("--capability", "capabilities", multiple=True,
-              help="A capability to offer (repeatable); python, docker and git are detected.")
+@node_options
 @click.option("--interval", "heartbeat_interval", type=float, help="Seconds between heartbeats [5].")
 @click.option("--disk-path", help="Filesystem whose usage is reported [/].")
 @click.option("--metrics-file", type=click.Path(dir_okay=False),
@@ -225,13 +235,7 @@ def web(ctx, host, port, use_ssl, cert_file, key_file, as_daemon, show_status, d
 
 
 @click.command()
-@click.option("--dashboard", "dashboard_url", help="Dashboard URL; the bus is found at URL/api/bus "
-              "[ARCHITECT_DASHBOARD_URL].")
-@click.option("--broker", "broker_host", help="Broker host, to reach the bus directly [ARCHITECT_BROKER_HOST].")
-@click.option("--bus-port", type=int, help="First bus port on the broker host [5555].")
-@click.option("--name", "node_name", help="Node name [ARCHITECT_NODE_NAME, the hostname].")
-@click.option("--capability", "capabilities", multiple=True,
-              help="A capability to offer (repeatable); python, docker and git are detected.")
+@node_options
 @click.option("--concurrency", "-c", type=click.IntRange(1, 1024),
               help="Tasks run at once (slots) [the CPU count].")
 @click.option("--task-type", "task_types", multiple=True, type=click.Choice(["shell", "python"]),

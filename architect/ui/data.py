@@ -100,3 +100,21 @@ def ssh_run(command: str, nodes: list, timeout: float) -> dict:
     if nodes:
         params["nodes"] = nodes
     return call("ssh.broadcast", params, timeout=timeout + 75)
+
+
+def paged_table(table_id: str, columns, states, page_size: int, max_width: int, **extra):
+    """A DataTable paged on the server (page_action custom), single-row select, with the
+    `status` column coloured by state."""
+    from dash import dash_table
+    return dash_table.DataTable(
+        id=table_id, columns=[{"id": c, "name": n} for c, n in columns], page_current=0,
+        page_size=page_size, page_action="custom", row_selectable="single", selected_rows=[],
+        selected_row_ids=[],
+        style_cell={"fontFamily": "inherit", "fontSize": 13, "padding": "4px 8px",
+                    "textAlign": "left", "maxWidth": max_width, "overflow": "hidden",
+                    "textOverflow": "ellipsis"},
+        style_header={"fontWeight": 600, "background": "#f0f2f5"},
+        style_data_conditional=[{"if": {"filter_query": f'{{status}} = "{s}"',
+                                        "column_id": "status"},
+                                 "color": COLORS[s], "fontWeight": 600} for s in states],
+        **extra)

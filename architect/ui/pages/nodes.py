@@ -3,7 +3,7 @@ drain, undrain and remove for the selected node."""
 
 from __future__ import annotations
 
-from dash import Input, Output, State, ctx, dash_table, dcc, html
+from dash import Input, Output, State, ctx, dcc, html
 
 from architect.ui import data
 
@@ -23,19 +23,8 @@ def layout():
             html.Button("Remove", id="nodes-remove", className="danger"),
             html.Span(id="nodes-msg", className="muted")]),
         html.Div(className="card", style={"marginTop": "12px"}, children=[
-            dash_table.DataTable(
-                id="nodes-table", columns=[{"id": c, "name": n} for c, n in COLUMNS],
-                page_current=0, page_size=PAGE, page_action="custom", sort_action="custom",
-                sort_mode="single", sort_by=[], row_selectable="single", selected_rows=[],
-                selected_row_ids=[],
-                style_cell={"fontFamily": "inherit", "fontSize": 13, "padding": "4px 8px",
-                            "textAlign": "left", "maxWidth": 320, "overflow": "hidden",
-                            "textOverflow": "ellipsis"},
-                style_header={"fontWeight": 600, "background": "#f0f2f5"},
-                style_data_conditional=[{"if": {"filter_query": f'{{status}} = "{level}"',
-                                                "column_id": "status"},
-                                         "color": data.COLORS[level], "fontWeight": 600}
-                                        for level in data.LEVELS])]),
+            data.paged_table("nodes-table", COLUMNS, data.LEVELS, PAGE, 320,
+                             sort_action="custom", sort_mode="single", sort_by=[])]),
         html.Div(id="nodes-error", className="error"),
     ])
 

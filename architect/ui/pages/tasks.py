@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from dash import Input, Output, State, dash_table, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from architect.ui import data
 
@@ -36,18 +36,7 @@ def layout():
             dcc.Dropdown(id="task-filter-node", placeholder="any node", style={"width": "180px"})]),
         html.Div(className="row", children=[
             html.Div(className="card", style={"flex": "2 1 600px"}, children=[
-                dash_table.DataTable(
-                    id="tasks-table", columns=[{"id": c, "name": n} for c, n in COLUMNS],
-                    page_current=0, page_size=PAGE, page_action="custom",
-                    row_selectable="single", selected_rows=[], selected_row_ids=[],
-                    style_cell={"fontFamily": "inherit", "fontSize": 13, "padding": "4px 8px",
-                                "textAlign": "left", "maxWidth": 360, "overflow": "hidden",
-                                "textOverflow": "ellipsis"},
-                    style_header={"fontWeight": 600, "background": "#f0f2f5"},
-                    style_data_conditional=[{"if": {"filter_query": f'{{status}} = "{s}"',
-                                                    "column_id": "status"},
-                                             "color": data.COLORS[s], "fontWeight": 600}
-                                            for s in data.STATES])]),
+                data.paged_table("tasks-table", COLUMNS, data.STATES, PAGE, 360)]),
             html.Div(className="card", style={"flex": "1 1 360px"}, children=[
                 html.H3("Task"), html.Div(id="task-details", className="muted",
                                           children="Select a task."),
