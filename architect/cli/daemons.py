@@ -161,11 +161,17 @@ def _broker_loop(cfg):
     return loop
 
 
-def _web_server(cfg, use_ssl: bool):
+def _web_server(cfg, use_ssl: bool, local_broker: bool = False):
     from architect.api import auth, create_app
     from architect.api.server import WebServer
+    from architect.bus.transport import Endpoints
+    control = None
+    if local_broker:  # the broker of this process, wherever its bus is bound
+        host = "127.0.0.1" if cfg.bus_host in ("0.0.0.0", "::", "") else cfg.bus_host
+        control = Endpoints(host, cfg.bus_port).control
     app = create_app(cfg, credentials=auth.resolve_credentials(
-        cfg, announce=lambda text, file=None: click.echo(text, err=True)))
+        cfg, announce=lambda text, file=None: click.echo(text, err=True)),
+        control_endpoint=control)
     try:
         server = WebServer(app, cfg.host, cfg.port, cfg.web_threads,
                            (cfg.cert_file, cfg.key_file) if use_ssl else None)
@@ -196,7 +202,7 @@ def up(ctx, data_dir, bus_port, node_name, host, port, use_ssl, cert_file, key_f
         from architect.agent.node_agent import NodeAgent
         from architect.agent.worker import TaskWorker
         loop = _broker_loop(cfg)
-        web = _web_server(cfg, use_ssl)
+        web = _web_server(cfg, use_ssl, local_broker=True)
         click.echo(f"architect up: broker on 127.0.0.1:{cfg.bus_port}-{cfg.bus_port + 3}, "
                    f"data in {cfg.data_dir}, local node '{cfg.node_name}'", err=True)
         _run_with_signals(_Together([loop, web, NodeAgent(cfg), TaskWorker(cfg)]))
@@ -217,7 +223,8 @@ def server(ctx, data_dir, bus_host, bus_port, host, port, use_ssl, cert_file, ke
         cfg = load_config(ctx, data_dir=data_dir, bus_host=bus_host, bus_port=bus_port,
                           host=host, port=port, cert_file=cert_file, key_file=key_file)
         setup_logging(cfg.log_level)
-        _run_with_signals(_Together([_broker_loop(cfg), _web_server(cfg, use_ssl)]))
+        _run_with_signals(_Together([_broker_loop(cfg),
+                                     _web_server(cfg, use_ssl, local_broker=True)]))
     run_as("server", as_daemon, show_status, do_stop, start)
 
 

@@ -23,8 +23,10 @@ def execute(pool: SSHPool, target: Target, command: str, timeout: float,
             return _result(started, error=str(exc), kind=exc.kind)
         reused = conn.uses > 1
         try:
+            # a live connection opens a channel at once; one that takes longer than a connect
+            # would is dead (a cut link keeps TCP "up"): drop it and try a fresh connection
             channel = conn.client.get_transport().open_session(
-                timeout=max(0.1, deadline - time.monotonic()))
+                timeout=max(0.1, min(pool.connect_timeout, deadline - time.monotonic())))
             channel.exec_command(command)
         except (paramiko.SSHException, EOFError, OSError, AttributeError) as exc:
             pool.release(conn, broken=True)
