@@ -7,6 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from flask import Flask
+from werkzeug.routing import BaseConverter
 
 from architect.api import auth, errors, routes
 from architect.api.broker import BrokerGateway
@@ -45,9 +46,37 @@ class AppState:
             return {"path": path, "ok": False, "error": str(exc)}
 
 
+class NodeKeyConverter(BaseConverter):
+    """A node id or name in /api/nodes/<key>, but never one of the static paths beside it
+    (so DELETE /api/nodes/health is a 405, not "no node 'health'")."""
+    regex = r"(?!(?:health|alerts|recommend|distribution)(?:/|$))[^/]+"
+
+
 def _api_not_found(rest):
-    from architect.api.errors import NotFound
+    from flask import current_app, request
+    from architect.api.errors import ApiError, NotFound
+    allowed = current_app.extensions["api_methods"](request.path)
+    if allowed:  # a real route, another method (the catch-all only takes GET)
+        allow = ", ".join(sorted(allowed | {"OPTIONS"}))
+        raise ApiError(f"GET is not allowed here; use {allow}", code="method_not_allowed",
+                       status=405, headers={"Allow": allow})
     raise NotFound(f"no API route /api/{rest}; see /api/openapi.json")
+
+
+def _api_options(app: Flask) -> None:
+    """OPTIONS on an API path lists what the API route allows (not the catch-all's GET)."""
+    default = app.make_default_options_response
+
+    def options_response():
+        from flask import request
+        allowed = app.extensions["api_methods"](request.path) if request.path.startswith("/api") \
+            else set()
+        if not allowed:
+            return default()
+        response = app.response_class()
+        response.allow.update(allowed | {"OPTIONS"})
+        return response
+    app.make_default_options_response = options_response
 
 
 def create_app(config: Config, credentials=None, with_ui: bool = True,
@@ -55,6 +84,7 @@ def create_app(config: Config, credentials=None, with_ui: bool = True,
     """The Flask app. `credentials` (user, password) turns on Basic auth for every route but
     /healthz; pass auth.resolve_credentials(config) to follow the configuration."""
     app = Flask("architect")
+    app.url_map.converters["nodekey"] = NodeKeyConverter
     app.json_provider_class = OrjsonProvider
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
@@ -63,10 +93,14 @@ def create_app(config: Config, credentials=None, with_ui: bool = True,
                             curve=local_client(config.data_dir) if config.curve_enabled else None)
     app.extensions["architect"] = AppState(config, gateway, Metrics(gateway), routes.ROUTES)
     errors.install(app)
+    _api_options(app)
     auth.install(app, credentials)
     routes.register(app)
-    app.add_url_rule("/api/<path:rest>", endpoint="api_not_found", view_func=_api_not_found,
-                     methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    # GET-only, so a wrong method on a real route still answers 405 (errors.py turns a 405
+    # on a path no API route has into a JSON 404)
+    for rule in ("/api", "/api/", "/api/<path:rest>"):
+        app.add_url_rule(rule, endpoint="api_not_found", view_func=_api_not_found,
+                         methods=["GET"], defaults=None if "rest" in rule else {"rest": ""})
     if with_ui:
         from architect.ui import mount
         mount(app)

@@ -93,16 +93,36 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
-def credentials_ok(credentials: tuple[str, str] | None) -> bool:
-    """Whether this request carries the web login (True when auth is off)."""
+def login_state(app: Flask) -> bool:
+    """For open routes: True when the request carries the right web login (or auth is off),
+    False when it carries none. A wrong login counts as a failed attempt and is refused (401),
+    and a locked-out address is refused (429), exactly as on every protected route."""
+    credentials = app.config.get("ARCHITECT_CREDENTIALS")
     if credentials is None:
         return True
-    given = parse_basic(request.headers.get("Authorization"))
-    if given is None:
+    limiter: Limiter = app.extensions["architect_limiter"]
+    addr, now = request.remote_addr or "?", time.monotonic()
+    wait = limiter.locked(addr, now)
+    if wait:
+        raise TooMany("too many failed logins from this address; try again later",
+                      headers={"Retry-After": str(int(wait) + 1)})
+    header = request.headers.get("Authorization")
+    if header is None:
         return False
-    user_ok = hmac.compare_digest(given[0].encode("utf-8"), credentials[0].encode("utf-8"))
-    pass_ok = hmac.compare_digest(given[1].encode("utf-8"), credentials[1].encode("utf-8"))
+    given = parse_basic(header)
+    if given is not None and _matches(given, credentials):
+        return True
+    limiter.failed(addr, now)
+    raise Unauthorized("wrong user or password", headers=CHALLENGE)
+
+
+def _matches(given: tuple[str, str], want: tuple[str, str]) -> bool:
+    user_ok = hmac.compare_digest(given[0].encode("utf-8"), want[0].encode("utf-8"))
+    pass_ok = hmac.compare_digest(given[1].encode("utf-8"), want[1].encode("utf-8"))
     return user_ok and pass_ok
+
+
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="architect", charset="UTF-8"'}
 
 
 def install(app: Flask, credentials: tuple[str, str] | None) -> None:
@@ -111,9 +131,8 @@ def install(app: Flask, credentials: tuple[str, str] | None) -> None:
         app.config["ARCHITECT_AUTH"] = False
         return
     app.config["ARCHITECT_AUTH"] = True
-    want_user, want_pass = (c.encode("utf-8") for c in credentials)
-    limiter = Limiter()
-    challenge = {"WWW-Authenticate": 'Basic realm="architect", charset="UTF-8"'}
+    limiter = app.extensions["architect_limiter"] = Limiter()
+    challenge = CHALLENGE
 
     @app.before_request
     def _check():
@@ -128,9 +147,7 @@ def install(app: Flask, credentials: tuple[str, str] | None) -> None:
         given = parse_basic(request.headers.get("Authorization"))
         if given is None:
             raise Unauthorized("authentication required (HTTP Basic)", headers=challenge)
-        user_ok = hmac.compare_digest(given[0].encode("utf-8"), want_user)
-        pass_ok = hmac.compare_digest(given[1].encode("utf-8"), want_pass)
-        if not (user_ok and pass_ok):
+        if not _matches(given, credentials):
             limiter.failed(addr, now)
             raise Unauthorized("wrong user or password", headers=challenge)
         return None

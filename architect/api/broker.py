@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import threading
 
-from architect.api.errors import ApiError, BadRequest, NotFound, Unavailable
+from architect.api.errors import ApiError, BadRequest, Conflict, NotFound, Unavailable
 from architect.bus.errors import RemoteError, RequestTimeout
 from architect.bus.rpc import RpcClient
 
 _STATUS = {"bad_request": BadRequest, "not_found": NotFound, "unknown_method": BadRequest,
-           "not_secured": BadRequest,
+           "not_secured": Conflict,
            "protocol_error": BadRequest}
 
 
@@ -31,6 +31,8 @@ class BrokerGateway:
     def call(self, method: str, params: dict | None = None, timeout: float | None = None):
         try:
             return self._client().call(method, params or {}, timeout=timeout)
+        except (OverflowError, ValueError, TypeError) as exc:  # e.g. an integer msgpack can't hold
+            raise BadRequest(f"a value in the request cannot be sent on: {exc}") from None
         except RequestTimeout:
             raise Unavailable("the broker did not answer in time; is it running? "
                               f"({self.endpoint})") from None

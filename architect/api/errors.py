@@ -4,6 +4,7 @@
     ├── BadRequest      400 bad_request (bad JSON, wrong types: the message names the field)
     ├── Unauthorized    401 unauthorized
     ├── NotFound        404 not_found
+    ├── Conflict        409 conflict (e.g. keys on a bus that is not secured)
     ├── TooLarge        413 too_large
     ├── TooMany         429 too_many_requests
     └── Unavailable     503 broker_unavailable / store_unavailable
@@ -44,6 +45,10 @@ class NotFound(ApiError):
     status, code = 404, "not_found"
 
 
+class Conflict(ApiError):
+    status, code = 409, "conflict"
+
+
 class TooLarge(ApiError):
     status, code = 413, "too_large"
 
@@ -69,8 +74,41 @@ def install(app: Flask) -> None:
     def _api_error(exc: ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
+    from werkzeug.routing import Map, Rule
+    from werkzeug.exceptions import MethodNotAllowed, NotFound as WzNotFound
+    from architect.api.routes import ROUTES
+    from architect.api.app import NodeKeyConverter
+    api_map = Map([Rule(r.rule, methods=list(r.methods)) for r in ROUTES],
+                  converters={"nodekey": NodeKeyConverter})
+
+    def api_methods(path: str) -> set:  # noqa: E306
+        """Methods the real API routes allow for `path` (none: it is no API path)."""
+        adapter = api_map.bind("localhost")
+        found = {}
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            try:
+                rule, _ = adapter.match(path, method=method, return_rule=True)
+                found[method] = rule
+            except (MethodNotAllowed, WzNotFound):
+                pass
+        # a static rule (/api/nodes/health) wins over a variable one (/api/nodes/<key>)
+        static = {m for m, r in found.items() if not r.arguments}
+        return static or set(found)
+
+    app.extensions["api_methods"] = api_methods
+
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
+        from flask import request
+        if exc.code == 405 and request.path.startswith("/api"):
+            allowed = api_methods(request.path)
+            if not allowed:
+                return error_response(404, "not_found", f"no API route {request.path}; "
+                                      "see /api/openapi.json")
+            allow = sorted(allowed | {"OPTIONS"})
+            return error_response(405, "method_not_allowed",
+                                  f"{request.method} is not allowed here; use {', '.join(allow)}",
+                                  {"Allow": ", ".join(allow)})
         # keep werkzeug's headers (Allow on 405, WWW-Authenticate …) with our JSON body
         response = exc.get_response()
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large",

@@ -4,18 +4,52 @@ from __future__ import annotations
 
 import json
 
-from flask import request
+from flask import current_app, g, request
 
-from architect.api.errors import BadRequest
+from architect.api.errors import BadRequest, TooLarge
 
 _MISSING = object()
 _NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
           list: "a list", dict: "an object"}
 
 
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def raw_body() -> bytes:
+    """The body, read at most up to the size limit: 413 beyond it, with or without a
+    Content-Length (a chunked body is counted as it is read)."""
+    if "raw_body" not in g:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        if request.content_length is None:
+            # chunked: werkzeug's stream would stop quietly at the limit; count it ourselves
+            data = request.environ["wsgi.input"].read(limit + 1)
+        else:
+            data = request.get_data(cache=False)
+        if len(data) > limit:
+            raise TooLarge(f"request body is over the {limit} byte limit")
+        g.raw_body = data
+    return g.raw_body
+
+
+def _check_ints(value, path="body") -> None:
+    stack = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int) and not INT64_MIN <= item <= INT64_MAX:
+            raise BadRequest(f"{where}: integer out of range (64-bit signed)")
+        if isinstance(item, dict):
+            stack.extend((v, f"field '{k}'" if where == "body" else f"{where}.{k}")
+                         for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, where) for v in item)
+
+
 def json_body() -> dict:
     """The request's JSON object; 400 when it is missing, not JSON, or not an object."""
-    raw = request.get_data(cache=True)
+    raw = raw_body()
     if not raw.strip():
         raise BadRequest("request body must be a JSON object")
     try:
@@ -24,6 +58,7 @@ def json_body() -> dict:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
+    _check_ints(data)
     return data
 
 
@@ -45,7 +80,7 @@ def field(data: dict, name: str, kind, default=_MISSING):
 
 def query_int(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -61,7 +96,9 @@ def query_flag(name: str) -> bool:
 
 
 def query_str(name: str, choices=None) -> str | None:
-    value = request.args.get(name) or None
+    value = request.args.get(name)
+    if value == "" and choices is None:
+        value = None
     if value is not None and choices is not None and value not in choices:
         raise BadRequest(f"query parameter '{name}' must be one of {', '.join(choices)}")
     return value
@@ -72,3 +109,11 @@ def query_list(name: str) -> list[str]:
     for raw in request.args.getlist(name):
         out.extend(part.strip() for part in raw.split(",") if part.strip())
     return out
+
+
+def path_id(value: int, what: str) -> int:
+    """An <int:> path id; beyond 64 bits nothing can have it: 404."""
+    if value > INT64_MAX:
+        from architect.api.errors import NotFound
+        raise NotFound(f"no {what} {value}")
+    return value

@@ -30,6 +30,9 @@ def listing(key: str, item: str) -> dict:
     return obj({key: {"type": "array", "items": ref(item)}, "count": I}, (key, "count"))
 
 
+SSH_STR = {"type": "string", "minLength": 1, "maxLength": 512, "nullable": True}
+CAPS = {"type": "array", "maxItems": 64,
+        "items": {"type": "string", "minLength": 1, "maxLength": 64}}
 LEVEL = {"type": "string", "enum": ["healthy", "warning", "critical", "offline"]}
 STATE = {"type": "string", "enum": ["queued", "assigned", "running", "succeeded", "failed",
                                     "timed_out", "cancelled"]}
@@ -44,10 +47,17 @@ SCHEMAS = {
                  "last_seen": N, "ssh": nullable(OBJ)},
                 ("id", "name", "status", "capabilities", "drained")),
     "NodeList": listing("nodes", "Node"),
-    "NodeRegistration": obj({"name": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$"},
-                             "hostname": S, "ip_address": S,
-                             "capabilities": {"type": "array", "items": S},
-                             "ssh": obj({"user": S, "port": I, "key_file": S})}, ("name",)),
+    "NodeRegistration": obj({"name": {"type": "string",
+                                      "pattern": "^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$",
+                                      "not": {"enum": ["health", "alerts", "recommend",
+                                                       "distribution"]}},
+                             "hostname": nullable(S), "ip_address": nullable(S),
+                             "capabilities": nullable(CAPS),
+                             "ssh": nullable({**obj({"user": SSH_STR, "port": {
+                                 "type": "integer", "minimum": 1, "maximum": 65535,
+                                 "nullable": True},
+                                 "key_file": SSH_STR, "host": SSH_STR}),
+                                 "additionalProperties": False})}, ("name",)),
     "Removed": obj({"removed": S, "id": I}, ("removed",)),
     "Health": obj({"counts": OBJ, "total": I, "nodes": ARR | {"items": OBJ}, "thresholds": OBJ},
                   ("counts", "nodes")),
@@ -61,11 +71,23 @@ SCHEMAS = {
         "count": I}, ("recommendations",)),
     "Distribution": obj({"nodes": OBJ, "totals": OBJ, "queued": I}, ("nodes", "totals")),
     "TaskSubmission": obj({"task_type": {"type": "string", "minLength": 1, "maxLength": 64},
-                           "payload": OBJ, "requirements": {"type": "array", "items": S},
-                           "timeout": N, "max_attempts": I, "retries": I, "retry_backoff": N,
-                           "priority": I, "idempotency_key": S, "node": S}, ("task_type",)),
-    "AssignRequest": obj({"task_type": S, "requirements": {"type": "array", "items": S},
-                          "payload": OBJ}, ("task_type",)),
+                           "payload": nullable(OBJ), "requirements": nullable(CAPS),
+                           "timeout": nullable({"type": "number", "exclusiveMinimum": True,
+                                                "minimum": 0, "maximum": 604800}),
+                           "max_attempts": nullable({"type": "integer", "minimum": 1,
+                                                     "maximum": 100}),
+                           "retries": nullable({"type": "integer", "minimum": 0, "maximum": 100}),
+                           "retry_backoff": nullable({"type": "number", "minimum": 0,
+                                                      "maximum": 3600}),
+                           "priority": nullable({"type": "integer", "minimum": -1000,
+                                                 "maximum": 1000}),
+                           "idempotency_key": nullable({"type": "string", "minLength": 1,
+                                                        "maxLength": 200}),
+                           "node": nullable({"type": "string", "minLength": 1})},
+                          ("task_type",)),
+    "AssignRequest": obj({"task_type": {"type": "string", "minLength": 1, "maxLength": 64},
+                          "requirements": nullable(CAPS), "payload": nullable(OBJ)},
+                         ("task_type",)),
     "Submitted": obj({"id": I, "status": STATE, "created": B}, ("id", "status")),
     "Task": obj({"id": I, "task_type": S, "status": STATE, "payload": OBJ, "attempt": I,
                  "assigned_node": nullable(S), "result": nullable(OBJ), "error": nullable(S),
@@ -106,7 +128,8 @@ SCHEMAS = {
                  "pending": {"type": "array", "items": S}}, ("secured",)),
     "Healthz": obj({"status": S, "broker": S, "store": OBJ}, ("status", "broker")),
 }
-_DESCRIPTIONS = {200: "OK", 201: "Created", 400: "Bad request", 401: "Authentication required",
+_DESCRIPTIONS = {200: "OK", 201: "Created", 202: "Accepted (pending)", 400: "Bad request",
+                 409: "Conflict (e.g. the bus is not secured)", 401: "Authentication required",
                  404: "Not found", 413: "Body too large", 429: "Too many failed logins",
                  502: "The broker refused the request", 503: "Broker or store unavailable"}
 
@@ -116,9 +139,11 @@ def _path(rule: str) -> tuple[str, list]:
 
     def sub(m):
         conv, name = m.group(1), m.group(2)
-        params.append({"name": name, "in": "path", "required": True,
-                       "schema": {"type": "integer", "minimum": 0} if conv == "int" else
-                       {"type": "string", "minLength": 1}})
+        schema = {"type": "integer", "minimum": 0} if conv == "int" else \
+            {"type": "string", "minLength": 1}
+        if conv == "nodekey":  # /api/nodes/<key>: these names are other routes (and refused)
+            schema["not"] = {"enum": ["health", "alerts", "recommend", "distribution"]}
+        params.append({"name": name, "in": "path", "required": True, "schema": schema})
         return "{" + name + "}"
     return re.sub(r"<(?:(\w+):)?(\w+)>", sub, rule), params
 
@@ -139,14 +164,17 @@ def spec(routes) -> dict:
             op = {"summary": route.summary, "tags": [route.tag],
                   "operationId": f"{method.lower()}_{route.view.__name__}",
                   "parameters": params + [{"name": n, "in": "query", "required": False,
-                                           "schema": {"type": t}, "description": d}
+                                           "schema": t if isinstance(t, dict) else {"type": t},
+                                           "description": d}
                                           for n, t, d in route.query],
                   "responses": {str(route.status): _response(route.ok, route.status)}}
             for status in route.extra_ok:
                 op["responses"][str(status)] = _response(route.ok, status)
             errors = set(route.errors) | ({401, 429} if route.auth else set())
             for status in sorted(errors):
-                op["responses"][str(status)] = _response("Error", status)
+                # /healthz answers 503 with its own body (degraded), not the error shape
+                schema = route.ok if (status == 503 and route.ok == "Healthz") else "Error"
+                op["responses"][str(status)] = _response(schema, status)
             if route.auth:
                 op["security"] = [{"basic": []}, {}]
             if route.body:

@@ -26,10 +26,20 @@ class Route:
     extra_ok: tuple = field(default=())     # other success statuses
 
 
-NODE_Q = (("status", "string", "only nodes at this level"),)
-TASK_Q = (("status", "string", "state"), ("node", "string", "placed on this node"),
-          ("task_type", "string", "type"), ("limit", "integer", "1-1000 (100)"),
-          ("offset", "integer", "skip this many"))
+def rng(low, high=None):
+    out = {"type": "integer", "minimum": low}
+    if high is not None:
+        out["maximum"] = high
+    return out
+
+
+LEVELS = {"type": "string", "enum": ["healthy", "warning", "critical", "offline"]}
+STATES = {"type": "string", "enum": ["queued", "assigned", "running", "succeeded", "failed",
+                                     "timed_out", "cancelled"]}
+NODE_Q = (("status", LEVELS, "only nodes at this level"),)
+TASK_Q = (("status", STATES, "state"), ("node", "string", "placed on this node"),
+          ("task_type", "string", "type"), ("limit", rng(1, 1000), "1-1000 (100)"),
+          ("offset", rng(0, 10**9), "skip this many"))
 
 ROUTES = (
     Route("/api/nodes", ("GET",), N.list_nodes, "List nodes with health and metrics", "nodes",
@@ -41,21 +51,21 @@ ROUTES = (
     Route("/api/nodes/alerts", ("GET",), N.list_alerts, "Active alerts (?all=1: history too)",
           "alerts", "AlertList", query=(("all", "string", "1 for history"),
                                         ("node", "string", "one node's alerts"),
-                                        ("limit", "integer", "1-10000"))),
+                                        ("limit", rng(1, 10_000), "1-10000"))),
     Route("/api/nodes/alerts/<int:alert_id>/ack", ("POST",), N.ack_alert, "Acknowledge an alert",
           "alerts", "Alert", errors=(400, 404, 413, 503)),
     Route("/api/nodes/recommend", ("GET",), N.recommend, "Best nodes with score breakdown",
-          "placement", "Recommendations", query=(("count", "integer", "1-1000 (3)"),
+          "placement", "Recommendations", query=(("count", rng(1, 1000), "1-1000 (3)"),
                                                  ("requirements", "string", "comma-separated"),
                                                  ("task_type", "string", "type to run")),
           errors=(400, 503)),
     Route("/api/nodes/distribution", ("GET",), N.distribution, "Tasks per node by state",
           "placement", "Distribution", errors=(503,)),
-    Route("/api/nodes/<key>", ("GET",), N.get_node, "One node by id or name", "nodes", "Node"),
-    Route("/api/nodes/<key>", ("DELETE",), N.remove_node, "Remove a node", "nodes", "Removed"),
-    Route("/api/nodes/<key>/drain", ("POST",), N.drain_node, "Stop placing tasks on a node",
+    Route("/api/nodes/<nodekey:key>", ("GET",), N.get_node, "One node by id or name", "nodes", "Node"),
+    Route("/api/nodes/<nodekey:key>", ("DELETE",), N.remove_node, "Remove a node", "nodes", "Removed"),
+    Route("/api/nodes/<nodekey:key>/drain", ("POST",), N.drain_node, "Stop placing tasks on a node",
           "nodes", "Node"),
-    Route("/api/nodes/<key>/undrain", ("POST",), N.undrain_node, "Place tasks on a node again",
+    Route("/api/nodes/<nodekey:key>/undrain", ("POST",), N.undrain_node, "Place tasks on a node again",
           "nodes", "Node"),
     Route("/api/tasks", ("GET",), T.list_tasks, "List tasks, newest first", "tasks", "TaskList",
           query=TASK_Q, errors=(400, 503)),
@@ -67,7 +77,7 @@ ROUTES = (
     Route("/api/tasks/<int:task_id>", ("GET",), T.get_task, "One task with its result", "tasks",
           "Task", query=(("events", "string", "1: include the state history"),)),
     Route("/api/tasks/<int:task_id>/output", ("GET",), T.task_output, "Streamed output chunks",
-          "tasks", "OutputList", query=(("after_seq", "integer", "only chunks after this"),)),
+          "tasks", "OutputList", query=(("after_seq", rng(-1, 10**9), "only chunks after this"),)),
     Route("/api/tasks/<int:task_id>/cancel", ("POST",), T.cancel_task, "Cancel a task", "tasks",
           "Task"),
     Route("/api/workers", ("GET",), T.list_workers, "Connected task workers", "tasks",
@@ -75,7 +85,8 @@ ROUTES = (
     Route("/api/cluster/topology", ("GET",), T.topology, "The master and nodes as a graph",
           "cluster", "Topology", errors=(503,)),
     Route("/api/cluster/flow", ("GET",), T.flow, "Task flow: submitted → node → outcome",
-          "cluster", "Flow", query=(("window", "integer", "seconds (3600)"),), errors=(400, 503)),
+          "cluster", "Flow", query=(("window", rng(1, 30 * 86400), "seconds (3600)"),),
+          errors=(400, 503)),
     Route("/api/cluster/stats", ("GET",), T.cluster_stats, "Broker figures and counters",
           "cluster", "Object", errors=(503,)),
     Route("/api/stats", ("GET",), T.dashboard_stats, "Dashboard figures", "cluster", "Object",
@@ -91,18 +102,18 @@ ROUTES = (
     Route("/api/ssh/trust", ("POST",), X.trust, "Trust a node's current SSH host key", "ssh",
           "Object", body="SSHTrust", errors=(400, 404, 413, 503)),
     Route("/api/ssh/audit", ("GET",), X.audit, "SSH audit log, newest first", "ssh", "AuditList",
-          query=(("limit", "integer", "1-10000 (100)"), ("node", "string", "one node"))),
+          query=(("limit", rng(1, 10_000), "1-10000 (100)"), ("node", "string", "one node"))),
     Route("/api/bus", ("GET",), T.bus, "Bus endpoints and server key (open route)", "cluster",
           "Bus", errors=(), auth=False),
     Route("/api/bus/join", ("POST",), K.join, "A node asks to join the secured bus (open route)",
-          "cluster", "JoinStatus", body="JoinRequest", errors=(400, 413, 503), auth=False,
+          "cluster", "JoinStatus", body="JoinRequest", errors=(400, 409, 413, 503), auth=False,
           extra_ok=(202,)),
     Route("/api/keys", ("GET",), K.list_keys, "Authorized and pending bus keys", "cluster",
           "Keys", errors=(503,)),
     Route("/api/keys/<name>/accept", ("POST",), K.accept, "Let a pending node on the bus",
-          "cluster", "JoinStatus"),
+          "cluster", "JoinStatus", errors=(400, 404, 409, 503)),
     Route("/api/keys/<name>", ("DELETE",), K.revoke, "Revoke a node's bus key", "cluster",
-          "Object"),
+          "Object", errors=(400, 404, 409, 503)),
     Route("/api/openapi.json", ("GET",), T.openapi, "This specification", "meta", "Object",
           errors=()),
     Route("/healthz", ("GET",), T.healthz, "Liveness: broker reachability and store state",

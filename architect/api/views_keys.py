@@ -6,7 +6,7 @@ import hmac
 
 from flask import current_app, jsonify
 
-from architect.api.auth import credentials_ok
+from architect.api.auth import login_state
 from architect.api.inputs import field, json_body
 from architect.api.views_nodes import broker
 
@@ -17,7 +17,7 @@ def join():
     data = json_body()
     config = current_app.extensions["architect"].config
     token = field(data, "token", str, "")
-    approved = credentials_ok(current_app.config.get("ARCHITECT_CREDENTIALS")) or bool(
+    approved = login_state(current_app) or bool(
         config.join_token and token and hmac.compare_digest(token.encode(), config.join_token.encode()))
     out = broker().call("keys.join", {"name": field(data, "name", str),
                                       "public_key": field(data, "public_key", str),

@@ -65,12 +65,14 @@ def list_alerts():
 
 
 def ack_alert(alert_id):
+    from architect.api.inputs import raw_body
     by = "api"
-    if request.get_data(cache=True).strip():
+    if raw_body().strip():
         by = field(json_body(), "by", str, "api")
     if request.authorization and request.authorization.username:
         by = request.authorization.username
-    return jsonify(broker().call("alert.ack", {"id": alert_id, "by": by}))
+    from architect.api.inputs import path_id
+    return jsonify(broker().call("alert.ack", {"id": path_id(alert_id, "alert"), "by": by}))
 
 
 def recommend():

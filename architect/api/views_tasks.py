@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Response, current_app, jsonify, request
 
 from architect.api.errors import BadRequest
-from architect.api.inputs import field, json_body, query_flag, query_int, query_str
+from architect.api.inputs import (field, json_body, path_id, query_flag, query_int,
+                                  query_str)
 from architect.api.views_nodes import _check_json_list, broker
 
 STATES = ("queued", "assigned", "running", "succeeded", "failed", "timed_out", "cancelled")
@@ -40,17 +41,18 @@ def submit_task():
 
 
 def get_task(task_id):
-    return jsonify(broker().call("task.get", {"id": task_id, "events": query_flag("events")}))
+    return jsonify(broker().call("task.get", {"id": path_id(task_id, "task"),
+                                              "events": query_flag("events")}))
 
 
 def task_output(task_id):
-    chunks = broker().call("task.output", {"id": task_id,
+    chunks = broker().call("task.output", {"id": path_id(task_id, "task"),
                                            "after_seq": query_int("after_seq", -1, -1, 10**9)})
     return jsonify({"output": chunks, "count": len(chunks)})
 
 
 def cancel_task(task_id):
-    return jsonify(broker().call("task.cancel", {"id": task_id}))
+    return jsonify(broker().call("task.cancel", {"id": path_id(task_id, "task")}))
 
 
 def assign_optimal():

@@ -22,6 +22,7 @@ class Unavailable(RequestError):
 
 
 _MISSING = object()
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 def get(params: dict, name: str, kind, default=_MISSING, *, allow_none: bool = False):
@@ -36,6 +37,8 @@ def get(params: dict, name: str, kind, default=_MISSING, *, allow_none: bool = F
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if isinstance(value, bool) and bool not in kinds:
         raise RequestError(f"parameter '{name}' must be {_names(kinds)}, got a boolean")
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+        raise RequestError(f"parameter '{name}' is out of range")
     if float in kinds and isinstance(value, int):
         return value
     if not isinstance(value, kinds):

@@ -20,9 +20,15 @@ class InvalidNode(ValueError):
     """A registration or heartbeat with an invalid field; the message names it."""
 
 
+# names that are also paths under /api/nodes/
+RESERVED_NAMES = frozenset({"health", "alerts", "recommend", "distribution"})
+
+
 def check_name(name) -> str:
     if not isinstance(name, str) or not NODE_NAME_RE.fullmatch(name):
         raise InvalidNode(f"name {name!r} must be 1-128 letters, digits, '_' or '-'")
+    if name in RESERVED_NAMES:
+        raise InvalidNode(f"name {name!r} is reserved (it is an API path); choose another")
     return name
 
 

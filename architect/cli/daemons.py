@@ -237,7 +237,8 @@ def web(ctx, host, port, use_ssl, cert_file, key_file, as_daemon, show_status, d
     def start():
         cfg = load_config(ctx, host=host, port=port, cert_file=cert_file, key_file=key_file)
         setup_logging(cfg.log_level)
-        _run_with_signals(_web_server(cfg, use_ssl))
+        # on a thread: cheroot's stop() cannot run inside its own serve() loop
+        _run_with_signals(_Together([_web_server(cfg, use_ssl)]))
     run_as("web", as_daemon, show_status, do_stop, start)
 
 

@@ -438,8 +438,6 @@ def test_task_pinned_to_an_unknown_node_is_404(shared):
                        "ghost")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: /api and /api/ fall through to the Dash catch-all "
-                                       "and answer 200 text/html, not a JSON 404")
 @pytest.mark.parametrize("path", ["/api", "/api/"])
 def test_api_root_is_404_json(shared, path):
     assert_error_shape(shared.get(path), 404, "not_found")
@@ -455,9 +453,6 @@ def test_body_over_the_limit_is_413(shared, path):
     assert shared.ok("GET", "/api/nodes/known")["name"] == "known"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a chunked (no Content-Length) body over "
-                   "ARCHITECT_MAX_REQUEST_BYTES is silently cut at the limit: a padded valid "
-                   "object is accepted (201) and others get 400 'not valid JSON', never 413")
 def test_chunked_body_over_the_limit_is_413(shared):
     body = b'{"name": "chunked", "ip_address": "127.0.0.1"}' + b" " * 10240
 
@@ -482,9 +477,6 @@ WRONG_METHODS = [("PUT", "/api/nodes", {"GET", "POST"}), ("DELETE", "/api/tasks"
                  ("PUT", "/api/tasks/1", {"GET"}), ("DELETE", "/api/openapi.json", {"GET"})]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the /api/<path:rest> catch-all (GET, POST, PUT, "
-                   "PATCH, DELETE) answers a wrong method on a real /api route with 404 "
-                   "not_found instead of 405 + Allow")
 @pytest.mark.parametrize("method,path,allowed", WRONG_METHODS)
 def test_wrong_method_on_api_routes_is_405_with_allow(shared, method, path, allowed):
     response = shared.request(method, path)
@@ -492,8 +484,6 @@ def test_wrong_method_on_api_routes_is_405_with_allow(shared, method, path, allo
     assert {m.strip() for m in response.headers["Allow"].split(",")} - {"HEAD", "OPTIONS"} == allowed
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the /api/<path:rest> catch-all's methods leak into "
-                   "the Allow header of every /api route (OPTIONS/TRACE list PUT, PATCH, DELETE)")
 @pytest.mark.parametrize("method", ["OPTIONS", "TRACE"])
 def test_allow_header_lists_only_the_route_methods(shared, method):
     response = shared.request(method, "/api/tasks")
@@ -514,9 +504,6 @@ OVERFLOW = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an integer outside msgpack's range (>= 2**64 or "
-                   "< -2**63) in a JSON body or an <int:> path segment makes msgpack.packb raise "
-                   "OverflowError in BrokerGateway.call -> 500 internal")
 @pytest.mark.parametrize("method,path,body", OVERFLOW,
                          ids=[f"{m}-{p.split('/')[2]}-{i}" for i, (m, p, _) in enumerate(OVERFLOW)])
 def test_integers_too_big_for_the_wire_are_4xx(shared, method, path, body):
@@ -529,17 +516,11 @@ STORE_OVERFLOW = [("GET", f"/api/tasks/{2 ** 63}"), ("GET", f"/api/tasks/{2 ** 6
                   ("POST", f"/api/tasks/{2 ** 63}/cancel"), ("POST", f"/api/nodes/alerts/{2 ** 63}/ack")]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an id in [2**63, 2**64) passes msgpack but not "
-                   "SQLite: the broker's query raises OverflowError ('Python int too large to "
-                   "convert to SQLite INTEGER') -> 502 internal instead of 404")
 @pytest.mark.parametrize("method,path", STORE_OVERFLOW)
 def test_ids_too_big_for_sqlite_are_404(shared, method, path):
     assert_error_shape(shared.request(method, path), 404, "not_found")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: POST /api/nodes accepts the names 'health', "
-                   "'alerts', 'recommend', 'distribution', but GET /api/nodes/<name> then answers "
-                   "the static route of that name (health summary, alert list …), not the node")
 @pytest.mark.parametrize("name", ["health", "alerts", "recommend", "distribution"])
 def test_a_node_named_like_a_route_can_be_read_back(shared, name):
     created = shared.post("/api/nodes", json={"name": name, "ip_address": "127.0.0.1"})
@@ -607,9 +588,6 @@ def test_broker_unreachable_is_503_with_a_message(cluster):
     cluster.kill("web")   # SIGTERM does not stop `architect web`: see test_sigterm_stops_the_web_server
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (spec): /healthz documents its 503 answer as the "
-                   "Error schema, but the server answers 503 with the Healthz body "
-                   "{status: degraded, broker: unreachable, store}")
 def test_healthz_503_matches_its_documented_schema(cluster):
     base = cluster.start_server(command="web", key="web", healthy=False,
                                 env={"ARCHITECT_REQUEST_TIMEOUT": "0.5"})
@@ -628,11 +606,7 @@ def test_healthz_503_matches_its_documented_schema(cluster):
 
 @pytest.mark.parametrize("command", [
     "server",
-    pytest.param("web", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: `architect web` never exits on SIGTERM/SIGINT: the signal handler runs "
-        "WebServer.stop() on the main thread, which is inside cheroot's serve(); cheroot's "
-        "ConnectionManager.stop() then spins until that same loop stops (deadlock), so "
-        "`web --stop` and systemd fall back to SIGKILL"))),
+    "web",
 ])
 def test_sigterm_stops_the_web_server(cluster, command):
     base = cluster.start_server(command=command, key=command, healthy=command == "server")
@@ -663,8 +637,8 @@ def test_every_route_is_in_the_spec_and_back(tmp_path):
     app = create_app(cfg, with_ui=False)
     routed = set()
     for rule in app.url_map.iter_rules():
-        if rule.rule == "/api/<path:rest>" or rule.rule.startswith("/static"):
-            continue
+        if rule.endpoint == "api_not_found" or rule.rule.startswith("/static"):
+            continue  # the JSON-404 catch-all for unknown /api paths
         if not rule.rule.startswith(("/api", "/healthz", "/metrics")):
             continue
         for method in rule.methods - {"HEAD", "OPTIONS"}:
