@@ -69,8 +69,10 @@ class Client:
                 try:
                     info = from_dashboard(dashboard_url)
                     if info.get("server_key"):  # a secured bus: join with the web login
+                        import os
                         curve, status = join(dashboard_url, f"client-{getpass.getuser()}",
-                                             info["server_key"])
+                                             info["server_key"],
+                                             os.environ.get("ARCHITECT_JOIN_TOKEN", ""))
                         if status != "authorized":
                             raise BrokerUnavailable("the bus is secured and this client's key is "
                                                     "pending: set ARCHITECT_USER/PASSWORD or "

@@ -55,6 +55,7 @@ class TaskWorker:
         self.kill_grace = kill_grace
         self.shutdown_grace = shutdown_grace
         self.abandoned: set = set()
+        self.draining = False
         self.capabilities = sorted(set(config.capabilities) | set(node_metrics.detect_capabilities()))
         self.worker_id = f"{config.node_name}-{os.getpid()}-{secrets.token_hex(3)}"
         self.interval = config.worker_heartbeat_interval
@@ -160,6 +161,8 @@ class TaskWorker:
         key = (msg.task_id, msg.attempt)
         if key in self.running or key in self.unacked:
             return  # a duplicate delivery
+        if self.draining:
+            return  # sent before the broker saw our bye: it goes back with the final bye
         run = Running(msg)
         self.running[key] = run
         self.pool.submit(self._execute, run)
@@ -248,11 +251,18 @@ class TaskWorker:
         """Tell the broker we are draining, give running tasks `shutdown_grace` seconds,
         then stop the rest and hand them back (bye final): the broker requeues them."""
         if self._sock is not None and self._pull is not None:
+            self.draining = True
             self._send(WorkerBye(worker_id=self.worker_id, final=False))
             deadline = time.monotonic() + self.shutdown_grace
+            next_ping = time.monotonic()
             while self.running and time.monotonic() < deadline:
+                if time.monotonic() >= next_ping:  # still alive while draining
+                    next_ping = time.monotonic() + self.interval
+                    self._send(self._status(WorkerPing))
                 if self._pull.poll(50):
                     self._drain_pipe()
+                if self._sock.poll(0):
+                    self._drain_broker()
             self.abandoned = set(self.running)
             for run in self.running.values():
                 run.cancel.set()

@@ -117,7 +117,7 @@ def on_bye(b, ident: bytes, msg: WorkerBye, now: float) -> None:
     if worker is None or worker.identity != ident:
         return
     if msg.final:
-        b._worker_lost(worker, f"worker {worker.id} stopped")
+        b._worker_lost(worker, now, f"worker {worker.id} stopped")
     else:
         worker.draining = True
         log.info("worker %s is stopping: no new tasks for it", worker.id)

@@ -248,7 +248,7 @@ def web(ctx, host, port, use_ssl, cert_file, key_file, as_daemon, show_status, d
               help="Tasks run at once (slots) [the CPU count].")
 @click.option("--task-type", "task_types", multiple=True, type=click.Choice(["shell", "python"]),
               help="Task types to run (repeatable) [shell and python].")
-@click.option("--max-output", type=click.IntRange(1024, 4 << 20), default=1 << 20, show_default=True,
+@click.option("--max-output", type=click.IntRange(1024, 3 << 20), default=1 << 20, show_default=True,
               help="Bytes of stdout and of stderr kept per task (the rest is cut, truncated=true).")
 @click.option("--kill-grace", type=float, default=5.0, show_default=True,
               help="Seconds between SIGTERM and SIGKILL when a task is cancelled or times out.")

@@ -95,7 +95,10 @@ def ssh_trust(b, params, now):
     trusted (the explicit operator step; unknown keys are refused otherwise)."""
     node = _node(b, get(params, "node", (str, int)))
     who = get(params, "who", str, "unknown")[:200]
-    target = b.ssh.target(node)
+    try:
+        target = b.ssh.target(node)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
     row = b.ssh.audit(who, "trust", node, target.label, "(trust host key)", now)
     b.ssh.submit(b._token, b._req_id, True, [(row, node.name, target, b.ssh.trust_job(target))],
                  [], now)

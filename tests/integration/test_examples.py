@@ -485,3 +485,6 @@ def test_stopping_a_worker_requeues_its_running_tasks(cluster):
     assert task["status"] == "succeeded", (task["status"], task["error"])
     assert task["assigned_node"] == "stop2" and task["result"]["stdout"] == "done\n"
     assert task["attempt"] == 2
+    events = cluster.rpc("task.get", {"id": long_, "events": True})["events"]
+    handed_back = [e for e in events if e["event"] == "queued" and e["attempt"] == 1]
+    assert handed_back and "stopped" in handed_back[0]["detail"]["reason"], events
