@@ -11,7 +11,6 @@ concurrent clients) and writes JSON. Target from issue 4: p50 <= 5 ms, p99 <= 20
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -27,12 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from architect.bus.rpc import RpcClient  # noqa: E402
 from architect.bus.transport import Endpoints  # noqa: E402
+from scripts.benchlib.common import pct, report  # noqa: E402
 from tests.helpers import free_port_block, wait_for  # noqa: E402
-
-
-def pct(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def main() -> None:
@@ -93,12 +88,9 @@ def main() -> None:
               "p50_ms": round(pct(lat, 0.5), 2), "p99_ms": round(pct(lat, 0.99), 2),
               "mean_ms": round(sum(lat) / len(lat), 2), "threads": args.threads,
               "requests_per_second": round(rps)}
-    print(f"\n{'metric':20} value")
-    for k, v in result.items():
-        print(f"{k:20} {v}")
+    report(result, args.out)
     print(f"targets: p50 <= 5 ms: {'MET' if result['p50_ms'] <= 5 else 'NOT MET'}; "
           f"p99 <= 20 ms: {'MET' if result['p99_ms'] <= 20 else 'NOT MET'}")
-    Path(args.out).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

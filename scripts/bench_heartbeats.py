@@ -12,7 +12,6 @@ JSON (--out). Targets from issue 2: >= 20,000 heartbeats/s, 10,000 nodes tracked
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import subprocess
@@ -29,6 +28,7 @@ from architect.bus.codec import encode  # noqa: E402
 from architect.bus.messages import Heartbeat  # noqa: E402
 from architect.bus.rpc import RpcClient  # noqa: E402
 from architect.bus.transport import Endpoints  # noqa: E402
+from scripts.benchlib.common import report  # noqa: E402
 from tests.helpers import free_port_block, wait_for  # noqa: E402
 
 
@@ -146,14 +146,9 @@ def main() -> None:
         "broker_cpu_seconds": round(cpu.user + cpu.system, 1),
         "protocol_errors": stats["counters"]["protocol_errors"],
     }
-    width = max(map(len, result))
-    print(f"\n{'metric'.ljust(width)}  value")
-    print(f"{'-' * width}  ------")
-    for k, v in result.items():
-        print(f"{k.ljust(width)}  {v}")
+    report(result, args.out)
     print(f"\ntarget: >= 20,000 heartbeats/s with {args.nodes} nodes tracked -> "
           f"{'MET' if result['heartbeats_per_second'] >= 20_000 and result['nodes_tracked'] >= args.nodes else 'NOT MET'}")
-    Path(args.out).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

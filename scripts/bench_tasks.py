@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,30 +26,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from architect.client import Client  # noqa: E402
+from scripts.benchlib.common import pct, stop  # noqa: E402
 from tests.helpers import free_port_block, wait_for  # noqa: E402
 
 NOOP = "architect.agent.builtin_tasks:noop"
 
 
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
-
-
 def spawn(args, env, log):
     return subprocess.Popen([sys.executable, *args], env=env, cwd=ROOT, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(procs):
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
 
 
 def bench_architect(n: int, samples: int, workers: int, slots: int, tmp: Path) -> dict:

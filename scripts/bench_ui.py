@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from architect.bus.codec import encode  # noqa: E402
 from architect.bus.messages import Heartbeat  # noqa: E402
 from architect.bus.rpc import RpcClient  # noqa: E402
 from architect.bus.transport import Endpoints  # noqa: E402
+from scripts.benchlib.common import pct, stop  # noqa: E402
 from tests.helpers import free_port_block, wait_for  # noqa: E402
 
 
@@ -61,11 +61,6 @@ CALLBACKS = {
     "topology": callback([("topo-graph", "elements"), ("topo-error", "children")],
                          [("tick", "n_intervals", 3)], "tick.n_intervals"),
 }
-
-
-def pct(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def main() -> None:
@@ -126,10 +121,7 @@ def main() -> None:
         stats = rpc.call("cluster.stats")
     finally:
         pub.close(0)
-        for p in procs:
-            os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            p.wait(20)
+        stop(procs)
     print(f"\nnodes {stats['nodes']['total']}, tasks {args.tasks}")
     print(f"{'callback':14}{'p50 ms':>9}{'p99 ms':>9}{'KiB':>8}")
     for name, r in results.items():

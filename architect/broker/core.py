@@ -45,6 +45,7 @@ class Broker(TaskCore):
         now = time.time() if now is None else now
         self.config = config
         self.security = None  # set by the loop when the bus is secured (CURVE)
+        self.subscribed: dict = {}  # the events socket's subscriptions (the loop's, shared)
         self.started_at = now
         self.store = store or Store(config.db_path)
         self.registry = Registry(config.thresholds(), config.heartbeat_timeout, started_at=now)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import orjson
 
-from architect.broker import health
 from architect.broker.params import NotFound, RequestError, get
 from architect.broker.registry import InvalidNode
 

@@ -44,6 +44,7 @@ class BrokerLoop:
         # XPUB: we see subscriptions, and encode only events somebody subscribed to
         self.events = make_socket(zmq.XPUB, max_msg_size=size)
         self.subscriptions: dict[bytes, int] = {}
+        broker.subscribed = self.subscriptions  # the same dict: the broker sees who listens
         self.work = make_socket(zmq.ROUTER, max_msg_size=max(size, WORK_MAX_MESSAGE))
         self.work.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting worker takes its id back
         if security is not None:

@@ -11,7 +11,6 @@ import click
 from architect import config as config_mod
 from architect.bus.errors import BusError, RemoteError, RequestTimeout
 from architect.bus.rpc import RpcClient
-from architect.bus.transport import Endpoints
 
 
 def load_config(ctx: click.Context, **overrides) -> config_mod.Config:

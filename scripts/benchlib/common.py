@@ -1,0 +1,37 @@
+"""What every benchmark script shares: percentiles, the result table, stopping processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+
+def pct(values, q: float) -> float:
+    """The q-quantile (0..1) of `values`, nearest rank."""
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def report(result: dict, out: str) -> None:
+    """Print `result` as a metric / value table and write it to `out` as JSON."""
+    width = max(map(len, result))
+    print(f"\n{'metric'.ljust(width)}  value")
+    print(f"{'-' * width}  ------")
+    for key, value in result.items():
+        print(f"{key.ljust(width)}  {value}")
+    Path(out).write_text(json.dumps(result, indent=2))
+
+
+def stop(procs) -> None:
+    """SIGTERM each process group, then SIGKILL what is still there after 15 s."""
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
