@@ -63,6 +63,7 @@ class TaskWorker:
         self.stop_event = threading.Event()
         self.running: dict[tuple[int, int], Running] = {}
         self.unacked: dict[tuple[int, int], TaskResult] = {}
+        self._sent_at: dict[tuple[int, int], float] = {}   # when each unacked result went out
         self.pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="task")
         self._pipe_addr = f"inproc://worker-{id(self):x}"
         self._local = threading.local()
@@ -80,8 +81,7 @@ class TaskWorker:
         self._sock.setsockopt(zmq.ROUTING_ID, self.worker_id.encode())
         self._sock.connect(self.endpoints["work"])
         self._send(self._status(WorkerReady))
-        for result in list(self.unacked.values()):
-            self._send(result)
+        self._resend_unacked(older_than=0.0)
 
     def _status(self, cls):
         return cls(worker_id=self.worker_id, node=self.config.node_name, slots=self.slots,
@@ -139,8 +139,18 @@ class TaskWorker:
                 if now >= next_ping:
                     next_ping = now + self.interval
                     self._send(self._status(WorkerPing))
+                    # a broker that restarted faster than our liveness window never got
+                    # them, and we did not reconnect: send results again until acked
+                    self._resend_unacked(older_than=2 * self.interval)
         finally:
             self.close()
+
+    def _resend_unacked(self, older_than: float) -> None:
+        now = time.monotonic()
+        for key, result in list(self.unacked.items()):
+            if now - self._sent_at.get(key, 0.0) >= older_than:
+                self._sent_at[key] = now
+                self._send(result)
 
     def _drain_broker(self) -> None:
         while True:
@@ -175,6 +185,7 @@ class TaskWorker:
 
     def _on_ack(self, msg: TaskAck) -> None:
         self.unacked.pop((msg.task_id, msg.attempt), None)
+        self._sent_at.pop((msg.task_id, msg.attempt), None)
 
     def _on_ping(self, msg: BrokerPing) -> None:
         pass  # hearing anything counts
@@ -195,6 +206,7 @@ class TaskWorker:
             if isinstance(msg, TaskResult):
                 self.running.pop(key, None)
                 self.unacked[key] = msg
+                self._sent_at[key] = time.monotonic()
             self._send(msg)
 
     # --- task threads -------------------------------------------------------------------

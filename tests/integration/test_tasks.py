@@ -208,3 +208,28 @@ def test_broker_kill9_with_200_tasks_none_lost_none_concurrent(cluster, tmp_path
         for a, b in zip(runs, runs[1:]):
             assert a[1] is not None and a[1] <= b[0], f"task {i} ran twice at once: {runs}"
     assert set(spans) == set(range(200))
+
+
+def test_result_lost_with_a_crashed_broker_is_sent_again(cluster, tmp_path):
+    """The broker dies after the worker sent a result and before it read it, and is back
+    before the worker's liveness window ends (so the worker never reconnects): the worker
+    sends unacknowledged results again until the broker acknowledges them."""
+    import os
+    import signal
+    cluster.env["ARCHITECT_WORKER_LIVENESS"] = "20"   # 6 s: this worker will not reconnect
+    cluster.start_broker()
+    cluster.start_worker("w1", "-c", "1")
+    cluster.wait_workers(1)
+    marker = tmp_path / "started"
+    task_id = cluster.submit(payload={"command": f"touch {marker}; sleep 0.3; echo finished"})
+    wait_for(marker.exists, 10, what="task started")
+    broker = cluster.procs["broker"]
+    os.kill(broker.pid, signal.SIGSTOP)      # the result arrives but is never read ...
+    time.sleep(0.8)
+    cluster.kill("broker")                   # ... and dies with the broker
+    cluster._rpc.close()
+    cluster._rpc = None
+    cluster.start_broker()
+    task = cluster.wait_task(task_id, 20)
+    assert task["status"] == "succeeded" and task["result"]["stdout"] == "finished\n"
+    assert task["attempt"] == 1, "the result was kept, the task did not run again"
