@@ -48,12 +48,17 @@ class Config:
     key_file: str = "key.pem"
     max_request_bytes: int = 1 << 20
     web_threads: int = 16
+    allowed_hosts: list = field(default_factory=list)  # Host names the web answers besides
+    #                              loopback names (and the bound address); "*" allows any
     # bus: the broker binds bus_host:bus_port..bus_port+3; clients connect to broker_host
     bus_host: str = "127.0.0.1"
     bus_port: int = 5555
     broker_host: str = "127.0.0.1"
     dashboard_url: str = ""
     bus_curve: str = "auto"        # CURVE on the bus: auto (on beyond loopback), on, off
+    bus_local: str = "ipc"         # a loopback bus without CURVE: ipc (sockets in a 0700 dir
+    #                                of the data dir: its owner and root only) or tcp (plain
+    #                                127.0.0.1 ports: any local user; for benchmarks)
     join_token: str = ""           # nodes presenting it join the secured bus at once
     bus_server_key: str = ""       # for --broker clients of a secured bus (else from /api/bus)
     # node identity
@@ -88,6 +93,7 @@ class Config:
     ssh_accept_new_hosts: bool = False   # trust on first use; off: `architect ssh trust NODE`
     # storage
     metrics_retention_days: float = 7.0
+    audit_retention_days: float = 365.0
     # wire
     max_message_size: int = 1 << 20
     request_timeout: float = 5.0
@@ -107,7 +113,8 @@ class Config:
                     raise ConfigError(f"{metric}_{level} must be a percentage 0-100, got {value:g}",
                                       f"{metric}_{level}")
         for name in ("heartbeat_interval", "heartbeat_timeout", "request_timeout",
-                     "metrics_retention_days", "load_warning", "load_critical",
+                     "metrics_retention_days", "audit_retention_days", "load_warning",
+                     "load_critical",
                      "worker_heartbeat_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be greater than 0, got {getattr(self, name):g}", name)
@@ -141,6 +148,8 @@ class Config:
         if self.bus_curve not in ("auto", "on", "off"):
             raise ConfigError(f"bus_curve must be auto, on or off, got {self.bus_curve!r}",
                               "bus_curve")
+        if self.bus_local not in ("ipc", "tcp"):
+            raise ConfigError(f"bus_local must be ipc or tcp, got {self.bus_local!r}", "bus_local")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got "
                               f"{self.log_level!r}", "log_level")
