@@ -1,8 +1,12 @@
-"""HTTP Basic auth for every route but /healthz (the Dash routes too).
+"""Logins for every route but the open ones (the Dash routes too): HTTP Basic (the
+bootstrap admin, or a web user from the database) or `Authorization: Bearer TOKEN` (an API
+token). Each has a role (viewer, operator, admin); the broker checks it per method.
 
-On when credentials are set (ARCHITECT_USER / ARCHITECT_PASSWORD) or when the server binds
-beyond loopback; then, without credentials, an admin password is generated once, stored in
-the data dir (mode 0600) and printed. Comparison is constant-time; an address that fails
+Auth is on when credentials are set (ARCHITECT_USER / ARCHITECT_PASSWORD) or when the server
+binds beyond loopback; then, without credentials, an admin password is generated once, stored
+in the data dir (mode 0600) and printed. With auth off (loopback, nothing set) a request with
+no credentials is the machine's owner (admin; guard.py refuses other local users), and one
+with credentials is checked all the same. Comparison is constant-time; an address that fails
 too often is refused with 429 for a while.
 """
 
@@ -10,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import secrets
 import sys
 import threading
@@ -18,8 +21,9 @@ import time
 from collections import deque
 from pathlib import Path
 
-from flask import Flask, request
+from flask import Flask, g, request
 
+from architect.api.accounts import Accounts, Identity
 from architect.api.errors import TooMany, Unauthorized
 
 # /api/bus and /api/bus/join are open so a node with only the dashboard URL can ask to join
@@ -93,61 +97,70 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
-def login_state(app: Flask) -> bool:
-    """For open routes: True when the request carries the right web login (or auth is off),
-    False when it carries none. A wrong login counts as a failed attempt and is refused (401),
-    and a locked-out address is refused (429), exactly as on every protected route."""
-    credentials = app.config.get("ARCHITECT_CREDENTIALS")
-    if credentials is None:
-        return True
-    limiter: Limiter = app.extensions["architect_limiter"]
-    addr, now = request.remote_addr or "?", time.monotonic()
-    wait = limiter.locked(addr, now)
-    if wait:
-        raise TooMany("too many failed logins from this address; try again later",
-                      headers={"Retry-After": str(int(wait) + 1)})
-    header = request.headers.get("Authorization")
-    if header is None:
-        return False
-    given = parse_basic(header)
-    if given is not None and _matches(given, credentials):
-        return True
-    limiter.failed(addr, now)
-    raise Unauthorized("wrong user or password", headers=CHALLENGE)
-
-
-def _matches(given: tuple[str, str], want: tuple[str, str]) -> bool:
-    user_ok = hmac.compare_digest(given[0].encode("utf-8"), want[0].encode("utf-8"))
-    pass_ok = hmac.compare_digest(given[1].encode("utf-8"), want[1].encode("utf-8"))
-    return user_ok and pass_ok
+def parse_bearer(header: str | None) -> str | None:
+    if not header or header[:7].lower() != "bearer ":
+        return None
+    token = header[7:].strip()
+    return token if 0 < len(token) <= 512 and token.isascii() and " " not in token else None
 
 
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="architect", charset="UTF-8"'}
 
 
-def install(app: Flask, credentials: tuple[str, str] | None) -> None:
+def identify(app: Flask, open_route: bool = False) -> Identity | None:
+    """The caller of this request, checking what it presents (a wrong login or token is a
+    failed attempt: 401; a locked-out address: 429). Without credentials: with auth off, the
+    local owner (admin; guard.py has checked the connection is the owner's); with auth on,
+    401, or None on an open route."""
+    limiter: Limiter = app.extensions["architect_limiter"]
+    accounts: Accounts = app.extensions["architect_accounts"]
+    addr, now = request.remote_addr or "?", time.monotonic()
+    header = request.headers.get("Authorization")
+    if header is None:
+        if not app.config["ARCHITECT_AUTH"]:
+            return Identity("local", "admin", addr, "local")
+        if open_route:
+            return None
+        raise Unauthorized("authentication required (HTTP Basic or a Bearer token)",
+                           headers=CHALLENGE)
+    wait = limiter.locked(addr, now)
+    if wait:
+        raise TooMany("too many failed logins from this address; try again later",
+                      headers={"Retry-After": str(int(wait) + 1)})
+    token = parse_bearer(header)
+    if token is not None:
+        ident = accounts.token(token, addr)
+        why = "unknown, expired or revoked token"
+    else:
+        given = parse_basic(header)
+        ident = accounts.password(given[0], given[1], addr) if given else None
+        why = "wrong user or password"
+    if ident is None:
+        limiter.failed(addr, now)
+        raise Unauthorized(why, headers=CHALLENGE)
+    return ident
+
+
+def login_state(app: Flask) -> bool:
+    """For open routes: True when the request carries an admin's login (or auth is off),
+    False when it carries none. A wrong one is refused as on every route (401 / 429)."""
+    ident = identify(app, open_route=True)
+    return ident is not None and ident.role == "admin"
+
+
+def install(app: Flask, credentials: tuple[str, str] | None, db_path: str | None = None) -> None:
+    """Every request gets `g.identity` (None on an open route without credentials). With
+    `credentials` (the bootstrap admin) auth is on: every route but the open ones needs a
+    login; users and API tokens from the database log in too, auth on or off."""
     app.config["ARCHITECT_CREDENTIALS"] = credentials
-    if credentials is None:
-        app.config["ARCHITECT_AUTH"] = False
-        return
-    app.config["ARCHITECT_AUTH"] = True
-    limiter = app.extensions["architect_limiter"] = Limiter()
-    challenge = CHALLENGE
+    app.config["ARCHITECT_AUTH"] = credentials is not None
+    app.extensions["architect_limiter"] = Limiter()
+    if db_path is None:
+        db_path = app.extensions["architect"].config.db_path
+    app.extensions["architect_accounts"] = Accounts(db_path, credentials)
 
     @app.before_request
     def _check():
-        if request.path in PUBLIC_PATHS:
-            return None
-        addr = request.remote_addr or "?"
-        now = time.monotonic()
-        wait = limiter.locked(addr, now)
-        if wait:
-            raise TooMany("too many failed logins from this address; try again later",
-                          headers={"Retry-After": str(int(wait) + 1)})
-        given = parse_basic(request.headers.get("Authorization"))
-        if given is None:
-            raise Unauthorized("authentication required (HTTP Basic)", headers=challenge)
-        if not _matches(given, credentials):
-            limiter.failed(addr, now)
-            raise Unauthorized("wrong user or password", headers=challenge)
+        # open routes answer anyone; /api/bus/join looks at a login itself (login_state)
+        g.identity = None if request.path in PUBLIC_PATHS else identify(app)
         return None

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import threading
 
-from architect.api.errors import ApiError, BadRequest, Conflict, NotFound, Unavailable
+from flask import g, has_request_context
+
+from architect.api.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, Unavailable
 from architect.bus.errors import RemoteError, RequestTimeout
 from architect.bus.rpc import RpcClient
 
 _STATUS = {"bad_request": BadRequest, "not_found": NotFound, "unknown_method": BadRequest,
-           "not_secured": Conflict,
+           "not_secured": Conflict, "conflict": Conflict, "forbidden": Forbidden,
            "protocol_error": BadRequest}
 
 
@@ -28,9 +30,13 @@ class BrokerGateway:
                                                     curve=self.curve)
         return client
 
-    def call(self, method: str, params: dict | None = None, timeout: float | None = None):
+    def call(self, method: str, params: dict | None = None, timeout: float | None = None,
+             as_server: bool = False):
+        """Call the broker for the current request's user (its role is checked there), or
+        as the web server itself (`as_server`: open routes such as joining the bus)."""
         try:
-            return self._client().call(method, params or {}, timeout=timeout)
+            return self._client().call(method, params or {}, timeout=timeout,
+                                       on_behalf=None if as_server else _on_behalf())
         except (OverflowError, ValueError, TypeError) as exc:  # e.g. an integer msgpack can't hold
             raise BadRequest(f"a value in the request cannot be sent on: {exc}") from None
         except RequestTimeout:
@@ -50,3 +56,13 @@ class BrokerGateway:
             return True
         except Exception:
             return False
+
+
+def _on_behalf() -> dict | None:
+    """The web user of the current request (set by auth), for the broker's role check and
+    audit. Outside a request (start-up, metrics thread) the web server speaks for itself."""
+    if not has_request_context():
+        return None
+    ident = g.get("identity")
+    return None if ident is None else {"user": ident.user, "role": ident.role,
+                                       "addr": ident.addr}

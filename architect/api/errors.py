@@ -2,10 +2,13 @@
 
     ApiError(status, code, message)
     ├── BadRequest      400 bad_request (bad JSON, wrong types: the message names the field)
+    │                   (400 bad_host: a Host header that does not name this server)
     ├── Unauthorized    401 unauthorized
+    ├── Forbidden       403 forbidden (cross_origin, forbidden_user: see guard.py)
     ├── NotFound        404 not_found
     ├── Conflict        409 conflict (e.g. keys on a bus that is not secured)
     ├── TooLarge        413 too_large
+    ├── UnsupportedMediaType  415 unsupported_media_type (a write whose body is not JSON)
     ├── TooMany         429 too_many_requests
     └── Unavailable     503 broker_unavailable / store_unavailable
 """
@@ -41,6 +44,10 @@ class Unauthorized(ApiError):
     status, code = 401, "unauthorized"
 
 
+class Forbidden(ApiError):
+    status, code = 403, "forbidden"
+
+
 class NotFound(ApiError):
     status, code = 404, "not_found"
 
@@ -51,6 +58,10 @@ class Conflict(ApiError):
 
 class TooLarge(ApiError):
     status, code = 413, "too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status, code = 415, "unsupported_media_type"
 
 
 class TooMany(ApiError):

@@ -37,6 +37,8 @@ LEVEL = {"type": "string", "enum": ["healthy", "warning", "critical", "offline"]
 STATE = {"type": "string", "enum": ["queued", "assigned", "running", "succeeded", "failed",
                                     "timed_out", "cancelled"]}
 
+WEB_ROLE = {"type": "string", "enum": ["viewer", "operator", "admin"]}
+
 SCHEMAS = {
     "Error": obj({"error": obj({"code": S, "message": S}, ("code", "message"))}, ("error",)),
     "Object": OBJ,
@@ -122,14 +124,37 @@ SCHEMAS = {
     "JoinRequest": obj({"name": {"type": "string", "minLength": 1, "maxLength": 128},
                         "public_key": {"type": "string", "minLength": 40, "maxLength": 40},
                         "token": nullable(S)}, ("name", "public_key")),
-    "JoinStatus": obj({"name": S, "status": {"type": "string", "enum": ["authorized", "pending"]}},
-                      ("name", "status")),
+    "JoinStatus": obj({"name": S, "status": {"type": "string", "enum": ["authorized", "pending"]},
+                       "role": nullable(S), "token": S}, ("name", "status")),
     "Keys": obj({"secured": B, "authorized": {"type": "array", "items": S},
-                 "pending": {"type": "array", "items": S}}, ("secured",)),
+                 "pending": {"type": "array", "items": S}, "roles": OBJ}, ("secured",)),
+    "KeyRoleRequest": obj({"role": {"type": "string",
+                                    "enum": ["node", "viewer", "operator", "admin"]}}, ("role",)),
+    "KeyRole": obj({"name": S, "role": S}, ("name", "role")),
+    "JoinTokenRequest": obj({"ttl": {"type": "number", "minimum": 1, "maximum": 366 * 86400},
+                             "uses": {"type": "integer", "minimum": 1, "maximum": 100_000}}),
+    "TokenCreate": obj({"role": WEB_ROLE, "name": {"type": "string", "maxLength": 64},
+                        "ttl": {"type": "number", "minimum": 1, "maximum": 366 * 86400}}),
+    "Token": obj({"id": I, "token": S, "kind": S, "role": S, "name": nullable(S),
+                  "expires_at": nullable(N), "uses_left": nullable(I)}, ("id", "token", "kind")),
+    "TokenList": obj({"tokens": ARR | {"items": OBJ}, "count": I}, ("tokens", "count")),
+    "Me": obj({"user": S, "role": S, "how": S}, ("user", "role")),
+    "ControlAuditList": obj({"audit": ARR | {"items": OBJ}, "count": I}, ("audit", "count")),
+    "UserAdd": obj({"name": {"type": "string", "minLength": 1, "maxLength": 64,
+                             "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.@-]*$"},
+                    "role": WEB_ROLE, "password": {"type": "string", "minLength": 8,
+                                                   "maxLength": 1024}},
+                   ("name", "role", "password")),
+    "UserChange": obj({"role": WEB_ROLE, "password": {"type": "string", "minLength": 8,
+                                                      "maxLength": 1024}}),
+    "User": obj({"name": S, "role": S}, ("name", "role")),
+    "UserList": obj({"users": ARR | {"items": OBJ}, "count": I}, ("users", "count")),
     "Healthz": obj({"status": S, "broker": S, "store": OBJ}, ("status", "broker")),
 }
 _DESCRIPTIONS = {200: "OK", 201: "Created", 202: "Accepted (pending)", 400: "Bad request",
                  409: "Conflict (e.g. the bus is not secured)", 401: "Authentication required",
+                 403: "Forbidden: the role may not, or a cross-site request",
+                 415: "The body must be application/json",
                  404: "Not found", 413: "Body too large", 429: "Too many failed logins",
                  502: "The broker refused the request", 503: "Broker or store unavailable"}
 
@@ -170,13 +195,17 @@ def spec(routes) -> dict:
                   "responses": {str(route.status): _response(route.ok, route.status)}}
             for status in route.extra_ok:
                 op["responses"][str(status)] = _response(route.ok, status)
-            errors = set(route.errors) | ({401, 429} if route.auth else set())
+            # 401/429: logins; 403: a role that may not (or a foreign Origin, a local user
+            # who is not the owner); 415: a write whose body is not JSON (guard.py)
+            errors = set(route.errors) | ({401, 403, 429} if route.auth else set())
+            if method in ("POST", "PUT", "PATCH", "DELETE"):
+                errors |= {403, 415}
             for status in sorted(errors):
                 # /healthz answers 503 with its own body (degraded), not the error shape
                 schema = route.ok if (status == 503 and route.ok == "Healthz") else "Error"
                 op["responses"][str(status)] = _response(schema, status)
             if route.auth:
-                op["security"] = [{"basic": []}, {}]
+                op["security"] = [{"basic": []}, {"bearer": []}, {}]
             if route.body:
                 op["requestBody"] = {"required": True, "content": {
                     "application/json": {"schema": ref(route.body)}}}
@@ -187,4 +216,5 @@ def spec(routes) -> dict:
                                     '{"error": {"code", "message"}}.'},
             "paths": paths,
             "components": {"schemas": SCHEMAS,
-                           "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}}}}
+                           "securitySchemes": {"basic": {"type": "http", "scheme": "basic"},
+                                               "bearer": {"type": "http", "scheme": "bearer"}}}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from architect.api import views_accounts as A
 from architect.api import views_keys as K
 from architect.api import views_nodes as N
 from architect.api import views_ssh as X
@@ -114,6 +115,32 @@ ROUTES = (
           "cluster", "JoinStatus", errors=(400, 404, 409, 503)),
     Route("/api/keys/<name>", ("DELETE",), K.revoke, "Revoke a node's bus key", "cluster",
           "Object", errors=(400, 404, 409, 503)),
+    Route("/api/keys/token", ("POST",), A.join_token, "Mint a join token (admin; ttl, uses)",
+          "security", "Token", 201, body="JoinTokenRequest", errors=(400, 409, 413, 503)),
+    Route("/api/keys/<name>/role", ("POST",), A.key_role, "Change a bus key's role (admin)",
+          "security", "KeyRole", body="KeyRoleRequest", errors=(400, 404, 409, 413, 503)),
+    Route("/api/me", ("GET",), A.me, "Who this request is: user, role, how it logged in",
+          "security", "Me", errors=()),
+    Route("/api/audit", ("GET",), A.audit, "Audit of state-changing requests, newest first (admin)",
+          "security", "ControlAuditList",
+          query=(("since", rng(0, 1 << 40), "epoch seconds"), ("who", "string", "caller"),
+                 ("method", "string", "bus method, e.g. task.submit"),
+                 ("limit", rng(1, 10_000), "1-10000 (100)")), errors=(400, 503)),
+    Route("/api/users", ("GET",), A.list_users, "Web users and their roles (admin)", "security",
+          "UserList", errors=(503,)),
+    Route("/api/users", ("POST",), A.add_user, "Add a web user (admin)", "security", "User", 201,
+          body="UserAdd", errors=(400, 409, 413, 503)),
+    Route("/api/users/<name>", ("PATCH",), A.change_user, "New password and/or role (admin)",
+          "security", "User", body="UserChange", errors=(400, 404, 413, 503)),
+    Route("/api/users/<name>", ("DELETE",), A.remove_user, "Remove a web user (admin)",
+          "security", "Object", errors=(400, 404, 503)),
+    Route("/api/tokens", ("GET",), A.list_tokens, "API and join tokens, without secrets (admin)",
+          "security", "TokenList", query=(("kind", {"type": "string", "enum": ["api", "join"]},
+                                           "api or join"),), errors=(400, 503)),
+    Route("/api/tokens", ("POST",), A.create_token, "Create an API token (admin; shown once)",
+          "security", "Token", 201, body="TokenCreate", errors=(400, 413, 503)),
+    Route("/api/tokens/<int:token_id>", ("DELETE",), A.revoke_token, "Revoke a token (admin)",
+          "security", "Object", errors=(400, 404, 503)),
     Route("/api/openapi.json", ("GET",), T.openapi, "This specification", "meta", "Object",
           errors=()),
     Route("/healthz", ("GET",), T.healthz, "Liveness: broker reachability and store state",

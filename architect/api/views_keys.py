@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
-
 from flask import current_app, jsonify
 
 from architect.api.auth import login_state
@@ -13,15 +11,14 @@ from architect.api.views_nodes import broker
 
 def join():
     """Open route: a node asks to be let on the bus with its public key. It is authorized at
-    once when it sends the web login or the join token, else it waits as pending."""
+    once when it sends an admin's web login or a join token (the shared one, or one from
+    `architect keys token`: the broker checks and spends it), else it waits as pending."""
     data = json_body()
-    config = current_app.extensions["architect"].config
-    token = field(data, "token", str, "")
-    approved = login_state(current_app) or bool(
-        config.join_token and token and hmac.compare_digest(token.encode(), config.join_token.encode()))
+    approved = login_state(current_app)
     out = broker().call("keys.join", {"name": field(data, "name", str),
                                       "public_key": field(data, "public_key", str),
-                                      "approved": approved})
+                                      "token": field(data, "token", str, ""),
+                                      "approved": approved}, as_server=True)
     return jsonify(out), 200 if out["status"] == "authorized" else 202
 
 

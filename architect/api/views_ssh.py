@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, jsonify, request
+from flask import current_app, g, jsonify, request
 
 from architect.api.errors import BadRequest
 from architect.api.inputs import field, json_body, query_int, query_str
@@ -10,8 +10,8 @@ from architect.api.views_nodes import _check_json_list, broker
 
 
 def _who() -> str:
-    auth = request.authorization
-    return f"api:{auth.username}" if auth and auth.username else f"api:{request.remote_addr}"
+    ident = g.get("identity")
+    return f"api:{ident.user}@{request.remote_addr}" if ident else f"api:{request.remote_addr}"
 
 
 def _timeout(data: dict) -> tuple[dict, float]:

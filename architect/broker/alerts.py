@@ -11,8 +11,15 @@ from architect.broker import health
 from architect.broker.registry import LevelChange
 
 
+SECURITY = "security"   # alert kind: a bus key claimed another node's name
+
+
 class AlertNotFound(KeyError):
     pass
+
+
+def _security_key(alert: dict) -> tuple[str, str]:
+    return alert.get("source") or "", alert["node_name"]
 
 
 class AlertBook:
@@ -21,12 +28,33 @@ class AlertBook:
         self.by_id: dict[int, dict] = {}       # active alerts by alert id
         self.next_id = 1
         self.dirty: list[dict] = []
+        self.security_open: dict[tuple[str, str], dict] = {}  # (key, claimed) -> alert
 
     def load(self, active_rows: list[dict], max_id: int) -> None:
         self.next_id = max_id + 1
         for row in active_rows:
-            self.active[row["node_id"]] = row
+            if row.get("kind") == SECURITY:
+                self.security_open[_security_key(row)] = row
+            else:
+                self.active[row["node_id"]] = row
             self.by_id[row["id"]] = row
+
+    def security(self, key: str, claimed: str, what: str, now: float) -> dict | None:
+        """A bus key claimed a node name that is not its own: one active alert per (key,
+        claimed name) until acknowledged. Returns the alert when a new one opens."""
+        if (key, claimed) in self.security_open:
+            return None
+        alert = {"id": self.next_id, "node_id": None, "node_name": claimed, "level": "critical",
+                 "previous_level": None, "reasons": [f"key {key} claimed node {claimed} ({what})"],
+                 "message": f"bus key {key!r} claimed to be node {claimed!r} ({what}): refused",
+                 "status": "active", "created_at": now, "resolved_at": None,
+                 "acknowledged_at": None, "acknowledged_by": None, "kind": SECURITY,
+                 "source": key}
+        self.next_id += 1
+        self.security_open[(key, claimed)] = alert
+        self.by_id[alert["id"]] = alert
+        self.dirty.append(alert)
+        return alert
 
     def on_change(self, change: LevelChange, now: float) -> tuple[dict | None, dict | None]:
         """Apply a level change; returns (resolved alert, opened alert)."""
@@ -67,6 +95,10 @@ class AlertBook:
         if not live.get("acknowledged_at"):
             live["acknowledged_at"] = now
             live["acknowledged_by"] = who
+            if live.get("kind") == SECURITY and live["status"] == "active":
+                live["status"], live["resolved_at"] = "resolved", now  # seen: done
+                self.by_id.pop(live["id"], None)
+                self.security_open.pop(_security_key(live), None)
             self.dirty.append(live)
         return live
 

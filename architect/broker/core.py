@@ -10,8 +10,10 @@ import logging
 import os
 import time
 
-from architect.broker import handlers, keys, task_handlers, views
+from architect.broker import accounts, handlers, identity, keys, task_handlers, views
 from architect.broker.alerts import AlertBook
+from architect.broker.audit import AuditBook
+from architect.broker.methods import LOCAL, WEB_ROLES, Caller, allowed
 from architect.broker.params import DEFERRED, RequestError
 from architect.broker.registry import InvalidNode, Registry, check_name
 from architect.broker.store import Store
@@ -26,15 +28,6 @@ log = logging.getLogger("architect.broker")
 FLUSH_INTERVAL = 1.0       # seconds between heartbeat batch writes
 OFFLINE_CHECK_INTERVAL = 1.0
 RETENTION_INTERVAL = 3600.0
-# requests that change nothing: they don't make the next commit an fsync
-READ_ONLY = frozenset({"node.list", "node.get", "health.summary", "alert.list", "cluster.stats",
-                       "ping", "task.get", "task.list", "task.wait", "task.output",
-                       "placement.recommend", "placement.distribution", "worker.list",
-                       "cluster.topology", "cluster.flow", "cluster.summary",
-                       "node.metrics", "task.page", "task.timeline",
-                       "ssh.pool.stats", "ssh.pool.cleanup", "ssh.audit", "keys.list"})
-
-
 class Counters(dict):
     def inc(self, key: str, n: int = 1) -> None:
         self[key] = self.get(key, 0) + n
@@ -53,9 +46,13 @@ class Broker(TaskCore):
         self.alerts = AlertBook()
         self.alerts.load(self.store.load_alerts(), self.store.max_id("alerts"))
         self.counters = Counters(heartbeats=0, heartbeats_rejected=0, protocol_errors=0,
-                                 requests=0, request_errors=0, persist_errors=0)
+                                 requests=0, request_errors=0, persist_errors=0, forbidden=0,
+                                 identity_rejected=0)
         self.methods = {**handlers.METHODS, **task_handlers.TASK_METHODS, **views.VIEW_METHODS,
-                        **SSH_METHODS, **keys.KEY_METHODS}
+                        **SSH_METHODS, **keys.KEY_METHODS, **accounts.ACCOUNT_METHODS}
+        self.audit = AuditBook()
+        self.caller = LOCAL
+        self.work_keys: dict[bytes, str] = {}  # secured bus: worker routing id → its key
         self.metrics_rows: list[tuple] = []
         self.events: list[tuple[str, dict]] = []
         self.metrics_interval = max(config.heartbeat_interval, 1.0)
@@ -71,7 +68,9 @@ class Broker(TaskCore):
                  len(self.registry.by_name), len(self.alerts.active), config.db_path)
 
     # --- inputs -------------------------------------------------------------------
-    def on_heartbeat(self, hb: Heartbeat, now: float) -> None:
+    def on_heartbeat(self, hb: Heartbeat, now: float, caller: Caller | None = None) -> None:
+        if caller is not None and not identity.heartbeat_ok(self, hb, caller, now):
+            return
         try:
             check_name(hb.name)
             node, change, created = self.registry.heartbeat(
@@ -93,26 +92,77 @@ class Broker(TaskCore):
                                       m.get("load_15"), m.get("net_bytes_sent"),
                                       m.get("net_bytes_recv"), m.get("process_count")))
 
-    def on_request(self, req: Request, now: float, token=None) -> Reply | None:
-        """The reply, or None when it comes later (see take_deferred)."""
+    def on_request(self, req: Request, now: float, token=None,
+                   caller: Caller = LOCAL) -> Reply | None:
+        """The reply, or None when it comes later (see take_deferred). `caller` is who the
+        bus says sent it (its key's name and role); the method's role decides."""
         self.counters["requests"] += 1
         self._urgent = True
-        if req.method not in READ_ONLY:
-            self._durable_write = True
-        self._token, self._req_id = token, req.id
-        handler = self.methods.get(req.method) if isinstance(req.method, str) else None
-        if handler is None:
+        entry = self.methods.get(req.method) if isinstance(req.method, str) else None
+        if entry is None:
             return self._error(req, "unknown_method", f"no method {req.method!r}")
         if not isinstance(req.params, dict):
             return self._error(req, "bad_request", "params must be a map")
         try:
-            result = handler(self, req.params, now)
-            return None if result is DEFERRED else Reply(id=req.id, ok=True, result=result)
+            caller = self._effective(caller, req.on_behalf)
+        except ValueError as exc:
+            return self._refuse(req, caller, now, str(exc))
+        if not allowed(caller.role, entry):
+            return self._refuse(req, caller, now, f"{req.method} needs the role "
+                                f"{entry.role}; {caller.name} is {caller.role}")
+        if entry.writes:
+            self._durable_write = True
+        self._token, self._req_id, self.caller = token, req.id, caller
+        try:
+            result = entry.fn(self, req.params, now)
+            reply = None if result is DEFERRED else Reply(id=req.id, ok=True, result=result)
         except RequestError as exc:
-            return self._error(req, exc.code, str(exc))
+            reply = self._error(req, exc.code, str(exc))
         except Exception:  # a bug in one handler must not take the broker down
             log.exception("handler %s failed", req.method)
-            return self._error(req, "internal", f"{req.method} failed inside the broker; see its log")
+            reply = self._error(req, "internal", f"{req.method} failed inside the broker; see its log")
+        finally:
+            self.caller = LOCAL
+        if entry.writes:
+            self.audit.record(now, caller, req.method, req.params,
+                              "ok" if reply is None or reply.ok else reply.error["code"],
+                              None if reply is None or reply.ok else reply.error["message"])
+        return reply
+
+    def writes(self, method) -> bool:
+        entry = self.methods.get(method) if isinstance(method, str) else None
+        return entry is not None and entry.writes
+
+    @staticmethod
+    def _effective(caller: Caller, on_behalf) -> Caller:
+        """The web server speaks for its users: only an admin key may, and only as a web
+        role (viewer, operator, admin)."""
+        if on_behalf is None:
+            return caller
+        if caller.role != "admin":
+            raise ValueError(f"{caller.name} may not act on behalf of others")
+        user, role = on_behalf.get("user"), on_behalf.get("role")
+        addr = on_behalf.get("addr")
+        if not isinstance(user, str) or not user or len(user) > 200 or role not in WEB_ROLES:
+            raise ValueError("on_behalf needs a user and a role (viewer, operator or admin)")
+        return Caller(f"web:{user}", role, caller.name,
+                      addr[:100] if isinstance(addr, str) else "")
+
+    def _refuse(self, req: Request, caller: Caller, now: float, why: str) -> Reply:
+        self.counters.inc("forbidden")
+        self._durable_write = True  # the refusal's audit row is on disk before the reply
+        self.audit.record(now, caller, req.method, req.params, "forbidden", why)
+        log.warning("refused %s from %s: %s", req.method, caller.label(), why)
+        return self._error(req, "forbidden", why)
+
+    def identity_mismatch(self, caller: Caller, claimed: str, what: str, now: float | None = None) -> None:
+        """A node key spoke for another node's name: refused, counted, alerted once."""
+        now = time.time() if now is None else now
+        self.counters.inc("identity_rejected")
+        log.warning("key %s claimed to be node %s (%s): refused", caller.name, claimed, what)
+        alert = self.alerts.security(caller.name, claimed, what, now)
+        if alert is not None:
+            self.emit(f"alert.{alert['id']}", {"action": "opened", **alert})
 
     def _error(self, req: Request, code: str, message: str) -> Reply:
         self.counters["request_errors"] += 1
@@ -155,6 +205,10 @@ class Broker(TaskCore):
             cutoff = now - self.config.metrics_retention_days * 86400
             with self.store.transaction():
                 purged = self.store.purge_metrics(cutoff)
+                purged_audit = self.store.purge_audit(
+                    now - self.config.audit_retention_days * 86400)
+            if purged_audit:
+                log.info("audit retention: purged %d rows", purged_audit)
             if purged:
                 log.info("metrics retention: purged %d samples older than %.1f days",
                          purged, self.config.metrics_retention_days)
@@ -168,7 +222,7 @@ class Broker(TaskCore):
         (Holding task-progress commits back a few ms to batch more was measured: it starves
         the workers' slots, as new tasks wait for the commit. Not done.)"""
         urgent = (self._urgent or self.alerts.dirty or self.tasks.dirty or self.output_rows
-                  or self.ssh.audit_dirty)
+                  or self.ssh.audit_dirty or self.audit.dirty)
         if not (force or urgent or now >= self._next_flush):
             self.resolve_waiters(now)
             return True
@@ -176,12 +230,12 @@ class Broker(TaskCore):
             return False  # the database was locked a moment ago: don't stall the loop again
         nodes, alerts, rows = self.registry.take_dirty(), self.alerts.take_dirty(), self.metrics_rows
         task_rows, events, output, accepted = self.persist_tasks()
-        audit = self.ssh.take_audit()
+        audit, log_rows = self.ssh.take_audit(), self.audit.take_dirty()
         self.metrics_rows = []
-        durable = bool(accepted or force or self._durable_write or audit)
+        durable = bool(accepted or force or self._durable_write or audit or log_rows)
         self._urgent = self._durable_write = False
         self._next_flush = now + FLUSH_INTERVAL
-        if nodes or alerts or rows or task_rows or events or output or audit:
+        if nodes or alerts or rows or task_rows or events or output or audit or log_rows:
             try:
                 # fsync when it holds what we acknowledge (accepted tasks, requests);
                 # progress and heartbeats survive a broker crash without it
@@ -194,6 +248,7 @@ class Broker(TaskCore):
                     self.store.insert_task_events(events)
                     self.store.insert_output(output)
                     self.store.save_audit(audit)
+                    self.store.insert_audit_log(log_rows)
             except Exception as exc:
                 self.counters.inc("persist_errors")
                 self._write_backoff_until = now + 1.0
@@ -203,6 +258,7 @@ class Broker(TaskCore):
                 self.metrics_rows = rows + self.metrics_rows
                 self.restore_tasks(task_rows, events, output, accepted)
                 self.ssh.audit_dirty = audit + self.ssh.audit_dirty
+                self.audit.put_back(log_rows)
                 return False
         self.publish_task_events(events)
         self.resolve_waiters(now)

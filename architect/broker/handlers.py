@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import orjson
 
+from architect.broker.methods import ADMIN, NODE, OPERATOR, read, write
 from architect.broker.params import NotFound, RequestError, get
 from architect.broker.registry import InvalidNode
 
@@ -20,12 +21,20 @@ def _node(b, params):
 def node_register(b, params, now):
     """{name, hostname?, ip_address?, capabilities?, ssh?} → node (created or updated)."""
     from architect.ssh.handlers import check_ssh
+    name = get(params, "name", str)
+    if b.caller.role == NODE and name != b.caller.name:
+        b.identity_mismatch(b.caller, name, "node.register")
+        raise RequestError(f"key {b.caller.name!r} may register only node {b.caller.name!r}",
+                           code="forbidden")
     ssh = get(params, "ssh", dict, None)
     if ssh is not None:
+        if b.caller.role == NODE:
+            raise RequestError("a node key may not set how the master reaches it over SSH",
+                               code="forbidden")
         ssh = check_ssh(ssh)
     try:
         node, created = b.registry.register(
-            get(params, "name", str), now, get(params, "hostname", str, ""),
+            name, now, get(params, "hostname", str, ""),
             get(params, "ip_address", str, ""), get(params, "capabilities", list, None), ssh)
     except InvalidNode as exc:
         raise RequestError(str(exc)) from None
@@ -120,15 +129,15 @@ def ping(b, params, now):
 
 
 METHODS = {
-    "node.register": node_register,
-    "node.list": node_list,
-    "node.get": node_get,
-    "node.remove": node_remove,
-    "node.drain": node_drain,
-    "node.undrain": node_undrain,
-    "health.summary": health_summary,
-    "alert.list": alert_list,
-    "alert.ack": alert_ack,
-    "cluster.stats": cluster_stats,
-    "ping": ping,
+    "node.register": write(node_register, OPERATOR, node=True),
+    "node.list": read(node_list),
+    "node.get": read(node_get),
+    "node.remove": write(node_remove, ADMIN),
+    "node.drain": write(node_drain),
+    "node.undrain": write(node_undrain),
+    "health.summary": read(health_summary),
+    "alert.list": read(alert_list),
+    "alert.ack": write(alert_ack),
+    "cluster.stats": read(cluster_stats),
+    "ping": read(ping, node=True),
 }

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from architect.broker import accounts
+from architect.broker.identity import cut_off
+from architect.broker.methods import ADMIN, read, write
 from architect.broker.params import NotFound, RequestError, get
-from architect.bus.security import KeyError_, valid_public_key
+from architect.bus.security import LOCAL, RESERVED, ROLES, KeyError_, valid_public_key
 
 
 def _security(b):
@@ -21,13 +24,28 @@ def keys_list(b, params, now):
 
 
 def keys_join(b, params, now):
-    """{name, public_key, approved?: bool} → {status: authorized | pending}. `approved` is
-    set by the web server when the request carried the web credentials or the join token."""
+    """{name, public_key, token?, approved?: bool} → {name, status: authorized | pending,
+    token?: why a token did not count}. `approved` is set by the web server when the request
+    carried an admin's web login. A token is the shared ARCHITECT_JOIN_TOKEN or one minted by
+    keys.token (limited uses, expiry): a valid one authorizes at once and uses it up."""
     sec = _security(b)
     name = get(params, "name", str)
+    token = get(params, "token", str, "")
+    out = {"name": name}
     try:
         public = valid_public_key(get(params, "public_key", str))
-        if get(params, "approved", bool, False):
+        if name in RESERVED:
+            raise KeyError_(f"the key name {name!r} is reserved for the master")
+        if sec.store.taken(name, public):
+            raise RequestError(f"node {name!r} is already on the bus with another key; revoke "
+                               "that key first (architect keys revoke NAME)", code="conflict")
+        approved = get(params, "approved", bool, False)
+        if not approved and token:
+            why = accounts.use_join_token(b, token, now)
+            approved = why is None
+            if why:
+                out["token"] = why
+        if approved:
             sec.store.authorize(name, public)
             status = "authorized"
         else:
@@ -36,11 +54,11 @@ def keys_join(b, params, now):
         raise RequestError(str(exc)) from None
     sec.reload()
     b.emit(f"keys.{name}.{status}", {"name": name, "status": status})
-    return {"name": name, "status": status}
+    return dict(out, status=status, role=sec.roles.get(name))
 
 
 def keys_accept(b, params, now):
-    """{name} → {name, status: authorized}: let a pending node in."""
+    """{name} → {name, status: authorized, role: node}: let a pending node in."""
     sec = _security(b)
     name = get(params, "name", str)
     try:
@@ -49,15 +67,15 @@ def keys_accept(b, params, now):
         raise NotFound(str(exc)) from None
     sec.reload()
     b.emit(f"keys.{name}.authorized", {"name": name, "status": "authorized"})
-    return {"name": name, "status": "authorized"}
+    return {"name": name, "status": "authorized", "role": sec.roles.get(name)}
 
 
 def keys_revoke(b, params, now):
-    """{name} → {name, revoked}: its new connections are refused (open ones end when they
-    reconnect)."""
+    """{name} → {name, revoked, workers_cut}: the key's messages are refused from now on,
+    its workers are dropped at once and their tasks requeued (they run elsewhere)."""
     sec = _security(b)
     name = get(params, "name", str)
-    if name == "local":
+    if name == LOCAL:
         raise RequestError("the master's own key cannot be revoked")
     try:
         found = sec.store.revoke(name)
@@ -66,8 +84,26 @@ def keys_revoke(b, params, now):
     if not found:
         raise NotFound(f"no key for {name!r}")
     sec.reload()
-    return {"name": name, "revoked": True}
+    cut = cut_off(b, name, now)
+    b.emit(f"keys.{name}.revoked", {"name": name, "workers_cut": cut})
+    return {"name": name, "revoked": True, "workers_cut": cut}
 
 
-KEY_METHODS = {"keys.list": keys_list, "keys.join": keys_join, "keys.accept": keys_accept,
-               "keys.revoke": keys_revoke}
+def keys_role(b, params, now):
+    """{name, role: node | viewer | operator | admin} → {name, role}."""
+    sec = _security(b)
+    name, role = get(params, "name", str), get(params, "role", str)
+    if role not in ROLES:
+        raise RequestError(f"role must be one of {', '.join(ROLES)}")
+    try:
+        sec.store.set_role(name, role)
+    except KeyError_ as exc:
+        raise NotFound(str(exc)) if "no authorized" in str(exc) else RequestError(str(exc))
+    sec.reload()
+    b.emit(f"keys.{name}.role", {"name": name, "role": role})
+    return {"name": name, "role": role}
+
+
+KEY_METHODS = {"keys.list": read(keys_list, ADMIN), "keys.join": write(keys_join, ADMIN),
+               "keys.accept": write(keys_accept, ADMIN), "keys.revoke": write(keys_revoke, ADMIN),
+               "keys.role": write(keys_role, ADMIN)}

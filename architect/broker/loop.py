@@ -13,7 +13,9 @@ import time
 import msgpack
 import zmq
 
-from architect.broker.core import READ_ONLY, Broker
+from architect.broker.core import Broker
+from architect.broker.identity import caller_of, work_ok
+from architect.broker.methods import LOCAL
 from architect.broker.work import WORK_HANDLERS, BadWorkerMessage
 from architect.bus.codec import decode, encode
 from architect.bus.errors import ProtocolError
@@ -48,8 +50,9 @@ class BrokerLoop:
         self.work = make_socket(zmq.ROUTER, max_msg_size=max(size, WORK_MAX_MESSAGE))
         self.work.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting worker takes its id back
         if security is not None:
-            for sock in (self.hb, self.control, self.events, self.work):
-                security.apply(sock)
+            for sock, domain in ((self.hb, "heartbeat"), (self.control, "control"),
+                                 (self.events, "events"), (self.work, "work")):
+                security.apply(sock, domain)
         self.hb.bind(endpoints.heartbeat)
         self.work.bind(endpoints.work)
         self.control.bind(endpoints.control)
@@ -64,10 +67,28 @@ class BrokerLoop:
         self._replies: list[tuple[list[bytes], Reply, bool]] = []
 
     # --- verbs ----------------------------------------------------------------------
+    def _recv_secured(self, sock, multipart: bool):
+        """(frames or frame as bytes, Caller or None) on a secured bus: the key that sent it
+        comes with the message (ZAP User-Id). Raises zmq.Again when there is nothing."""
+        if multipart:
+            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            return [f.bytes for f in frames], caller_of(self.security.roles, frames[-1])
+        frame = sock.recv(zmq.NOBLOCK, copy=False)
+        return frame.bytes, caller_of(self.security.roles, frame)
+
+    def _revoked(self, socket_name: str) -> None:
+        self.broker.counters.inc("revoked_dropped")
+        log.debug("%s message from a key that is no longer authorized: dropped", socket_name)
+
     def process_heartbeats(self, now: float) -> None:
+        secured = self.security is not None
+        caller = None
         for _ in range(DRAIN_HEARTBEATS):
             try:
-                frame = self.hb.recv(zmq.NOBLOCK)
+                if secured:
+                    frame, caller = self._recv_secured(self.hb, False)
+                else:
+                    frame = self.hb.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
             if self.hb.getsockopt(zmq.RCVMORE):
@@ -80,17 +101,27 @@ class BrokerLoop:
             except ProtocolError as exc:
                 self._bad("heartbeat", exc)
                 continue
-            if type(msg) is Heartbeat:
-                self.broker.on_heartbeat(msg, now)
+            if secured and caller is None:
+                self._revoked("heartbeat")
+            elif type(msg) is Heartbeat:
+                self.broker.on_heartbeat(msg, now, caller)
             else:
                 self._bad("heartbeat", f"unexpected {msg.TYPE} message")
 
     def process_control(self, now: float) -> None:
+        secured = self.security is not None
+        caller = LOCAL  # a plain bus: only the data dir's owner can reach it (ipc, 0700)
         for _ in range(DRAIN_REQUESTS):
             try:
-                frames = self.control.recv_multipart(zmq.NOBLOCK)
+                if secured:
+                    frames, caller = self._recv_secured(self.control, True)
+                else:
+                    frames = self.control.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            if caller is None:
+                self._revoked("control")
+                continue
             parts = split_router_frames(frames)
             if parts is None:
                 self._bad("control", f"{len(frames)} frames")
@@ -109,16 +140,24 @@ class BrokerLoop:
                     "code": "protocol_error", "message": f"expected a request, got {msg.TYPE}"}),
                     False))
                 continue
-            reply = self.broker.on_request(msg, now, token=envelope)
+            reply = self.broker.on_request(msg, now, token=envelope, caller=caller)
             if reply is not None:
-                self._replies.append((envelope, reply, msg.method not in READ_ONLY))
+                self._replies.append((envelope, reply, self.broker.writes(msg.method)))
 
     def process_work(self, now: float) -> None:
+        secured = self.security is not None
+        caller = None
         for _ in range(DRAIN_WORK):
             try:
-                frames = self.work.recv_multipart(zmq.NOBLOCK)
+                if secured:
+                    frames, caller = self._recv_secured(self.work, True)
+                else:
+                    frames = self.work.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            if secured and caller is None:
+                self._revoked("work")
+                continue
             if len(frames) != 2:
                 self._bad("work", f"{len(frames)} frames")
                 continue
@@ -128,6 +167,8 @@ class BrokerLoop:
                 handler = WORK_HANDLERS.get(type(msg))
                 if handler is None:
                     raise ProtocolError(f"unexpected {msg.TYPE} message on the work socket")
+                if secured and not work_ok(self.broker, ident, msg, caller, now):
+                    continue
                 handler(self.broker, ident, msg, now)
             except (ProtocolError, BadWorkerMessage) as exc:
                 self._bad("work", exc)

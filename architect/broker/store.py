@@ -19,6 +19,8 @@ from typing import Iterable
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from architect.broker.store_accounts import AccountStore
+
 migrations = Migrations("architect")
 
 
@@ -80,6 +82,26 @@ def m003_ssh_audit(db: sqlite_utils.Database) -> None:
     db["ssh_audit"].create_index(["node"])
 
 
+@migrations()
+def m004_roles_audit(db: sqlite_utils.Database) -> None:
+    """Web users and API / join tokens (issue: roles), the audit of control requests, and
+    security alerts (a bus key claiming another node's name) beside health alerts."""
+    db["alerts"].add_column("kind", str)
+    db["alerts"].add_column("source", str)
+    db["users"].create({"name": str, "role": str, "password_hash": str, "created_at": float,
+                        "updated_at": float, "created_by": str}, pk="name")
+    db["tokens"].create({"id": int, "kind": str, "name": str, "role": str, "token_hash": str,
+                         "created_at": float, "created_by": str, "expires_at": float,
+                         "uses_left": int, "used_count": int, "last_used_at": float,
+                         "revoked_at": float}, pk="id")
+    db["tokens"].create_index(["token_hash"], unique=True)
+    db["audit"].create({"id": int, "ts": float, "who": str, "role": str, "via": str,
+                        "addr": str, "method": str, "target": str, "params": str,
+                        "outcome": str, "error": str}, pk="id")
+    db["audit"].create_index(["ts"])
+    db["audit"].create_index(["who", "ts"])
+
+
 AUDIT_COLUMNS = ("id", "ts", "who", "action", "node", "node_id", "target", "command", "status",
                  "exit_code", "duration", "error", "finished_at", "batch")
 
@@ -90,7 +112,8 @@ JSON_NODE_COLUMNS = ("capabilities", "ssh", "reasons", "last_metrics")
 METRIC_COLUMNS = ("node_id", "ts", "cpu_percent", "memory_percent", "disk_percent", "load_1",
                   "load_5", "load_15", "net_bytes_sent", "net_bytes_recv", "process_count")
 ALERT_COLUMNS = ("id", "node_id", "node_name", "level", "previous_level", "reasons", "message",
-                 "status", "created_at", "resolved_at", "acknowledged_at", "acknowledged_by")
+                 "status", "created_at", "resolved_at", "acknowledged_at", "acknowledged_by",
+                 "kind", "source")
 
 
 def _upsert_sql(table: str, columns: tuple[str, ...]) -> str:
@@ -132,7 +155,7 @@ def open_db(path: str, readonly: bool = False, busy_timeout_ms: int = 5000) -> s
     return db
 
 
-class Store:
+class Store(AccountStore):
     """The broker's writer. Call only from the broker loop thread."""
 
     def __init__(self, path: str):

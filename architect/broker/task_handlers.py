@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from architect.broker import dispatch, placement
 from architect.broker import tasks as T
+from architect.broker.methods import read, write
 from architect.broker.params import NotFound, RequestError, get
 from architect.broker.registry import InvalidNode, check_capabilities
 
@@ -216,15 +217,15 @@ def worker_list(b, params, now):
 
 
 TASK_METHODS = {
-    "task.submit": task_submit,
-    "task.submit_many": task_submit_many,
-    "task.get": task_get,
-    "task.list": task_list,
-    "task.cancel": task_cancel,
-    "task.wait": task_wait,
-    "task.output": task_output,
-    "placement.recommend": placement_recommend,
-    "placement.assign_optimal": placement_assign_optimal,
-    "placement.distribution": placement_distribution,
-    "worker.list": worker_list,
+    "task.submit": write(task_submit),
+    "task.submit_many": write(task_submit_many),
+    "task.get": read(task_get),
+    "task.list": read(task_list),
+    "task.cancel": write(task_cancel),
+    "task.wait": read(task_wait),
+    "task.output": read(task_output),
+    "placement.recommend": read(placement_recommend),
+    "placement.assign_optimal": write(placement_assign_optimal),
+    "placement.distribution": read(placement_distribution),
+    "worker.list": read(worker_list),
 }

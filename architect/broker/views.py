@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from architect.broker import tasks as T
+from architect.broker.methods import read
 
 MASTER = "master"
 
@@ -112,10 +113,10 @@ def task_timeline(b, params, now):
 
 
 VIEW_METHODS = {
-    "node.metrics": node_metrics,
-    "task.page": task_page,
-    "task.timeline": task_timeline,
-    "cluster.topology": cluster_topology,
-    "cluster.flow": cluster_flow,
-    "cluster.summary": cluster_summary,
+    "node.metrics": read(node_metrics),
+    "task.page": read(task_page),
+    "task.timeline": read(task_timeline),
+    "cluster.topology": read(cluster_topology),
+    "cluster.flow": read(cluster_flow),
+    "cluster.summary": read(cluster_summary),
 }

@@ -44,6 +44,9 @@ class Request:
     id: Any
     method: str
     params: dict = field(default_factory=dict)
+    # {user, role, addr}: the web server (holding the master's admin key) calls for a web
+    # user; the broker then checks that user's role. Refused from any other caller.
+    on_behalf: Optional[dict] = None
 
 
 @message

@@ -40,11 +40,14 @@ class RpcClient:
             self._sock.close(0)
             self._sock = None
 
-    def call(self, method: str, params: dict | None = None, timeout: float | None = None):
-        """Send one request and return its result; raise RemoteError or RequestTimeout."""
+    def call(self, method: str, params: dict | None = None, timeout: float | None = None,
+             on_behalf: dict | None = None):
+        """Send one request and return its result; raise RemoteError or RequestTimeout.
+        `on_behalf` {user, role, addr}: the master's web server calling for a web user."""
         req_id = self._prefix + str(next(self._ids))
         sock = self._socket()
-        sock.send(encode(Request(id=req_id, method=method, params=params or {})))
+        sock.send(encode(Request(id=req_id, method=method, params=params or {},
+                                 on_behalf=on_behalf)))
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             left = deadline - time.monotonic()

@@ -20,6 +20,13 @@ from zmq.auth.thread import ThreadAuthenticator
 
 KEY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
 LOCAL = "local"   # the master's own clients (web process, CLI on the master)
+RESERVED = frozenset({LOCAL, "server"})
+ROLES = ("node", "viewer", "operator", "admin")  # as in architect.broker.methods
+DEFAULT_ROLE = "node"                           # what joining grants
+# which roles may connect to which socket (ZAP domain = socket name); methods on the
+# control socket are checked one by one by the broker
+SOCKET_ROLES = {"heartbeat": {"node", "admin"}, "work": {"node", "admin"},
+                "control": set(ROLES), "events": {"viewer", "operator", "admin"}}
 
 
 class KeyError_(ValueError):
@@ -73,17 +80,68 @@ class KeyStore:
             raise KeyError_(f"key name {name!r} must be 1-128 letters, digits, '.', '_' or '-'")
         return name
 
-    def _write(self, folder: Path, name: str, public: bytes) -> None:
-        (folder / f"{self._check(name)}.key").write_text(
-            "metadata\ncurve\n    public-key = \"" + public.decode() + "\"\n")
+    def _write(self, folder: Path, name: str, public: bytes, role: str = DEFAULT_ROLE) -> None:
+        if role not in ROLES:
+            raise KeyError_(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        path = folder / f"{self._check(name)}.key"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(f"metadata\n    role = \"{role}\"\ncurve\n    public-key = \""
+                       + public.decode() + "\"\n")
+        os.replace(tmp, path)  # the authenticator never reads half a file
 
     def public_of(self, folder: Path, name: str) -> bytes | None:
         path = folder / f"{self._check(name)}.key"
         return zmq.auth.load_certificate(path)[0] if path.exists() else None
 
-    def authorize(self, name: str, public: bytes) -> None:
-        self._write(self.authorized, name, public)
+    @staticmethod
+    def _role_in(path: Path) -> str:
+        """The role written in a key file's metadata; keys from before roles: local is
+        admin, every other key a node."""
+        try:
+            for line in path.read_text().splitlines():
+                key, sep, value = line.strip().partition("=")
+                if sep and key.strip() == "role":
+                    role = value.strip().strip("\"'")
+                    return role if role in ROLES else DEFAULT_ROLE
+        except OSError:
+            pass
+        return "admin" if path.stem == LOCAL else DEFAULT_ROLE
+
+    def role_of(self, name: str) -> str | None:
+        path = self.authorized / f"{self._check(name)}.key"
+        return self._role_in(path) if path.exists() else None
+
+    def set_role(self, name: str, role: str) -> None:
+        public = self.public_of(self.authorized, name)
+        if public is None:
+            raise KeyError_(f"no authorized key {name!r}")
+        if name == LOCAL and role != "admin":
+            raise KeyError_("the master's own key stays admin")
+        self._write(self.authorized, name, public, role)
+
+    def entries(self) -> dict[bytes, tuple[str, str]]:
+        """Z85 public key → (name, role) of every authorized key."""
+        out = {}
+        for path in self.authorized.glob("*.key"):
+            try:
+                public = zmq.auth.load_certificate(path)[0]
+            except (OSError, ValueError):
+                continue
+            out[public] = (path.stem, self._role_in(path))
+        return out
+
+    def authorize(self, name: str, public: bytes, role: str | None = None) -> None:
+        """Authorize a key; the same key keeps its role, a new one gets `role` (node)."""
+        if role is None:
+            same = self.public_of(self.authorized, name) == public
+            role = (self.role_of(name) if same else None) or DEFAULT_ROLE
+        self._write(self.authorized, name, public, role)
         (self.pending / f"{name}.key").unlink(missing_ok=True)
+
+    def taken(self, name: str, public: bytes) -> bool:
+        """Is `name` authorized with another key (then joining must not replace it)?"""
+        current = self.public_of(self.authorized, name)
+        return current is not None and current != public
 
     def request(self, name: str, public: bytes) -> str:
         """A join request: 'authorized' if this exact key already is, else 'pending'."""
@@ -110,7 +168,25 @@ class KeyStore:
     def listing(self) -> dict:
         def names(folder):
             return sorted(p.stem for p in folder.glob("*.key"))
-        return {"authorized": names(self.authorized), "pending": names(self.pending)}
+        return {"authorized": names(self.authorized), "pending": names(self.pending),
+                "roles": {p.stem: self._role_in(p) for p in self.authorized.glob("*.key")}}
+
+
+class _KeyAuthenticator(ThreadAuthenticator):
+    """ZAP: a key gets in when it is authorized and its role may use that socket (the
+    socket's ZAP domain is its name). Its User-Id on every message is the key's name."""
+
+    def __init__(self, ctx: zmq.Context, security: "ServerSecurity"):
+        super().__init__(ctx)
+        self.security = security
+
+    def callback(self, domain: str, z85_key: bytes) -> bool:
+        entry = self.security.by_public.get(z85_key)
+        return entry is not None and entry[1] in SOCKET_ROLES.get(domain, ())
+
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        entry = self.security.by_public.get(zmq.utils.z85.encode(client_public_key))
+        return entry[0] if entry else "?"
 
 
 class ServerSecurity:
@@ -121,18 +197,26 @@ class ServerSecurity:
         self.public, self.secret = ensure_keypair(self.keys_dir, "server")
         self.store = KeyStore(self.keys_dir)
         local_pub, _ = ensure_keypair(self.keys_dir, LOCAL)
-        self.store.authorize(LOCAL, local_pub)
-        self.auth = ThreadAuthenticator(ctx)
-        self.auth.start()
+        self.store.authorize(LOCAL, local_pub, "admin")
+        self.by_public: dict[bytes, tuple[str, str]] = {}
+        self.roles: dict[str, str] = {}   # key name → role, for the broker's checks
         self.reload()
+        self.auth = _KeyAuthenticator(ctx, self)
+        self.auth.start()
+        for domain in SOCKET_ROLES:
+            self.auth.configure_curve_callback(domain, self.auth)
 
     def reload(self) -> None:
-        self.auth.configure_curve(domain="*", location=str(self.store.authorized))
+        """Re-read the authorized keys (after a join, accept, revoke or role change)."""
+        entries = self.store.entries()
+        self.by_public = entries                      # swapped whole: the ZAP thread reads it
+        self.roles = {name: role for name, role in entries.values()}
 
-    def apply(self, sock: zmq.Socket) -> None:
+    def apply(self, sock: zmq.Socket, domain: str) -> None:
         sock.curve_secretkey = self.secret
         sock.curve_publickey = self.public
         sock.curve_server = True
+        sock.zap_domain = domain.encode()
 
     def stop(self) -> None:
         self.auth.stop()

@@ -3,6 +3,7 @@ their audit rows are committed; the reply comes when they end."""
 
 from __future__ import annotations
 
+from architect.broker.methods import ADMIN, read, write
 from architect.broker.params import DEFERRED, NotFound, RequestError, get
 
 MAX_COMMAND = 10_000
@@ -133,11 +134,11 @@ def node_set_ssh(b, params, now):
 
 
 SSH_METHODS = {
-    "ssh.execute": ssh_execute,
-    "ssh.broadcast": ssh_broadcast,
-    "ssh.trust": ssh_trust,
-    "ssh.pool.stats": ssh_pool_stats,
-    "ssh.pool.cleanup": ssh_pool_cleanup,
-    "ssh.audit": ssh_audit,
-    "node.set_ssh": node_set_ssh,
+    "ssh.execute": write(ssh_execute, ADMIN),
+    "ssh.broadcast": write(ssh_broadcast, ADMIN),
+    "ssh.trust": write(ssh_trust, ADMIN),
+    "ssh.pool.stats": read(ssh_pool_stats),
+    "ssh.pool.cleanup": write(ssh_pool_cleanup, ADMIN),
+    "ssh.audit": read(ssh_audit, ADMIN),
+    "node.set_ssh": write(node_set_ssh, ADMIN),
 }
