@@ -9,6 +9,7 @@ from architect.cli.daemons import agent, broker, server, up, web, worker
 from architect.cli.inspect import alerts, cluster, nodes
 from architect.cli.tasks import tasks
 from architect.cli.admin import backup, keys, restore
+from architect.cli.accounts import audit, tokens, users
 from architect.cli.ssh import set_ssh_command, ssh
 
 
@@ -17,7 +18,8 @@ from architect.cli.ssh import set_ssh_command, ssh
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Config file [ARCHITECT_CONFIG, ~/.architect/config.json].")
 @click.option("--broker", "broker_host", help="Broker host for commands that query it "
-              "[ARCHITECT_BROKER_HOST, 127.0.0.1].")
+              "[ARCHITECT_BROKER_HOST, 127.0.0.1: on the master, the broker's Unix sockets in "
+              "DATA_DIR/bus when they exist, else the ports].")
 @click.option("--bus-port", type=int, help="The broker's first bus port [ARCHITECT_BUS_PORT, 5555].")
 @click.option("--dashboard", "dashboard_url", help="Find the broker through this dashboard URL.")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -27,7 +29,8 @@ def main(ctx, config_file, broker_host, bus_port, dashboard_url, log_level):
     """Architect: run and watch a cluster of machines from one place.
 
     Settings come from defaults, ~/.architect/config.json, ARCHITECT_* variables and flags,
-    later ones winning. See docs/CONFIG.md.
+    later ones winning. See docs/CONFIG.md. On the master, commands reach the embedded bus
+    through DATA_DIR/bus (ARCHITECT_DATA_DIR): only the data dir's owner and root can.
     """
     ctx.obj = {"config_file": config_file,
                "overrides": {"broker_host": broker_host, "bus_port": bus_port,
@@ -36,5 +39,5 @@ def main(ctx, config_file, broker_host, bus_port, dashboard_url, log_level):
 
 nodes.add_command(set_ssh_command())
 for command in (up, server, broker, web, agent, worker, nodes, tasks, ssh, alerts, cluster,
-                backup, restore, keys):
+                backup, restore, keys, users, tokens, audit):
     main.add_command(command)

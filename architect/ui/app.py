@@ -8,11 +8,14 @@ from pathlib import Path
 import dash
 from dash import Input, Output, dcc, html
 
-from architect.ui.pages import flow, health, nodes, overview, ssh, tasks, topology
+from architect.ui import data
+from architect.ui.pages import audit, flow, health, nodes, overview, ssh, tasks, topology
 
-PAGES = (("/", "Overview", overview), ("/topology", "Topology", topology),
-         ("/flow", "Task flow", flow), ("/health", "Health", health),
-         ("/nodes", "Nodes", nodes), ("/tasks", "Tasks", tasks), ("/ssh", "SSH", ssh))
+# (path, title, module, least role that sees the page in the menu)
+PAGES = (("/", "Overview", overview, "viewer"), ("/topology", "Topology", topology, "viewer"),
+         ("/flow", "Task flow", flow, "viewer"), ("/health", "Health", health, "viewer"),
+         ("/nodes", "Nodes", nodes, "viewer"), ("/tasks", "Tasks", tasks, "viewer"),
+         ("/ssh", "SSH", ssh, "admin"), ("/audit", "Audit", audit, "admin"))
 TICK_MS = 2000
 
 
@@ -23,7 +26,8 @@ def shell():
         html.Header(className="topbar", children=[
             html.H1("Architect"),
             html.Nav(id="nav"),
-            html.Span(id="live", className="live")]),
+            html.Span(id="live", className="live"),
+            html.Span(id="whoami", className="whoami")]),
         html.Main(id="page", className="page"),
     ])
 
@@ -33,7 +37,7 @@ def build(server):
                     update_title=None, suppress_callback_exceptions=True,
                     assets_folder=str(Path(__file__).parent / "assets"))
     app.layout = shell
-    for _, _, module in PAGES:
+    for _, _, module, _ in PAGES:
         module.register(app)
 
     @app.callback(Output("page", "children"), Output("nav", "children"),
@@ -41,11 +45,19 @@ def build(server):
     def route(pathname):
         pathname = (pathname or "/").rstrip("/") or "/"
         links = [dcc.Link(title, href=path, className="active" if path == pathname else "")
-                 for path, title, _ in PAGES]
-        for path, _, module in PAGES:
+                 for path, title, _, wanted in PAGES if data.can(wanted)]
+        for path, _, module, _ in PAGES:
             if path == pathname:
                 return module.layout(), links
         return html.Div([html.H2("Not found"), dcc.Link("Overview", href="/")]), links
+
+    @app.callback(Output("whoami", "children"), Input("url", "pathname"))
+    def whoami(_):
+        from flask import g
+        ident = g.get("identity")
+        if ident is None or ident.how == "local":
+            return "local · admin"
+        return f"{ident.user} · {ident.role}" + (" (read-only)" if ident.role == "viewer" else "")
 
     @app.callback(Output("live", "children"), Input("tick", "n_intervals"))
     def live(n):

@@ -20,9 +20,29 @@ def call(method: str, params: dict | None = None, timeout: float | None = None):
 
 
 def who() -> str:
-    from flask import request
-    auth = request.authorization
-    return f"ui:{auth.username}" if auth and auth.username else "ui"
+    from flask import g
+    ident = g.get("identity")
+    return f"ui:{ident.user}" if ident else "ui"
+
+
+# what the UI shows each web role (the broker decides what each may do: methods.py)
+RANK = {"viewer": 1, "operator": 2, "admin": 3}
+
+
+def role() -> str:
+    """The signed-in user's role (auth.py sets g.identity on every request)."""
+    from flask import g, has_request_context
+    ident = g.get("identity") if has_request_context() else None
+    return ident.role if ident else "viewer"
+
+
+def can(wanted: str) -> bool:
+    return RANK.get(role(), 0) >= RANK[wanted]
+
+
+def shown(wanted: str, style: dict | None = None) -> dict:
+    """A style that hides a control from users whose role may not use it."""
+    return dict(style or {}, **({} if can(wanted) else {"display": "none"}))
 
 
 def safe(fn, *args, default=None, **kwargs):
@@ -106,15 +126,17 @@ def paged_table(table_id: str, columns, states, page_size: int, max_width: int, 
     """A DataTable paged on the server (page_action custom), single-row select, with the
     `status` column coloured by state."""
     from dash import dash_table
+    options = dict({"page_action": "custom", "row_selectable": "single"}, **extra)
+    conditional = options.pop("style_data_conditional", [])
     return dash_table.DataTable(
         id=table_id, columns=[{"id": c, "name": n} for c, n in columns], page_current=0,
-        page_size=page_size, page_action="custom", row_selectable="single", selected_rows=[],
-        selected_row_ids=[],
+        page_size=page_size, selected_rows=[], selected_row_ids=[],
         style_cell={"fontFamily": "inherit", "fontSize": 13, "padding": "4px 8px",
                     "textAlign": "left", "maxWidth": max_width, "overflow": "hidden",
                     "textOverflow": "ellipsis"},
         style_header={"fontWeight": 600, "background": "#f0f2f5"},
         style_data_conditional=[{"if": {"filter_query": f'{{status}} = "{s}"',
                                         "column_id": "status"},
-                                 "color": COLORS[s], "fontWeight": 600} for s in states],
-        **extra)
+                                 "color": COLORS[s], "fontWeight": 600} for s in states]
+        + conditional,
+        **options)

@@ -9,7 +9,7 @@ from tests.browser.conftest import save_shot
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
-PAGES = ("/", "/topology", "/flow", "/health", "/nodes", "/tasks", "/ssh")
+PAGES = ("/", "/topology", "/flow", "/health", "/nodes", "/tasks", "/ssh", "/audit")
 
 
 def severe(driver) -> list:

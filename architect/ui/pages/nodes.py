@@ -18,9 +18,11 @@ def layout():
         html.Div(className="form", children=[
             dcc.Input(id="nodes-search", placeholder="search name, IP, capability, status…",
                       debounce=True, style={"width": "320px"}),
-            html.Button("Drain", id="nodes-drain", className="secondary"),
-            html.Button("Undrain", id="nodes-undrain", className="secondary"),
-            html.Button("Remove", id="nodes-remove", className="danger"),
+            html.Button("Drain", id="nodes-drain", className="secondary",
+                        style=data.shown("operator")),
+            html.Button("Undrain", id="nodes-undrain", className="secondary",
+                        style=data.shown("operator")),
+            html.Button("Remove", id="nodes-remove", className="danger", style=data.shown("admin")),
             html.Span(id="nodes-msg", className="muted")]),
         html.Div(className="card", style={"marginTop": "12px"}, children=[
             data.paged_table("nodes-table", COLUMNS, data.LEVELS, PAGE, 320,

@@ -69,7 +69,8 @@ def alert_rows(alerts: list) -> list:
             html.Span(a["level"], className=f"pill {a['level']}"),
             html.Span(a["message"], className="msg"),
             html.Span(f"ack by {acked}", className="muted") if acked else
-            html.Button("Acknowledge", id={"type": "ack", "id": a["id"]}, className="secondary")]))
+            html.Button("Acknowledge", id={"type": "ack", "id": a["id"]}, className="secondary",
+                        style=data.shown("operator"))]))
     return rows
 
 

@@ -8,6 +8,11 @@ from architect.ui import data
 
 
 def layout():
+    if not data.can("admin"):
+        return html.Div(className="card", children=[
+            html.H3("SSH console"),
+            html.Div(f"Running commands over SSH needs the admin role; you are "
+                     f"{data.role()}.", className="muted", id="ssh-forbidden")])
     return html.Div([
         html.Div(className="card", children=[
             html.H3("Run over SSH"),

@@ -16,7 +16,7 @@ COLUMNS = [("id", "ID"), ("task_type", "Type"), ("status", "Status"), ("assigned
 
 def layout():
     return html.Div([
-        html.Div(className="card", children=[
+        html.Div(className="card", style=data.shown("operator"), children=[
             html.H3("Submit a task"),
             html.Div(className="form", children=[
                 dcc.Dropdown(id="task-type", options=["shell", "python"], value="shell",
@@ -41,7 +41,7 @@ def layout():
                 html.H3("Task"), html.Div(id="task-details", className="muted",
                                           children="Select a task."),
                 html.Button("Cancel task", id="task-cancel", className="danger",
-                            style={"marginTop": "8px"}),
+                            style=data.shown("operator", {"marginTop": "8px"})),
                 html.Span(id="task-cancel-msg", className="muted")])]),
         html.Div(id="tasks-error", className="error"),
     ])
