@@ -125,7 +125,8 @@ class Broker(TaskCore):
             self.caller = LOCAL
         if entry.writes:
             self.audit.record(now, caller, req.method, req.params,
-                              "ok" if reply is None or reply.ok else reply.error["code"],
+                              "accepted" if reply is None else  # answered later (SSH)
+                              "ok" if reply.ok else reply.error["code"],
                               None if reply is None or reply.ok else reply.error["message"])
         return reply
 

@@ -113,7 +113,7 @@ def alert_ack(b, params, now):
     alert = b.alerts.by_id.get(alert_id) or b.store.alert(alert_id)
     if alert is None:
         raise NotFound(f"no alert {alert_id}")
-    alert = b.alerts.acknowledge(alert, get(params, "by", str, "operator"), now)
+    alert = b.alerts.acknowledge(alert, get(params, "by", str, None) or b.caller.name, now)
     b.emit(f"alert.{alert_id}", {"action": "acknowledged", **alert})
     return alert
 

@@ -11,6 +11,7 @@ samples and hands them over in one transaction (``with store.transaction(): ...`
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
@@ -144,7 +145,9 @@ def open_db(path: str, readonly: bool = False, busy_timeout_ms: int = 5000) -> s
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
                                timeout=busy_timeout_ms / 1000)
         return sqlite_utils.Database(conn)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(path).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    private(folder)
     # created by the thread that starts the broker, then used only by the loop thread
     conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None,
                            check_same_thread=False)
@@ -152,7 +155,19 @@ def open_db(path: str, readonly: bool = False, busy_timeout_ms: int = 5000) -> s
     db.enable_wal()
     conn.execute("PRAGMA synchronous=FULL")
     migrations.apply(db)
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.chmod(path + suffix, 0o600)
     return db
+
+
+def private(folder: Path) -> None:
+    """The data dir holds tasks, password hashes and keys: its owner (and root) only."""
+    try:
+        if folder.stat().st_uid == os.getuid() and folder.stat().st_mode & 0o077:
+            os.chmod(folder, 0o700)
+    except OSError:
+        pass
 
 
 class Store(AccountStore):

@@ -56,7 +56,7 @@ def parse_spec(b, params: dict) -> T.Task:
     return T.Task(id=0, task_type=task_type, payload=payload, requirements=requirements,
                   node=node, priority=priority, max_attempts=max_attempts, retries=retries,
                   retry_backoff=float(backoff), timeout=float(timeout) if timeout else None,
-                  idempotency_key=key, submitted_by=get(params, "submitted_by", str, None))
+                  idempotency_key=key, submitted_by=get(params, "submitted_by", str, None) or b.caller.name)
 
 
 def _submit_one(b, params, now) -> dict:
