@@ -38,6 +38,7 @@ STATE = {"type": "string", "enum": ["queued", "assigned", "running", "succeeded"
                                     "timed_out", "cancelled"]}
 
 WEB_ROLE = {"type": "string", "enum": ["viewer", "operator", "admin"]}
+TTL = {"type": "number", "minimum": 1, "maximum": 366 * 86400}
 
 SCHEMAS = {
     "Error": obj({"error": obj({"code": S, "message": S}, ("code", "message"))}, ("error",)),
@@ -131,10 +132,12 @@ SCHEMAS = {
     "KeyRoleRequest": obj({"role": {"type": "string",
                                     "enum": ["node", "viewer", "operator", "admin"]}}, ("role",)),
     "KeyRole": obj({"name": S, "role": S}, ("name", "role")),
-    "JoinTokenRequest": obj({"ttl": {"type": "number", "minimum": 1, "maximum": 366 * 86400},
-                             "uses": {"type": "integer", "minimum": 1, "maximum": 100_000}}),
-    "TokenCreate": obj({"role": WEB_ROLE, "name": {"type": "string", "maxLength": 64},
-                        "ttl": {"type": "number", "minimum": 1, "maximum": 366 * 86400}}),
+    "JoinTokenRequest": obj({"ttl": nullable(TTL),
+                             "uses": nullable({"type": "integer", "minimum": 1,
+                                               "maximum": 100_000})}),
+    "TokenCreate": obj({"role": WEB_ROLE,
+                        "name": nullable({"type": "string", "maxLength": 64}),
+                        "ttl": nullable(TTL)}),
     "Token": obj({"id": I, "token": S, "kind": S, "role": S, "name": nullable(S),
                   "expires_at": nullable(N), "uses_left": nullable(I)}, ("id", "token", "kind")),
     "TokenList": obj({"tokens": ARR | {"items": OBJ}, "count": I}, ("tokens", "count")),
@@ -145,8 +148,9 @@ SCHEMAS = {
                     "role": WEB_ROLE, "password": {"type": "string", "minLength": 8,
                                                    "maxLength": 1024}},
                    ("name", "role", "password")),
-    "UserChange": obj({"role": WEB_ROLE, "password": {"type": "string", "minLength": 8,
-                                                      "maxLength": 1024}}),
+    "UserChange": {**obj({"role": WEB_ROLE, "password": {"type": "string", "minLength": 8,
+                                                         "maxLength": 1024}}),
+                   "minProperties": 1},
     "User": obj({"name": S, "role": S}, ("name", "role")),
     "UserList": obj({"users": ARR | {"items": OBJ}, "count": I}, ("users", "count")),
     "Healthz": obj({"status": S, "broker": S, "store": OBJ}, ("status", "broker")),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import g, jsonify
 
+from architect.api.errors import BadRequest
 from architect.api.inputs import field, json_body, query_int, query_str
 from architect.api.views_nodes import broker
 
@@ -18,7 +19,7 @@ def me():
 
 
 def audit():
-    since = query_int("since", -1, -1, 1 << 40)
+    since = query_int("since", -1, 0, 1 << 40)
     params = {"limit": query_int("limit", 100, 1, 10_000)}
     if since >= 0:
         params["since"] = since
@@ -43,8 +44,15 @@ def add_user():
     return jsonify(out), 201
 
 
+def _not_null(data: dict, *names: str) -> None:
+    for name in names:
+        if name in data and data[name] is None:
+            raise BadRequest(f"field '{name}' must not be null (leave it out instead)")
+
+
 def change_user(name):
     data = json_body()
+    _not_null(data, "password", "role")
     params = {"name": name}
     for key in ("password", "role"):
         value = field(data, key, str, None)
@@ -64,6 +72,7 @@ def list_tokens():
 
 def create_token():
     data = json_body()
+    _not_null(data, "role")
     params = {"role": field(data, "role", str, "operator"), "name": field(data, "name", str, "")}
     ttl = field(data, "ttl", float, None)
     if ttl is not None:
@@ -76,7 +85,7 @@ def revoke_token(token_id):
 
 
 def join_token():
-    data = json_body() if _has_body() else {}
+    data = json_body()
     params = {"uses": field(data, "uses", int, 1)}
     ttl = field(data, "ttl", float, None)
     if ttl is not None:
@@ -88,7 +97,3 @@ def key_role(name):
     data = json_body()
     return jsonify(broker().call("keys.role", {"name": name, "role": field(data, "role", str)}))
 
-
-def _has_body() -> bool:
-    from flask import request
-    return bool(request.content_length) or request.headers.get("Transfer-Encoding") == "chunked"

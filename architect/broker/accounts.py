@@ -39,9 +39,13 @@ def _stored(fn, *args):
             from None
 
 
-def _user_name(params) -> str:
+def _user_name(params, existing: bool = False) -> str:
+    """A valid user name; for an existing user (passwd, remove) an invalid one cannot be
+    there: not_found."""
     name = get(params, "name", str)
     if not USER_NAME.fullmatch(name):
+        if existing:
+            raise NotFound(f"no user {name[:80]!r}")
         raise RequestError("user name must be 1-64 letters, digits, '_', '.', '@' or '-'")
     return name
 
@@ -74,7 +78,7 @@ def users_add(b, params, now):
 
 def users_passwd(b, params, now):
     """{name, password?, role?} → {name, role}: a new password and/or role."""
-    name = _user_name(params)
+    name = _user_name(params, existing=True)
     row = b.store.user(name)
     if row is None:
         raise NotFound(f"no user {name!r}")
@@ -91,7 +95,7 @@ def users_passwd(b, params, now):
 
 def users_remove(b, params, now):
     """{name} → {name, removed: true}."""
-    name = _user_name(params)
+    name = _user_name(params, existing=True)
     if not _stored(b.store.delete_user, name):
         raise NotFound(f"no user {name!r}")
     return {"name": name, "removed": True}
@@ -109,6 +113,13 @@ def _ttl(params):
     return ttl
 
 
+def _label(params) -> str | None:
+    name = get(params, "name", str, "")
+    if len(name) > 64:
+        raise RequestError("a token's name is at most 64 characters")
+    return name or None
+
+
 def _mint(b, now, kind: str, prefix: str, role, name, ttl, uses) -> dict:
     token = prefix + secrets.token_urlsafe(32)
     row = {"kind": kind, "name": name, "role": role, "token_hash": token_digest(token),
@@ -122,8 +133,8 @@ def _mint(b, now, kind: str, prefix: str, role, name, ttl, uses) -> dict:
 def tokens_create(b, params, now):
     """{role: viewer | operator | admin, name?, ttl? seconds} → {id, token, …}: an API token,
     sent as `Authorization: Bearer TOKEN`. The token is shown only in this reply."""
-    name = get(params, "name", str, "")[:64] or None
-    return _mint(b, now, "api", API_PREFIX, _role(params, "operator"), name, _ttl(params), None)
+    return _mint(b, now, "api", API_PREFIX, _role(params, "operator"), _label(params),
+                 _ttl(params), None)
 
 
 def keys_token(b, params, now):
@@ -133,7 +144,7 @@ def keys_token(b, params, now):
     if not 1 <= uses <= 100_000:
         raise RequestError("uses must be 1-100000")
     ttl = _ttl(params)
-    return _mint(b, now, "join", JOIN_PREFIX, "node", get(params, "name", str, "")[:64] or None,
+    return _mint(b, now, "join", JOIN_PREFIX, "node", _label(params),
                  3600 if ttl is None else ttl, uses)
 
 

@@ -97,8 +97,8 @@ def keys_role(b, params, now):
         raise RequestError(f"role must be one of {', '.join(ROLES)}")
     try:
         sec.store.set_role(name, role)
-    except KeyError_ as exc:
-        raise NotFound(str(exc)) if "no authorized" in str(exc) else RequestError(str(exc))
+    except KeyError_ as exc:  # an invalid name cannot be there either
+        raise NotFound(str(exc)) if "stays admin" not in str(exc) else RequestError(str(exc))
     sec.reload()
     b.emit(f"keys.{name}.role", {"name": name, "role": role})
     return {"name": name, "role": role}

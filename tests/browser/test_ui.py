@@ -94,7 +94,7 @@ def test_an_alert_can_be_acknowledged(ui_cluster, browser):
              what="the acknowledge button")[0].click()
     wait_text(browser, row, "ack by ui")
     acked = [a for a in ui_cluster.rpc("alert.list") if a["id"] == alert["id"]][0]
-    assert acked["acknowledged_by"] == "ui" and acked["acknowledged_at"]
+    assert acked["acknowledged_by"] == "ui:local" and acked["acknowledged_at"]  # the user
     assert severe(browser) == []
 
 
