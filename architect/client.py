@@ -2,6 +2,8 @@
 
     from architect.client import Client
     c = Client(broker="127.0.0.1")                  # or Client(dashboard_url="http://master:8080")
+    # on the master, 127.0.0.1 means the bus's Unix sockets in DATA_DIR/bus when they exist
+    # (data_dir=..., default $ARCHITECT_DATA_DIR or ./data), else the tcp ports
     t = c.submit("shell", {"command": "uptime"}, requirements=["docker"])
     done = c.wait(t["id"], timeout=60)              # the task dict once final
     print(done["status"], done["result"]["stdout"])
@@ -20,12 +22,13 @@ One Client per thread (it owns a ZeroMQ socket).
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Iterable
 
 from architect.bus.errors import RemoteError, RequestTimeout
 from architect.bus.rpc import RpcClient
-from architect.bus.transport import Endpoints
+from architect.bus.transport import connect_endpoints
 
 
 class ArchitectError(Exception):
@@ -60,7 +63,8 @@ class TaskFailed(ArchitectError):
 
 class Client:
     def __init__(self, dashboard_url: str | None = None, broker: str | None = None,
-                 bus_port: int = 5555, timeout: float = 10.0, control_endpoint: str | None = None):
+                 bus_port: int = 5555, timeout: float = 10.0, control_endpoint: str | None = None,
+                 data_dir: str | None = None):
         curve = None
         if control_endpoint is None:
             if dashboard_url:
@@ -69,7 +73,6 @@ class Client:
                 try:
                     info = from_dashboard(dashboard_url)
                     if info.get("server_key"):  # a secured bus: join with the web login
-                        import os
                         curve, status = join(dashboard_url, f"client-{getpass.getuser()}",
                                              info["server_key"],
                                              os.environ.get("ARCHITECT_JOIN_TOKEN", ""))
@@ -80,8 +83,17 @@ class Client:
                     control_endpoint = info["control"]
                 except DiscoveryError as exc:
                     raise BrokerUnavailable(str(exc)) from None
-            else:
-                control_endpoint = Endpoints(broker or "127.0.0.1", bus_port).control
+            else:  # on the master: the loopback bus's ipc sockets when its broker made them
+                from architect.bus.security import local_client
+                data_dir = data_dir or os.environ.get("ARCHITECT_DATA_DIR") or "./data"
+                control_endpoint = connect_endpoints(
+                    broker or "127.0.0.1", bus_port, data_dir=data_dir,
+                    bus_local=os.environ.get("ARCHITECT_BUS_LOCAL") or "ipc").control
+                if control_endpoint.startswith("tcp://"):  # a secured bus: the master's key
+                    try:
+                        curve = local_client(data_dir)
+                    except OSError:  # another user's data dir
+                        curve = None
         self.timeout = timeout
         self._rpc = RpcClient(control_endpoint, timeout=timeout, curve=curve)
 

@@ -25,7 +25,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from architect.bus.rpc import RpcClient  # noqa: E402
-from architect.bus.transport import Endpoints  # noqa: E402
+from architect import config  # noqa: E402
+from architect.bus.transport import bus_endpoints  # noqa: E402
 from scripts.benchlib.common import pct, report  # noqa: E402
 from tests.helpers import free_port_block, wait_for  # noqa: E402
 
@@ -48,7 +49,7 @@ def main() -> None:
                             env=env, cwd=ROOT, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        rpc = RpcClient(Endpoints("127.0.0.1", base).control, timeout=10)
+        rpc = RpcClient(bus_endpoints(config.load(env=env)).control, timeout=10)
         wait_for(lambda: requests.get(f"http://127.0.0.1:{base + 4}/healthz").ok, 30)
         for i in range(args.nodes):
             rpc.call("node.register", {"name": f"node-{i:04d}", "hostname": f"node-{i:04d}.lan",

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from architect.bus.codec import encode  # noqa: E402
 from architect.bus.messages import Heartbeat  # noqa: E402
 from architect.bus.rpc import RpcClient  # noqa: E402
-from architect.bus.transport import Endpoints  # noqa: E402
+from architect import config  # noqa: E402
+from architect.bus.transport import bus_endpoints  # noqa: E402
 from scripts.benchlib.common import report  # noqa: E402
 from tests.helpers import free_port_block, wait_for  # noqa: E402
 
@@ -64,7 +65,7 @@ def main() -> None:
                ARCHITECT_HEARTBEAT_TIMEOUT="600", ARCHITECT_LOG_LEVEL="WARNING")
     broker = subprocess.Popen([sys.executable, "-m", "architect", "broker"], env=env,
                               cwd=Path(__file__).resolve().parent.parent)
-    ep = Endpoints("127.0.0.1", base)
+    ep = bus_endpoints(config.load(env=env))  # where the broker binds (ipc by default)
     rpc = RpcClient(ep.control, timeout=10)
     ctx = zmq.Context.instance()
     pub = ctx.socket(zmq.PUB)

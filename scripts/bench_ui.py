@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 from architect.bus.codec import encode  # noqa: E402
 from architect.bus.messages import Heartbeat  # noqa: E402
 from architect.bus.rpc import RpcClient  # noqa: E402
-from architect.bus.transport import Endpoints  # noqa: E402
+from architect import config  # noqa: E402
+from architect.bus.transport import bus_endpoints  # noqa: E402
 from scripts.benchlib.common import pct, stop  # noqa: E402
 from tests.helpers import free_port_block, wait_for  # noqa: E402
 
@@ -79,7 +80,7 @@ def main() -> None:
     procs = [subprocess.Popen([sys.executable, "-m", "architect", "server", "--port",
                                str(base + 4)], env=env, cwd=ROOT, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    ep = Endpoints("127.0.0.1", base)
+    ep = bus_endpoints(config.load(env=env))  # where the server binds (ipc by default)
     pub = zmq.Context.instance().socket(zmq.PUB)
     pub.connect(ep.heartbeat)
     rnd = random.Random(7)

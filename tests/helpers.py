@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from architect.bus.rpc import RpcClient
-from architect.bus.transport import Endpoints
+from architect.bus.transport import Endpoints, bus_endpoints
 
 PYTHON = sys.executable
 
@@ -60,7 +60,8 @@ class Cluster:
     def __init__(self, tmp: Path, interval: float = 0.3, timeout: float = 2.0, extra_env=None):
         self.tmp = Path(tmp)
         self.base_port = free_port_block(4)
-        self.endpoints = Endpoints("127.0.0.1", self.base_port)
+        self._endpoints = None  # set to pin them (a broker bound elsewhere by a flag)
+        self._endpoints_for = (None, None)
         self.interval = interval
         self.timeout = timeout
         self.env = dict(os.environ)
@@ -80,6 +81,23 @@ class Cluster:
         self.env.update(extra_env or {})
         self.procs: dict[str, subprocess.Popen] = {}
         self._rpc = None
+        self._rpc_endpoint = None
+
+    @property
+    def endpoints(self) -> Endpoints:
+        """Where this cluster's broker binds, from its environment as the broker reads it:
+        ipc in DATA_DIR's bus folder on loopback, tcp with ARCHITECT_BUS_LOCAL=tcp or CURVE."""
+        if self._endpoints is not None:
+            return self._endpoints
+        key = tuple(sorted((k, v) for k, v in self.env.items() if k.startswith("ARCHITECT_")))
+        if self._endpoints_for[0] != key:
+            from architect import config
+            self._endpoints_for = (key, bus_endpoints(config.load(env=self.env)))
+        return self._endpoints_for[1]
+
+    @endpoints.setter
+    def endpoints(self, value: Endpoints) -> None:
+        self._endpoints = value
 
     # --- processes ----------------------------------------------------------------
     def spawn(self, key: str, *args: str, env=None) -> subprocess.Popen:
@@ -153,10 +171,15 @@ class Cluster:
 
     # --- talking to it ------------------------------------------------------------
     def rpc(self, method: str, params: dict | None = None, timeout: float = 3.0):
+        if self._rpc is not None and self._rpc_endpoint != self.endpoints.control:
+            self._rpc.close()  # the test moved the bus (cluster.env or cluster.endpoints)
+            self._rpc = None
         if self._rpc is None:
             from architect.bus.security import local_client
-            curve = local_client(self.tmp / "data")  # a secured bus: the master's own key
-            self._rpc = RpcClient(self.endpoints.control, timeout=timeout, curve=curve)
+            self._rpc_endpoint = self.endpoints.control
+            curve = local_client(self.tmp / "data") if self._rpc_endpoint.startswith("tcp") \
+                else None  # a secured bus: the master's own key
+            self._rpc = RpcClient(self._rpc_endpoint, timeout=timeout, curve=curve)
         return self._rpc.call(method, params, timeout=timeout)
 
     def cli(self, *args: str, check: bool = True, env=None) -> subprocess.CompletedProcess:

@@ -9,11 +9,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from architect.bus.transport import Endpoints
+from architect.bus.transport import client_endpoints, connect_endpoints
 
 
 class DiscoveryError(RuntimeError):
-    pass
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status  # the HTTP status, when the server answered with an error
 
 
 def _request(url: str, body: dict | None = None, timeout: float = 5.0) -> dict:
@@ -29,6 +31,13 @@ def _request(url: str, body: dict | None = None, timeout: float = 5.0) -> dict:
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (configured URL)
             return json.loads(resp.read(1 << 20))
+    except urllib.error.HTTPError as exc:  # say what the server said, not only its status
+        try:
+            error = json.loads(exc.read(1 << 16))["error"]
+            why = f"{exc.code} {error['code']}: {error['message']}"
+        except Exception:
+            why = str(exc)
+        raise DiscoveryError(f"cannot read {url}: {why}", exc.code) from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise DiscoveryError(f"cannot read {url}: {exc}") from None
 
@@ -45,7 +54,8 @@ def from_dashboard(url: str, timeout: float = 5.0) -> dict:
 
 
 def _rehost(endpoint, host: str):
-    """A broker bound to 0.0.0.0 advertises that; connect to the dashboard's host instead."""
+    """A broker bound to 0.0.0.0 advertises that; connect to the dashboard's host instead.
+    Anything else (tcp host:port, ipc:// paths of the loopback bus) is used as given."""
     if isinstance(endpoint, str) and endpoint.startswith("tcp://0.0.0.0:"):
         return endpoint.replace("0.0.0.0", host, 1)
     if isinstance(endpoint, str) and endpoint.startswith("tcp://[::]:"):
@@ -53,8 +63,11 @@ def _rehost(endpoint, host: str):
     return endpoint
 
 
-def from_broker(host: str, base_port: int) -> dict:
-    return Endpoints(host, base_port).as_dict()
+def from_broker(host: str, base_port: int, data_dir: str = "./data",
+                bus_local: str = "ipc") -> dict:
+    """Straight to a broker host: on the master (loopback), the ipc sockets its broker made
+    in data_dir's bus folder; otherwise tcp host:base_port..+3."""
+    return connect_endpoints(host, base_port, data_dir=data_dir, bus_local=bus_local).as_dict()
 
 
 def join(url: str, name: str, server_key: str, token: str = "") -> tuple[dict, str]:
@@ -81,8 +94,13 @@ def connect_info(config, key_name: str) -> tuple[dict, dict | None, str]:
             return endpoints, None, "open"
         curve, status = join(config.dashboard_url, key_name, key, config.join_token)
         return endpoints, curve, status
-    endpoints = from_broker(config.broker_host, config.bus_port)
-    local = local_client(config.data_dir)  # on the master itself
+    endpoints = client_endpoints(config).as_dict()
+    if endpoints["control"].startswith("ipc://"):
+        return endpoints, None, "open"  # the loopback bus: its folder's mode is the lock
+    try:
+        local = local_client(config.data_dir)  # on the master itself
+    except OSError:  # another user's data dir (0700): no key of ours there
+        local = None
     if local is not None:
         return endpoints, local, "authorized"
     if config.bus_server_key:

@@ -19,7 +19,8 @@ from architect.bus.codec import encode
 from architect.bus.errors import BusError
 from architect.bus.messages import Heartbeat
 from architect.bus.rpc import RpcClient
-from architect.bus.transport import make_socket
+from architect.bus.localbus import why_unreachable
+from architect.bus.transport import LOOPBACK_HOSTS, local_bus_dir, make_socket
 from architect.config import Config
 
 log = logging.getLogger("architect.agent")
@@ -29,23 +30,50 @@ REGISTER_RETRY = 5.0  # seconds between registration attempts until one succeeds
 
 def resolve_endpoints(config: Config, stop: threading.Event) -> tuple[dict, dict | None]:
     """(bus endpoints, CURVE options or None) from the dashboard URL (retrying until it
-    answers; on a secured bus this also joins it) or straight from the broker host."""
-    delay = 1.0
+    answers; on a secured bus this also joins it) or straight from the broker host.
+    What will not change by itself (a refused dashboard, another user's loopback bus,
+    another machine's endpoints) is logged once as an error; it is asked again anyway."""
+    delays = {"retry": 1.0, "waiting": 0.2}
+    said = None
     while not stop.is_set():
         try:
             endpoints, curve, status = connect_info(config, config.node_name)
+            problem = _unusable(config, endpoints)
         except DiscoveryError as exc:
-            log.warning("%s; retrying in %.0fs", exc, delay)
-            stop.wait(delay)
-            delay = min(delay * 2, 30.0)
-            continue
-        if status == "pending":
-            log.warning("the bus is secured and this node's key is pending: on the master run "
-                        "`architect keys accept %s` (or start the node with ARCHITECT_USER/"
-                        "ARCHITECT_PASSWORD or ARCHITECT_JOIN_TOKEN to join at once); "
-                        "connecting meanwhile", config.node_name)
-        return endpoints, curve
-    raise SystemExit(0)
+            problem = ("denied" if exc.status in (401, 403) else "retry", str(exc))
+        if problem is None:
+            break
+        kind, text = problem
+        pace = "waiting" if kind == "waiting" else "retry"  # a starting local broker: soon
+        if kind == "retry":
+            log.warning("%s; retrying in %.0fs", text, delays[pace])
+        elif text != said:
+            (log.warning if kind == "waiting" else log.error)("%s (retrying)", text)
+        said = text
+        stop.wait(delays[pace])
+        delays[pace] = min(delays[pace] * 2, 2.0 if pace == "waiting" else 30.0)
+    else:
+        raise SystemExit(0)
+    if said is not None:
+        log.info("bus reachable at %s", endpoints["control"])
+    if status == "pending":
+        log.warning("the bus is secured and this node's key is pending: on the master run "
+                    "`architect keys accept %s` (or start the node with ARCHITECT_USER/"
+                    "ARCHITECT_PASSWORD or ARCHITECT_JOIN_TOKEN to join at once); "
+                    "connecting meanwhile", config.node_name)
+    return endpoints, curve
+
+
+def _unusable(config: Config, endpoints: dict) -> tuple[str, str] | None:
+    """Why `endpoints` cannot work from this process, or None (see localbus.why_unreachable).
+    Without a dashboard, on loopback, the tcp ports were picked because no ipc socket was
+    there: then wait until one of the two answers."""
+    local = not config.dashboard_url and config.broker_host in LOOPBACK_HOSTS and \
+        config.bus_local == "ipc" and endpoints["control"].startswith("tcp://")
+    if not local:
+        return why_unreachable(endpoints)
+    return why_unreachable(endpoints, local_bus_dir(config.data_dir),
+                           (config.broker_host, config.bus_port + 2))
 
 
 def broker_host_of(endpoint: str) -> str:

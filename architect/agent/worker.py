@@ -57,7 +57,10 @@ class TaskWorker:
         self.abandoned: set = set()
         self.draining = False
         self.capabilities = sorted(set(config.capabilities) | set(node_metrics.detect_capabilities()))
-        self.worker_id = f"{config.node_name}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.worker_id = f"{config.node_name}-{os.getpid()}-{secrets.token_hex(4)}"
+        # the routing id on the work socket: the same across reconnects (the broker hands
+        # it back: ROUTER_HANDOVER), secret, so no other client can take this worker's place
+        self._routing_id = secrets.token_bytes(16)
         self.interval = config.worker_heartbeat_interval
         self.liveness = config.worker_liveness
         self.stop_event = threading.Event()
@@ -78,7 +81,7 @@ class TaskWorker:
         if self._sock is not None:
             self._sock.close(0)
         self._sock = make_socket(zmq.DEALER, max_msg_size=-1, curve=self._curve)
-        self._sock.setsockopt(zmq.ROUTING_ID, self.worker_id.encode())
+        self._sock.setsockopt(zmq.ROUTING_ID, self._routing_id)
         self._sock.connect(self.endpoints["work"])
         self._send(self._status(WorkerReady))
         self._resend_unacked(older_than=0.0)

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from flask import Flask
 from werkzeug.routing import BaseConverter
 
-from architect.api import auth, errors, routes
+from architect.api import auth, errors, guard, routes
 from architect.api.broker import BrokerGateway
 from architect.api.jsonfast import OrjsonProvider
 from architect.api.metrics import Metrics
 from architect.bus.security import local_client
-from architect.bus.transport import Endpoints
+from architect.bus.transport import bus_endpoints, client_endpoints
 from architect.config import Config
 
 log = logging.getLogger("architect.api")
@@ -28,7 +28,7 @@ class AppState:
     routes: tuple
 
     def bus_info(self) -> dict:
-        info = Endpoints(self.config.bus_host, self.config.bus_port).as_dict()
+        info = bus_endpoints(self.config).as_dict()  # ipc:// paths on the loopback bus
         curve = local_client(self.config.data_dir) if self.config.curve_enabled else None
         info["server_key"] = curve["server"].decode() if curve else None  # CURVE public key
         return info
@@ -88,12 +88,13 @@ def create_app(config: Config, credentials=None, with_ui: bool = True,
     app.json_provider_class = OrjsonProvider
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
-    endpoint = control_endpoint or Endpoints(config.broker_host, config.bus_port).control
+    endpoint = control_endpoint or client_endpoints(config).control
     gateway = BrokerGateway(endpoint, timeout=config.request_timeout,
                             curve=local_client(config.data_dir) if config.curve_enabled else None)
     app.extensions["architect"] = AppState(config, gateway, Metrics(gateway), routes.ROUTES)
     errors.install(app)
     _api_options(app)
+    guard.install(app, config)
     auth.install(app, credentials)
     routes.register(app)
     # GET-only, so a wrong method on a real route still answers 405 (errors.py turns a 405

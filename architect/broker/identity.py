@@ -3,8 +3,8 @@
 The ZAP handler names every message with its key (User-Id); the key's role comes from the
 key store. A node key speaks only for its own node: a heartbeat or worker hello under
 another node's name is refused, counted and alerted (one alert per key and name). A worker's
-routing id is bound to the key that first used it, so a key cannot take over another
-worker's id (ROUTER_HANDOVER) and send results in its name. Revoking a key cuts its workers
+routing id (a random secret of the worker process) is bound to the key that first used it,
+and a result counts only from the worker that runs the task (work.py). Revoking a key cuts its workers
 off at once: their tasks go back to the queue and run elsewhere.
 """
 
@@ -18,16 +18,16 @@ from architect.bus.messages import TaskCancel
 log = logging.getLogger("architect.broker")
 
 
-def caller_of(roles: dict, frame) -> Caller | None:
-    """The key behind a received frame (zmq.Frame with metadata), or None when that key is
-    not authorized (any more): the message is then dropped."""
+def caller_of(by_public: dict, frame) -> Caller | None:
+    """The key behind a received frame (zmq.Frame with metadata: User-Id is the Z85 public
+    key), or None when that key is not authorized (any more): the message is dropped."""
     try:
-        name = frame.get("User-Id")
+        entry = by_public.get(frame.get("User-Id").encode())
     except Exception:  # no metadata: not a CURVE connection
         return None
-    role = roles.get(name)
-    if role is None:
+    if entry is None:
         return None
+    name, role = entry
     try:
         addr = frame.get("Peer-Address")
     except Exception:
@@ -51,8 +51,7 @@ def work_ok(b, ident: bytes, msg, caller: Caller, now: float) -> bool:
     claimed = getattr(msg, "node", None)
     if bound is not None and bound != caller.name:
         b.counters.inc("work_rejected")
-        b.identity_mismatch(caller, f"worker {ident.decode('utf-8', 'replace')[:64]}",
-                            f"worker id of key {bound}", now)
+        b.identity_mismatch(caller, f"a worker of {bound}", "its routing id", now)
         return False
     if caller.role == NODE and claimed is not None and claimed != caller.name:
         b.counters.inc("work_rejected")
@@ -63,8 +62,7 @@ def work_ok(b, ident: bytes, msg, caller: Caller, now: float) -> bool:
         return False
     if bound is None:
         if len(b.work_keys) > 100_000:  # bounded: forget ids of workers long gone
-            b.work_keys = {i: k for i, k in b.work_keys.items()
-                           if i.decode("utf-8", "replace") in b.pool.by_id}
+            b.work_keys = {i: k for i, k in b.work_keys.items() if i in b.pool.by_identity}
         b.work_keys[ident] = caller.name
     return True
 

@@ -6,7 +6,8 @@ from architect.broker import accounts
 from architect.broker.identity import cut_off
 from architect.broker.methods import ADMIN, read, write
 from architect.broker.params import NotFound, RequestError, get
-from architect.bus.security import LOCAL, RESERVED, ROLES, KeyError_, valid_public_key
+from architect.bus.security import (LOCAL, RESERVED, ROLES, KeyConflict, KeyError_,
+                                    valid_public_key)
 
 
 def _security(b):
@@ -21,6 +22,14 @@ def keys_list(b, params, now):
     if b.security is None:
         return {"secured": False, "authorized": [], "pending": []}
     return {"secured": True, **b.security.store.listing()}
+
+
+def _one_name_per_key(sec, name: str, public: bytes) -> None:
+    """A public key is authorized under one name only (else whoever holds a join token
+    could file a node's key under a second name, and its connections would get either)."""
+    holder = sec.by_public.get(public)
+    if holder is not None and holder[0] != name:
+        raise KeyConflict(f"this key is already authorized as {holder[0]!r}")
 
 
 def keys_join(b, params, now):
@@ -39,8 +48,10 @@ def keys_join(b, params, now):
         if sec.store.taken(name, public):
             raise RequestError(f"node {name!r} is already on the bus with another key; revoke "
                                "that key first (architect keys revoke NAME)", code="conflict")
+        _one_name_per_key(sec, name, public)
         approved = get(params, "approved", bool, False)
-        if not approved and token:
+        already = sec.store.public_of(sec.store.authorized, name) == public
+        if not approved and token and not already:  # a token counts nodes, not restarts
             why = accounts.use_join_token(b, token, now)
             approved = why is None
             if why:
@@ -50,6 +61,8 @@ def keys_join(b, params, now):
             status = "authorized"
         else:
             status = sec.store.request(name, public)
+    except KeyConflict as exc:
+        raise RequestError(str(exc), code="conflict") from None
     except KeyError_ as exc:
         raise RequestError(str(exc)) from None
     sec.reload()
@@ -62,7 +75,12 @@ def keys_accept(b, params, now):
     sec = _security(b)
     name = get(params, "name", str)
     try:
+        public = sec.store.public_of(sec.store.pending, name)
+        if public is not None:
+            _one_name_per_key(sec, name, public)
         sec.store.accept(name)
+    except KeyConflict as exc:
+        raise RequestError(str(exc), code="conflict") from None
     except KeyError_ as exc:
         raise NotFound(str(exc)) from None
     sec.reload()

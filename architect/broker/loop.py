@@ -48,7 +48,9 @@ class BrokerLoop:
         self.subscriptions: dict[bytes, int] = {}
         broker.subscribed = self.subscriptions  # the same dict: the broker sees who listens
         self.work = make_socket(zmq.ROUTER, max_msg_size=max(size, WORK_MAX_MESSAGE))
-        self.work.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting worker takes its id back
+        # a reconnecting worker takes its routing id back at once. That id is a secret of
+        # the worker process (random, never shown), so nobody else can take it over.
+        self.work.setsockopt(zmq.ROUTER_HANDOVER, 1)
         if security is not None:
             for sock, domain in ((self.hb, "heartbeat"), (self.control, "control"),
                                  (self.events, "events"), (self.work, "work")):
@@ -72,9 +74,9 @@ class BrokerLoop:
         comes with the message (ZAP User-Id). Raises zmq.Again when there is nothing."""
         if multipart:
             frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            return [f.bytes for f in frames], caller_of(self.security.roles, frames[-1])
+            return [f.bytes for f in frames], caller_of(self.security.by_public, frames[-1])
         frame = sock.recv(zmq.NOBLOCK, copy=False)
-        return frame.bytes, caller_of(self.security.roles, frame)
+        return frame.bytes, caller_of(self.security.by_public, frame)
 
     def _revoked(self, socket_name: str) -> None:
         self.broker.counters.inc("revoked_dropped")

@@ -93,7 +93,7 @@ class TaskCore:
             self.on_level_change(change, now)
 
     def worker_by_identity(self, ident: bytes):
-        return self.pool.by_id.get(ident.decode("utf-8", "replace"))
+        return self.pool.by_identity.get(ident)
 
     def task_public(self, task_id: int) -> dict | None:
         task = self.tasks.get(task_id)

@@ -44,6 +44,9 @@ def on_hello(b, ident: bytes, msg, now: float) -> None:
     if not 1 <= msg.slots <= MAX_SLOTS or not 0 < len(msg.worker_id) <= 128:
         raise BadWorkerMessage(f"slots must be 1-{MAX_SLOTS} and worker_id 1-128 chars")
     claimed = _claimed(msg)
+    known = b.pool.by_id.get(msg.worker_id)
+    if known is not None and known.node != msg.node:
+        raise BadWorkerMessage(f"worker id {msg.worker_id!r} belongs to node {known.node!r}")
     b.worker_seen(msg.node, msg.hostname, caps, msg.metrics, now)
     worker, new = b.pool.upsert(msg.worker_id, ident, msg.node, msg.slots, caps, types, now,
                                 msg.hostname, msg.pid)
@@ -73,10 +76,20 @@ def on_hello(b, ident: bytes, msg, now: float) -> None:
 
 
 def _current(b, worker_ident: bytes, task_id: int, attempt: int):
+    """The task this attempt is, if the sender runs it: the worker it was given to, or
+    (an orphan after a broker restart, not claimed yet) a worker on the node it went to."""
     task = b.tasks.active.get(task_id)
     if task is None or task.attempt != attempt or task.status not in (T.ASSIGNED, T.RUNNING):
         return None
-    return task
+    worker = b.worker_by_identity(worker_ident)
+    if worker is None:
+        return None
+    if task.worker_id == worker.id or (task.worker_id is None and
+                                       task.assigned_node == worker.node):
+        return task
+    b.counters.inc("work_rejected")
+    log.warning("worker %s sent news of task %d it does not run: ignored", worker.id, task_id)
+    return None
 
 
 def on_started(b, ident: bytes, msg: TaskStarted, now: float) -> None:
@@ -97,8 +110,9 @@ def on_result(b, ident: bytes, msg: TaskResult, now: float) -> None:
     if msg.state not in (T.SUCCEEDED, T.FAILED, T.TIMED_OUT, T.CANCELLED):
         raise BadWorkerMessage(f"unknown result state {msg.state!r}")
     worker = b.worker_by_identity(ident)
-    if worker is not None:
-        worker.active.discard((msg.task_id, msg.attempt))
+    if worker is None:
+        return  # not said hello (yet): no ack, so it sends the result again after its hello
+    worker.active.discard((msg.task_id, msg.attempt))
     task = _current(b, ident, msg.task_id, msg.attempt)
     if task is not None:
         result = {"exit_code": msg.exit_code, "stdout": msg.stdout, "stderr": msg.stderr,

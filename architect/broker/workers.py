@@ -41,6 +41,7 @@ class WorkerPool:
     def __init__(self, liveness: float):
         self.liveness = liveness
         self.by_id: dict[str, Worker] = {}
+        self.by_identity: dict[bytes, Worker] = {}   # routing id on the work socket
         self.by_node: dict[str, list[Worker]] = {}
 
     def upsert(self, worker_id: str, identity: bytes, node: str, slots: int, capabilities,
@@ -56,7 +57,12 @@ class WorkerPool:
             self._unindex(w)
             w.node = node
             self.by_node.setdefault(node, []).append(w)
-        w.identity, w.slots, w.last_seen = identity, slots, now
+        if w.identity != identity:
+            if self.by_identity.get(w.identity) is w:
+                del self.by_identity[w.identity]
+            w.identity = identity
+        self.by_identity[identity] = w
+        w.slots, w.last_seen = slots, now
         w.capabilities, w.task_types = set(capabilities), set(task_types)
         w.hostname, w.pid = hostname, pid
         return w, new
@@ -70,6 +76,8 @@ class WorkerPool:
 
     def remove(self, w: Worker) -> None:
         self.by_id.pop(w.id, None)
+        if self.by_identity.get(w.identity) is w:
+            del self.by_identity[w.identity]
         self._unindex(w)
 
     def expired(self, now: float) -> list[Worker]:

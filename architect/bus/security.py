@@ -33,6 +33,15 @@ class KeyError_(ValueError):
     pass
 
 
+class KeyConflict(KeyError_):
+    """The name or the key is already someone else's."""
+
+
+def fingerprint(public: bytes) -> str:
+    """A short, stable name for a public key, to compare by eye (first 12 Z85 chars)."""
+    return public.decode()[:12]
+
+
 def ensure_keypair(directory: str | Path, name: str) -> tuple[bytes, bytes]:
     """(public, secret) Z85 keys of `name` in `directory`, made on first use (secret 0600).
     A file lock makes the agent and the worker of one node share one pair."""
@@ -144,9 +153,16 @@ class KeyStore:
         return current is not None and current != public
 
     def request(self, name: str, public: bytes) -> str:
-        """A join request: 'authorized' if this exact key already is, else 'pending'."""
+        """A join request: 'authorized' if this exact key already is, else 'pending'. A
+        pending request is never replaced by another key (someone could swap in theirs
+        before the operator accepts): revoke the name first."""
         if self.public_of(self.authorized, name) == public:
             return "authorized"
+        pending = self.public_of(self.pending, name)
+        if pending is not None and pending != public:
+            raise KeyConflict(f"another key is already waiting under the name {name!r} "
+                              f"({fingerprint(pending)}); if that is not this node, "
+                              f"`architect keys revoke {name}` and join again")
         self._write(self.pending, name, public)
         return "pending"
 
@@ -168,13 +184,24 @@ class KeyStore:
     def listing(self) -> dict:
         def names(folder):
             return sorted(p.stem for p in folder.glob("*.key"))
+        def prints(folder):
+            out = {}
+            for path in folder.glob("*.key"):
+                try:
+                    out[path.stem] = fingerprint(zmq.auth.load_certificate(path)[0])
+                except (OSError, ValueError):
+                    continue
+            return out
         return {"authorized": names(self.authorized), "pending": names(self.pending),
-                "roles": {p.stem: self._role_in(p) for p in self.authorized.glob("*.key")}}
+                "roles": {p.stem: self._role_in(p) for p in self.authorized.glob("*.key")},
+                "fingerprints": {**prints(self.pending), **prints(self.authorized)}}
 
 
 class _KeyAuthenticator(ThreadAuthenticator):
     """ZAP: a key gets in when it is authorized and its role may use that socket (the
-    socket's ZAP domain is its name). Its User-Id on every message is the key's name."""
+    socket's ZAP domain is its name). Its User-Id on every message is the Z85 public key
+    (pyzmq's default): the broker looks the key up on every message, so a revoked key stays
+    out even when its name is authorized again with another key."""
 
     def __init__(self, ctx: zmq.Context, security: "ServerSecurity"):
         super().__init__(ctx)
@@ -183,10 +210,6 @@ class _KeyAuthenticator(ThreadAuthenticator):
     def callback(self, domain: str, z85_key: bytes) -> bool:
         entry = self.security.by_public.get(z85_key)
         return entry is not None and entry[1] in SOCKET_ROLES.get(domain, ())
-
-    def curve_user_id(self, client_public_key: bytes) -> str:
-        entry = self.security.by_public.get(zmq.utils.z85.encode(client_public_key))
-        return entry[0] if entry else "?"
 
 
 class ServerSecurity:
@@ -198,8 +221,8 @@ class ServerSecurity:
         self.store = KeyStore(self.keys_dir)
         local_pub, _ = ensure_keypair(self.keys_dir, LOCAL)
         self.store.authorize(LOCAL, local_pub, "admin")
-        self.by_public: dict[bytes, tuple[str, str]] = {}
-        self.roles: dict[str, str] = {}   # key name → role, for the broker's checks
+        self.by_public: dict[bytes, tuple[str, str]] = {}  # Z85 key → (name, role)
+        self.roles: dict[str, str] = {}   # key name → role
         self.reload()
         self.auth = _KeyAuthenticator(ctx, self)
         self.auth.start()

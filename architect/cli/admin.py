@@ -9,7 +9,7 @@ import click
 from architect.backup import BackupError, backup as do_backup, restore as do_restore
 from architect.bus.errors import BusError
 from architect.bus.rpc import RpcClient
-from architect.bus.transport import Endpoints
+from architect.bus.transport import client_endpoints, local_bus_dir
 from architect.cli.common import load_config, print_json
 
 
@@ -41,13 +41,18 @@ def restore(ctx, backup_file, data_dir):
     """Replace the database with BACKUP_FILE. The broker must be stopped; the current
     database is kept as architect.db.before-restore.<time>."""
     cfg = load_config(ctx, data_dir=data_dir)
+    from architect.bus import localbus
     from architect.bus.security import local_client
-    try:
-        with RpcClient(Endpoints(cfg.broker_host, cfg.bus_port).control, timeout=1.0,
-                       curve=local_client(cfg.data_dir)) as rpc:
-            rpc.call("ping")
-        raise click.ClickException("a broker is running on this bus port: stop it first "
+    running = click.ClickException("a broker is running on this bus: stop it first "
                                    "(./deploy.sh stop, or architect broker --stop)")
+    if localbus.in_use(local_bus_dir(cfg.data_dir)):
+        raise running
+    control = client_endpoints(cfg).control
+    try:
+        with RpcClient(control, timeout=1.0, curve=local_client(cfg.data_dir)
+                       if control.startswith("tcp://") else None) as rpc:
+            rpc.call("ping")
+        raise running
     except BusError:
         pass  # nobody answers: safe to replace the file
     try:

@@ -59,12 +59,24 @@ def call(ctx: click.Context, method: str, params: dict | None = None,
         with RpcClient(endpoint, timeout=timeout or cfg.request_timeout, curve=curve) as rpc:
             return rpc.call(method, params or {})
     except RequestTimeout as exc:
-        raise click.ClickException(f"{exc} (is the broker running? start it with "
-                                   "`architect broker` or `./deploy.sh`)") from None
+        raise click.ClickException(f"{exc} ({_why_silent(cfg, endpoint)})") from None
     except RemoteError as exc:
         raise click.ClickException(exc.message) from None
     except BusError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _why_silent(cfg: config_mod.Config, endpoint: str) -> str:
+    """A hint for a control request nobody answered."""
+    from architect.bus.localbus import why_unreachable
+    from architect.bus.transport import LOOPBACK_HOSTS, local_bus_dir
+    local = endpoint.startswith("tcp://") and cfg.broker_host in LOOPBACK_HOSTS and \
+        cfg.bus_local == "ipc" and not cfg.dashboard_url
+    problem = why_unreachable({"control": endpoint}, local_bus_dir(cfg.data_dir) if local
+                              else None, (cfg.broker_host, cfg.bus_port + 2) if local else None)
+    if problem is not None and problem[0] == "denied":
+        return problem[1]
+    return "is the broker running? start it with `architect broker` or `./deploy.sh`"
 
 
 def print_json(data) -> None:

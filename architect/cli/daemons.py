@@ -23,7 +23,8 @@ def node_options(func):
         click.option("--dashboard", "dashboard_url", help="Dashboard URL; the bus is found at "
                      "URL/api/bus [ARCHITECT_DASHBOARD_URL]."),
         click.option("--broker", "broker_host", help="Broker host, to reach the bus directly "
-                     "[ARCHITECT_BROKER_HOST]."),
+                     "[ARCHITECT_BROKER_HOST, 127.0.0.1: on the master, the Unix sockets in "
+                     "DATA_DIR/bus when the broker made them]."),
         click.option("--bus-port", type=int, help="First bus port on the broker host [5555]."),
         click.option("--name", "node_name", help="Node name [ARCHITECT_NODE_NAME, the hostname]."),
         click.option("--capability", "capabilities", multiple=True, help="A capability to offer "
@@ -60,7 +61,8 @@ def _run_with_signals(runner) -> None:
 
 
 @click.command()
-@click.option("--bus-host", help="Address the bus sockets bind to [ARCHITECT_BUS_HOST, 127.0.0.1].")
+@click.option("--bus-host", help="Address the bus sockets bind to [ARCHITECT_BUS_HOST, 127.0.0.1: "
+              "Unix sockets in DATA_DIR/bus, see below].")
 @click.option("--bus-port", type=int, help="First of the four bus ports [ARCHITECT_BUS_PORT, 5555].")
 @click.option("--data-dir", help="Folder of architect.db [ARCHITECT_DATA_DIR, ./data].")
 @click.option("--heartbeat-timeout", type=float, help="Seconds without heartbeat before offline [120].")
@@ -69,7 +71,10 @@ def _run_with_signals(runner) -> None:
 def broker(ctx, bus_host, bus_port, data_dir, heartbeat_timeout, as_daemon, show_status, do_stop):
     """Run the ZeroMQ broker: heartbeats (:5555), work (:5556), control (:5557), events (:5558).
 
-    It keeps state in DATA_DIR/architect.db and grades node health."""
+    It keeps state in DATA_DIR/architect.db and grades node health. On loopback (the
+    default --bus-host) the four sockets are Unix sockets DATA_DIR/bus/heartbeat, work,
+    control and events instead, in a folder of mode 0700: only the data dir's owner and root
+    can connect (ARCHITECT_BUS_LOCAL=tcp for the ports; beyond loopback: ports with CURVE)."""
     def start():
         cfg = load_config(ctx, bus_host=bus_host, bus_port=bus_port, data_dir=data_dir,
                           heartbeat_timeout=heartbeat_timeout)
@@ -140,15 +145,40 @@ def web_options(func):
     return func
 
 
+class _LocalBus:
+    """Runs the broker loop with its ipc folder locked; removes the sockets when it stops."""
+
+    def __init__(self, loop, directory, lock):
+        self.loop, self.directory, self.lock = loop, directory, lock
+
+    def run(self) -> None:
+        from architect.bus import localbus
+        try:
+            self.loop.run()
+        finally:
+            localbus.release(self.directory, self.lock)
+
+    def stop(self) -> None:
+        self.loop.stop()
+
+
 def _broker_loop(cfg):
     from architect.broker.core import Broker
     from architect.broker.loop import BrokerLoop
+    from architect.bus import localbus
     from architect.bus.security import ServerSecurity
-    from architect.bus.transport import Endpoints, context
+    from architect.bus.transport import bus_endpoints, context, local_bus_dir
+    endpoints = bus_endpoints(cfg)
+    lock = None
     try:
+        if endpoints.ipc_dir is not None:
+            lock = localbus.prepare(endpoints.ipc_dir)
+        elif cfg.bus_host in ("127.0.0.1", "localhost", "::1"):
+            localbus.clear_stale(local_bus_dir(cfg.data_dir))
         security = ServerSecurity(cfg.data_dir, context()) if cfg.curve_enabled else None
-        loop = BrokerLoop(Broker(cfg), Endpoints(cfg.bus_host, cfg.bus_port), security)
-    except Exception as exc:  # e.g. address in use, unwritable data dir
+        loop = BrokerLoop(Broker(cfg), endpoints, security)
+    except Exception as exc:  # e.g. address in use, unwritable data dir, another's bus dir
+        localbus.release(endpoints.ipc_dir, lock, remove=False)
         raise click.ClickException(f"broker cannot start: {exc}") from None
     if security is not None:
         click.echo(f"bus secured with CURVE (server key {security.public.decode()}); nodes join "
@@ -157,17 +187,36 @@ def _broker_loop(cfg):
     elif cfg.bus_host not in ("127.0.0.1", "localhost", "::1"):
         click.echo("warning: the bus is bound beyond loopback with CURVE turned off "
                    "(ARCHITECT_BUS_CURVE=off): anyone who reaches it can submit tasks", err=True)
+    elif lock is None:
+        click.echo(f"warning: the bus is on tcp {endpoints.describe()} without CURVE "
+                   "(ARCHITECT_BUS_LOCAL=tcp): every local user can submit tasks", err=True)
+    if lock is not None:
+        user = _user()
+        click.echo(f"bus: {endpoints.describe()} (folder mode 0700: only "
+                   f"{user + ' and root' if user != 'root' else 'root'} can connect)", err=True)
+        return _LocalBus(loop, endpoints.ipc_dir, lock)
     return loop
+
+
+def _user() -> str:
+    import getpass
+    try:
+        return getpass.getuser()
+    except Exception:  # no name for this uid
+        import os
+        return f"uid {os.geteuid()}"
 
 
 def _web_server(cfg, use_ssl: bool, local_broker: bool = False):
     from architect.api import auth, create_app
     from architect.api.server import WebServer
-    from architect.bus.transport import Endpoints
+    from architect.bus.transport import Endpoints, bus_endpoints
     control = None
     if local_broker:  # the broker of this process, wherever its bus is bound
-        host = "127.0.0.1" if cfg.bus_host in ("0.0.0.0", "::", "") else cfg.bus_host
-        control = Endpoints(host, cfg.bus_port).control
+        endpoints = bus_endpoints(cfg)
+        if endpoints.ipc_dir is None and cfg.bus_host in ("0.0.0.0", "::", ""):
+            endpoints = Endpoints("127.0.0.1", cfg.bus_port)
+        control = endpoints.control
     app = create_app(cfg, credentials=auth.resolve_credentials(
         cfg, announce=lambda text, file=None: click.echo(text, err=True)),
         control_endpoint=control)
@@ -182,7 +231,8 @@ def _web_server(cfg, use_ssl: bool, local_broker: bool = False):
 
 @click.command()
 @click.option("--data-dir", help="Folder of architect.db [ARCHITECT_DATA_DIR, ./data].")
-@click.option("--bus-port", type=int, help="First of the four bus ports [5555].")
+@click.option("--bus-port", type=int, help="First of the four bus ports [5555]; only with "
+              "ARCHITECT_BUS_LOCAL=tcp or ARCHITECT_BUS_CURVE=on (else the bus is Unix sockets).")
 @click.option("--name", "node_name", help="Name of the local node [the hostname].")
 @web_options
 @with_daemon_options
@@ -190,7 +240,10 @@ def _web_server(cfg, use_ssl: bool, local_broker: bool = False):
 def up(ctx, data_dir, bus_port, node_name, host, port, use_ssl, cert_file, key_file, as_daemon,
        show_status, do_stop):
     """Run everything on this machine: broker, web (dashboard + REST), a local node agent
-    and a task worker. The bus binds to 127.0.0.1; the web server to --host (127.0.0.1).
+    and a task worker. The web server binds to --host (127.0.0.1). The bus stays on this
+    machine: Unix sockets in DATA_DIR/bus (mode 0700), so only the data dir's owner and
+    root can use it (ARCHITECT_BUS_LOCAL=tcp: plain 127.0.0.1 ports, open to every local
+    user; ARCHITECT_BUS_CURVE=on: CURVE on those ports).
 
     The embedded default (what ./deploy.sh runs); data in ./data."""
     def start():
@@ -200,17 +253,19 @@ def up(ctx, data_dir, bus_port, node_name, host, port, use_ssl, cert_file, key_f
         setup_logging(cfg.log_level)
         from architect.agent.node_agent import NodeAgent
         from architect.agent.worker import TaskWorker
+        from architect.bus.transport import bus_endpoints
         loop = _broker_loop(cfg)
         web = _web_server(cfg, use_ssl, local_broker=True)
-        click.echo(f"architect up: broker on 127.0.0.1:{cfg.bus_port}-{cfg.bus_port + 3}, "
-                   f"data in {cfg.data_dir}, local node '{cfg.node_name}'", err=True)
+        click.echo(f"architect up: bus on {bus_endpoints(cfg).describe()}, data in "
+                   f"{cfg.data_dir}, local node '{cfg.node_name}'", err=True)
         _run_with_signals(_Together([loop, web, NodeAgent(cfg), TaskWorker(cfg)]))
     run_as("up", as_daemon, show_status, do_stop, start)
 
 
 @click.command()
 @click.option("--data-dir", help="Folder of architect.db [ARCHITECT_DATA_DIR, ./data].")
-@click.option("--bus-host", help="Address the bus binds to [ARCHITECT_BUS_HOST, 127.0.0.1].")
+@click.option("--bus-host", help="Address the bus binds to [ARCHITECT_BUS_HOST, 127.0.0.1: Unix "
+              "sockets in DATA_DIR/bus, mode 0700; beyond loopback: ports with CURVE].")
 @click.option("--bus-port", type=int, help="First of the four bus ports [5555].")
 @web_options
 @with_daemon_options

@@ -8,10 +8,14 @@ task.wait until the task is final. Prints the task's stdout. Exits 0 if the task
 else 1 (or the task's exit code when it has one).
 
 Environment: ARCHITECT_BROKER_HOST (127.0.0.1), ARCHITECT_BUS_PORT (5555),
+ARCHITECT_DATA_DIR (./data: on the master, the loopback bus is ipc://DATA_DIR/bus/control),
+ARCHITECT_CONTROL (the endpoint itself, e.g. "control" of GET /api/bus: overrides the rest),
 ARCHITECT_REQUEST_TIMEOUT (5 s per reply), TASK_COMMAND (the shell command to run).
 """
 
+import hashlib
 import os
+import stat
 import sys
 import uuid
 
@@ -20,7 +24,28 @@ import zmq
 
 HOST = os.environ.get("ARCHITECT_BROKER_HOST", "127.0.0.1")
 PORT = int(os.environ.get("ARCHITECT_BUS_PORT", "5555"))
-CONTROL = f"tcp://{HOST}:{PORT + 2}"
+
+
+def control_endpoint():
+    """As docs/PROTOCOL.md §1 says: on the master the broker's loopback bus is a Unix socket
+    in DATA_DIR/bus (or, for a long DATA_DIR, in /tmp/architect-UID-HASH); else tcp."""
+    if os.environ.get("ARCHITECT_CONTROL"):
+        return os.environ["ARCHITECT_CONTROL"]
+    data = os.path.realpath(os.environ.get("ARCHITECT_DATA_DIR") or "./data")
+    folder = os.path.join(data, "bus")
+    if len(os.fsencode(os.path.join(folder, "heartbeat"))) > 107:
+        owner = os.stat(data).st_uid if os.path.exists(data) else os.getuid()
+        folder = f"/tmp/architect-{owner}-{hashlib.sha256(os.fsencode(data)).hexdigest()[:12]}"
+    try:
+        if HOST in ("127.0.0.1", "localhost", "::1") and \
+                stat.S_ISSOCK(os.stat(os.path.join(folder, "control")).st_mode):
+            return f"ipc://{folder}/control"
+    except OSError:
+        pass
+    return f"tcp://{HOST}:{PORT + 2}"
+
+
+CONTROL = control_endpoint()
 COMMAND = os.environ.get("TASK_COMMAND", "echo hello from $(hostname); uname -s")
 # how long to wait for a reply (task.wait: on top of its own timeout)
 REPLY_GRACE_MS = int(float(os.environ.get("ARCHITECT_REQUEST_TIMEOUT", "5")) * 1000)

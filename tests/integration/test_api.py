@@ -296,7 +296,8 @@ def test_alerts_and_ack(cluster, api, tmp_path):
     history = api.ok("GET", "/api/nodes/alerts?all=1&limit=10")
     assert alert["id"] in [a["id"] for a in history["alerts"]]
     assert_error_shape(api.post("/api/nodes/alerts/987654/ack"), 404, "not_found")
-    assert_error_shape(api.post(f"/api/nodes/alerts/{alert['id']}/ack", data="{oops"), 400, "bad_request")
+    assert_error_shape(api.post(f"/api/nodes/alerts/{alert['id']}/ack", data="{oops",
+                                headers={"Content-Type": "application/json"}), 400, "bad_request")
     assert_error_shape(api.post(f"/api/nodes/alerts/{alert['id']}/ack", json={"by": 5}), 400,
                        mentions="'by'")
     assert api.ok("GET", "/api/nodes/health")["counts"]["warning"] == 1
@@ -306,11 +307,11 @@ def test_meta_routes(cluster, api):
     health = api.ok("GET", "/healthz")
     assert health["status"] == "ok" and health["broker"] == "reachable"
     assert health["store"]["ok"] is True
-    bus = api.ok("GET", "/api/bus")
-    port = cluster.base_port
-    assert bus["heartbeat"] == f"tcp://127.0.0.1:{port}" and bus["work"] == f"tcp://127.0.0.1:{port + 1}"
-    assert bus["control"] == f"tcp://127.0.0.1:{port + 2}" and bus["events"] == f"tcp://127.0.0.1:{port + 3}"
-    assert "server_key" in bus
+    bus = api.ok("GET", "/api/bus")  # the loopback bus: ipc sockets in DATA_DIR/bus
+    folder = os.path.realpath(cluster.tmp / "data" / "bus")
+    for name in ("heartbeat", "work", "control", "events"):
+        assert bus[name] == f"ipc://{folder}/{name}", bus
+    assert bus["server_key"] is None
     spec = api.ok("GET", "/api/openapi.json")
     assert spec["openapi"].startswith("3.") and "/api/nodes" in spec["paths"]
     pool = api.ok("GET", "/api/ssh/pool/stats")
@@ -544,8 +545,13 @@ BODIES = {
     ("POST", "/api/tasks"): TASK,
     ("POST", "/api/tasks/assign-optimal"): {"task_type": "shell"},
     ("POST", "/api/bus/join"): {"name": "n1", "public_key": "k" * 40},
+    ("POST", "/api/keys/token"): {"uses": 1},
+    ("POST", "/api/keys/{name}/role"): {"role": "node"},
+    ("POST", "/api/users"): {"name": "u1", "role": "viewer", "password": "p" * 8},
+    ("PATCH", "/api/users/{name}"): {"role": "viewer"},
+    ("POST", "/api/tokens"): {"role": "viewer"},
 }
-PLACEHOLDERS = {"key": "n1", "task_id": "1", "alert_id": "1", "name": "n1"}
+PLACEHOLDERS = {"key": "n1", "task_id": "1", "alert_id": "1", "name": "n1", "token_id": "1"}
 
 
 def spec_operations(spec: dict):
@@ -553,6 +559,19 @@ def spec_operations(spec: dict):
         for method, op in item.items():
             path = re.sub(r"\{(\w+)\}", lambda m: PLACEHOLDERS.get(m.group(1), "x1"), template)
             yield method.upper(), template, path, op
+
+
+def test_bus_route_reports_tcp_ports_with_bus_local_tcp(cluster):
+    """ARCHITECT_BUS_LOCAL=tcp: the loopback bus on plain ports, as before ipc."""
+    cluster.env["ARCHITECT_BUS_LOCAL"] = "tcp"
+    api = Api(cluster.start_server())
+    bus, port = api.ok("GET", "/api/bus"), cluster.base_port
+    assert bus["heartbeat"] == f"tcp://127.0.0.1:{port}" and bus["work"] == f"tcp://127.0.0.1:{port + 1}"
+    assert bus["control"] == f"tcp://127.0.0.1:{port + 2}" and bus["events"] == f"tcp://127.0.0.1:{port + 3}"
+    assert bus["server_key"] is None
+    assert cluster.endpoints.control == f"tcp://127.0.0.1:{port + 2}" and cluster.rpc("ping")
+    assert not (cluster.tmp / "data" / "bus" / "control").exists()
+    api.close()
 
 
 def test_broker_unreachable_is_503_with_a_message(cluster):
@@ -573,16 +592,18 @@ def test_broker_unreachable_is_503_with_a_message(cluster):
         results = list(pool.map(call, ops))
     assert len(results) >= 25
     for (method, template, path, doc), response in results:
-        if template in ("/api/bus", "/api/openapi.json", "/metrics", "/healthz"):
+        if template in ("/api/bus", "/api/openapi.json", "/metrics", "/healthz", "/api/me"):
             continue  # answered without the broker: checked below
         error = assert_error_shape(response, 503, "broker_unavailable")
         assert "broker" in error["message"], (method, path, error)
         assert "503" in doc["responses"], f"{method} {template}: 503 not documented"
-    assert api.ok("GET", "/api/bus")["control"] == f"tcp://127.0.0.1:{cluster.base_port + 2}"
+    assert api.ok("GET", "/api/bus")["control"] == cluster.endpoints.control
+    assert cluster.endpoints.control.startswith("ipc://")
     metrics = api.get("/metrics")
     assert metrics.status_code == 200 and re.search(r"^architect_broker_up 0", metrics.text, re.M)
     # bad input is still 400, not 503: it is checked before the broker is asked
-    assert_error_shape(api.post("/api/nodes", data=b"{"), 400, "bad_request")
+    assert_error_shape(api.post("/api/nodes", data=b"{", headers={"Content-Type": "application/json"}),
+                       400, "bad_request")
     assert_error_shape(api.post("/api/tasks", json={"task_type": 5}), 400, mentions="task_type")
     api.close()
     cluster.kill("web")   # SIGTERM does not stop `architect web`: see test_sigterm_stops_the_web_server

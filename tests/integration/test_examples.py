@@ -34,7 +34,8 @@ ADD = "architect.agent.builtin_tasks:add"
 # --- helpers ------------------------------------------------------------------------------
 
 def client_for(cluster, timeout: float = 5.0) -> Client:
-    return Client(broker="127.0.0.1", bus_port=cluster.base_port, timeout=timeout)
+    return Client(broker="127.0.0.1", bus_port=cluster.base_port, timeout=timeout,
+                  data_dir=str(cluster.tmp / "data"))  # the ipc bus there, when it is up
 
 
 def run_example(cluster, name: str, env=None) -> subprocess.CompletedProcess:
@@ -182,7 +183,8 @@ def test_example_scripts_fail_when_no_broker(cluster):
 
 def test_client_error_classes(cluster):
     # nothing listens: BrokerUnavailable after the timeout
-    with Client(broker="127.0.0.1", bus_port=free_port_block(4), timeout=0.5) as nobody:
+    with Client(broker="127.0.0.1", bus_port=free_port_block(4), timeout=0.5,
+                data_dir=str(cluster.tmp / "data")) as nobody:
         started = time.monotonic()
         with pytest.raises(BrokerUnavailable):
             nobody.get(1)
