@@ -13,7 +13,7 @@ from architect.broker.methods import Caller
 SECRET_FIELDS = frozenset({"password", "token", "secret", "password_hash"})
 MAX_VALUE = 500          # characters kept of one string value
 MAX_ITEMS = 50           # items kept of one list or map
-TARGET_FIELDS = ("node", "name", "id", "ids", "node_id")
+TARGET_FIELDS = ("node", "name", "id", "ids", "node_id", "nodes")
 
 
 def redact(value, depth: int = 0):

@@ -256,9 +256,9 @@ def apply_client(sock: zmq.Socket, curve: dict | None) -> None:
 def local_client(data_dir: str | Path) -> dict | None:
     """The master's own client keys, when the bus in this data dir is secured."""
     keys = Path(data_dir) / "keys"
-    if not (keys / "server.key").exists() or not (keys / f"{LOCAL}.key_secret").exists():
-        return None
-    try:
+    try:  # (another user's data dir is 0700: PermissionError, as good as absent)
+        if not (keys / "server.key").exists() or not (keys / f"{LOCAL}.key_secret").exists():
+            return None
         pub, sec = zmq.auth.load_certificate(keys / f"{LOCAL}.key_secret")
         server = zmq.auth.load_certificate(keys / "server.key")[0]
     except (OSError, ValueError):

@@ -362,13 +362,16 @@ def test_bus_folder_of_another_user_is_refused_and_a_loose_one_tightened(tmp_pat
     bus = tmp_path / "data" / "bus"
     bus.mkdir(parents=True)
     os.chown(bus, user.pw_uid, user.pw_gid)
-    proc = cluster.spawn("broker", "broker")
-    assert proc.wait(30) != 0
-    log = cluster.log("broker")
-    assert "broker cannot start" in log and f"belongs to {OTHER}" in log, log
-    assert not (bus / "control").exists()
+    try:
+        proc = cluster.spawn("broker", "broker")
+        assert proc.wait(30) != 0
+        log = cluster.log("broker")
+        assert "broker cannot start" in log and f"belongs to {OTHER}" in log, log
+        assert not (bus / "control").exists()
 
-    os.chown(bus, 0, 0)
-    os.chmod(bus, 0o777)
-    cluster.start_broker()
-    assert stat.S_IMODE(os.stat(bus).st_mode) == 0o700
+        os.chown(bus, 0, 0)
+        os.chmod(bus, 0o777)
+        cluster.start_broker()
+        assert stat.S_IMODE(os.stat(bus).st_mode) == 0o700
+    finally:
+        cluster.stop_all()  # (a Cluster made here, not by the fixture: stop what it started)
