@@ -235,3 +235,15 @@ class Cluster:
             time.sleep(0.1)
         raise AssertionError(f"{url} did not answer{f' {want}' if want else ''} within "
                              f"{timeout}s:\n{self.log(key)}")
+
+
+def db_rows(db_path, sql: str, params=()) -> list[dict]:
+    """Rows as dicts, through a read-only connection opened for this query only (so what it
+    sees is what is on disk, not what some open connection holds)."""
+    import sqlite3
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql, params)]
+    finally:
+        conn.close()

@@ -14,8 +14,7 @@ import click
 
 from architect.cli.admin import keys
 from architect.cli.common import call, print_json, print_table
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+from architect.cli.inspect import json_option
 WEB_ROLES = ("viewer", "operator", "admin")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 

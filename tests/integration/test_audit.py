@@ -11,7 +11,6 @@ and GET /api/audit.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 
 import pytest
@@ -21,7 +20,7 @@ import zmq
 from architect.broker import accounts, handlers, keys, task_handlers, views
 from architect.bus.errors import RemoteError
 from architect.ssh.handlers import SSH_METHODS
-from tests.helpers import Cluster, free_port_block, wait_for
+from tests.helpers import Cluster, db_rows, free_port_block, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -45,12 +44,7 @@ class Audited:
 
     def rows(self, sql: str, params=()) -> list[dict]:
         """Through a connection opened for this query only, read-only."""
-        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)
-        conn.row_factory = sqlite3.Row
-        try:
-            return [dict(r) for r in conn.execute(sql, params)]
-        finally:
-            conn.close()
+        return db_rows(self.db_path, sql, params)
 
     def last_id(self) -> int:
         return self.rows("SELECT COALESCE(MAX(id), 0) AS n FROM audit")[0]["n"]

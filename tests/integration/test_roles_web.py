@@ -14,12 +14,10 @@ checked here too).
 
 from __future__ import annotations
 
-import base64
 import http.client
 import itertools
 import json
 import re
-import sqlite3
 import time
 from urllib.parse import urlparse
 
@@ -27,7 +25,7 @@ import pytest
 import requests
 import zmq
 
-from tests.helpers import Cluster, wait_for
+from tests.helpers import Cluster, db_rows, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -75,12 +73,7 @@ class Web:
                                 json=body, timeout=30, **kw)
 
     def rows(self, sql: str, params=()) -> list[dict]:
-        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)
-        conn.row_factory = sqlite3.Row
-        try:
-            return [dict(r) for r in conn.execute(sql, params)]
-        finally:
-            conn.close()
+        return db_rows(self.db_path, sql, params)
 
     def snapshot(self) -> dict:
         """What a refused write must leave as it was (read-only, from the database and the
