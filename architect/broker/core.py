@@ -18,8 +18,8 @@ from architect.broker.params import DEFERRED, RequestError
 from architect.broker.registry import InvalidNode, Registry, check_name
 from architect.broker.store import Store
 from architect.broker.task_core import TaskCore
-from architect.ssh.handlers import SSH_METHODS
-from architect.ssh.service import SSHService
+from architect.broker.ssh_handlers import SSH_METHODS
+from architect.broker.ssh_service import SSHService
 from architect.bus.messages import Heartbeat, Reply, Request
 from architect.config import Config
 

@@ -20,7 +20,7 @@ def _node(b, params):
 
 def node_register(b, params, now):
     """{name, hostname?, ip_address?, capabilities?, ssh?} → node (created or updated)."""
-    from architect.ssh.handlers import check_ssh
+    from architect.broker.ssh_handlers import check_ssh
     name = get(params, "name", str)
     if b.caller.role == NODE and name != b.caller.name:
         b.identity_mismatch(b.caller, name, "node.register")

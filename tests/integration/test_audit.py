@@ -19,7 +19,7 @@ import zmq
 
 from architect.broker import accounts, handlers, keys, task_handlers, views
 from architect.bus.errors import RemoteError
-from architect.ssh.handlers import SSH_METHODS
+from architect.broker.ssh_handlers import SSH_METHODS
 from tests.helpers import Cluster, db_rows, free_port_block, wait_for
 
 pytestmark = pytest.mark.slow

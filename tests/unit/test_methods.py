@@ -14,7 +14,7 @@ import pytest
 from architect.broker import accounts, audit, handlers, keys, methods, task_handlers, views
 from architect.broker.methods import ADMIN, NODE, OPERATOR, ROLES, VIEWER, WEB_ROLES, Method
 from architect.bus.messages import Heartbeat, TaskResult, WorkerReady
-from architect.ssh.handlers import SSH_METHODS
+from architect.broker.ssh_handlers import SSH_METHODS
 
 TABLES = {"handlers.METHODS": handlers.METHODS, "task_handlers.TASK_METHODS": task_handlers.TASK_METHODS,
           "views.VIEW_METHODS": views.VIEW_METHODS, "keys.KEY_METHODS": keys.KEY_METHODS,
