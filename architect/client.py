@@ -3,7 +3,8 @@
     from architect.client import Client
     c = Client(broker="127.0.0.1")                  # or Client(dashboard_url="http://master:8080")
     # on the master, 127.0.0.1 means the bus's Unix sockets in DATA_DIR/bus when they exist
-    # (data_dir=..., default $ARCHITECT_DATA_DIR or ./data), else the tcp ports
+    # (data_dir=..., default the Config's: $ARCHITECT_DATA_DIR or ./data), else the tcp ports
+    c = Client.from_config(architect.config.load())  # connect exactly as the CLI does
     t = c.submit("shell", {"command": "uptime"}, requirements=["docker"])
     done = c.wait(t["id"], timeout=60)              # the task dict once final
     print(done["status"], done["result"]["stdout"])
@@ -11,24 +12,30 @@
 
 Errors:
     ArchitectError
-    ├── BrokerUnavailable   no answer from the broker within the timeout
+    ├── BrokerUnavailable   no answer from the broker within the timeout, or no bus found
+    │   └── KeyPending      the bus is secured and this client's key waits to be accepted
     ├── RequestRejected     the broker refused the request (.code, .message)
     │   └── NotFound        no such task / node
     ├── WaitTimeout         the task was not final when the wait ended (.task)
     └── TaskFailed          map(): a task ended other than succeeded (.task)
+
+Settings the constructor's arguments do not name (data_dir, bus_local, join_token, the web
+login user/password, state_dir) come from the Config (architect.config.load: config file
+and ARCHITECT_* environment); an invalid one raises architect.config.ConfigError.
 
 One Client per thread (it owns a ZeroMQ socket).
 """
 
 from __future__ import annotations
 
-import os
+import dataclasses
+import getpass
 import time
 from typing import Any, Iterable
 
+from architect import config as config_mod
 from architect.bus.errors import RemoteError, RequestTimeout
 from architect.bus.rpc import RpcClient
-from architect.bus.transport import connect_endpoints
 
 
 class ArchitectError(Exception):
@@ -37,6 +44,13 @@ class ArchitectError(Exception):
 
 class BrokerUnavailable(ArchitectError):
     pass
+
+
+class KeyPending(BrokerUnavailable):
+    def __init__(self, name: str):
+        super().__init__("the bus is secured and this client's key is pending: set "
+                         "ARCHITECT_USER/PASSWORD or accept it on the master")
+        self.name = name  # the key to accept: `architect keys accept NAME`
 
 
 class RequestRejected(ArchitectError):
@@ -65,37 +79,47 @@ class Client:
     def __init__(self, dashboard_url: str | None = None, broker: str | None = None,
                  bus_port: int = 5555, timeout: float = 10.0, control_endpoint: str | None = None,
                  data_dir: str | None = None):
-        curve = None
-        if control_endpoint is None:
-            if dashboard_url:
-                import getpass
-                from architect.agent.discovery import DiscoveryError, from_dashboard, join
-                try:
-                    info = from_dashboard(dashboard_url)
-                    if info.get("server_key"):  # a secured bus: join with the web login
-                        curve, status = join(dashboard_url, f"client-{getpass.getuser()}",
-                                             info["server_key"],
-                                             os.environ.get("ARCHITECT_JOIN_TOKEN", ""))
-                        if status != "authorized":
-                            raise BrokerUnavailable("the bus is secured and this client's key is "
-                                                    "pending: set ARCHITECT_USER/PASSWORD or "
-                                                    "accept it on the master")
-                    control_endpoint = info["control"]
-                except DiscoveryError as exc:
-                    raise BrokerUnavailable(str(exc)) from None
-            else:  # on the master: the loopback bus's ipc sockets when its broker made them
-                from architect.bus.security import local_client
-                data_dir = data_dir or os.environ.get("ARCHITECT_DATA_DIR") or "./data"
-                control_endpoint = connect_endpoints(
-                    broker or "127.0.0.1", bus_port, data_dir=data_dir,
-                    bus_local=os.environ.get("ARCHITECT_BUS_LOCAL") or "ipc").control
-                if control_endpoint.startswith("tcp://"):  # a secured bus: the master's key
-                    try:
-                        curve = local_client(data_dir)
-                    except OSError:  # another user's data dir
-                        curve = None
+        """dashboard_url (it wins over broker), else broker (default 127.0.0.1) and bus_port;
+        or control_endpoint itself (a plain socket). Connects through from_config()."""
+        if control_endpoint is not None:
+            self._open(control_endpoint, None, timeout)
+            return
+        host = "127.0.0.1" if dashboard_url else broker or "127.0.0.1"
+        cfg = config_mod.load({"dashboard_url": dashboard_url or "", "broker_host": host,
+                               "bus_port": bus_port, "data_dir": data_dir})
+        self._connect(cfg, default_key_name(), timeout)
+
+    @classmethod
+    def from_config(cls, cfg: config_mod.Config, key_name: str | None = None,
+                    timeout: float | None = None) -> "Client":
+        """A client connected as the CLI connects, from a Config (architect.config.load()):
+        a broker_host other than 127.0.0.1 means that broker, else dashboard_url when set
+        (GET /api/bus; on a secured bus join it as key_name, default client-<user>, with
+        join_token and the web login), else this machine's bus (the ipc sockets of data_dir
+        when its broker made them, else the ports; on a secured master its local key from
+        DATA_DIR/keys; else bus_server_key with this client's own key). timeout: seconds per
+        reply, default cfg.request_timeout. BrokerUnavailable (KeyPending) if that fails."""
+        client = cls.__new__(cls)
+        client._connect(cfg, key_name or default_key_name(),
+                        cfg.request_timeout if timeout is None else timeout)
+        return client
+
+    def _connect(self, cfg: config_mod.Config, key_name: str, timeout: float) -> None:
+        from architect.discovery import DiscoveryError, connect_info
+        if cfg.dashboard_url and cfg.broker_host != "127.0.0.1":
+            cfg = dataclasses.replace(cfg, dashboard_url="")  # a broker named: go straight there
+        try:
+            endpoints, curve, status = connect_info(cfg, key_name)
+        except DiscoveryError as exc:
+            raise BrokerUnavailable(str(exc)) from None
+        if status == "pending":
+            raise KeyPending(key_name)
+        self._open(endpoints["control"], curve, timeout)
+
+    def _open(self, endpoint: str, curve: dict | None, timeout: float) -> None:
+        self.endpoint = endpoint  # the control socket this client talks to
         self.timeout = timeout
-        self._rpc = RpcClient(control_endpoint, timeout=timeout, curve=curve)
+        self._rpc = RpcClient(endpoint, timeout=timeout, curve=curve)
 
     def call(self, method: str, params: dict | None = None, timeout: float | None = None) -> Any:
         """Any control method (see docs/PROTOCOL.md)."""
@@ -197,6 +221,11 @@ class Client:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def default_key_name() -> str:
+    """The Python client's bus key name: client-<user running the script>."""
+    return f"client-{getpass.getuser()}"
 
 
 def _clean(options: dict) -> dict:

@@ -1,8 +1,9 @@
 """One validated configuration object.
 
 Layers, later wins: defaults → ``~/.architect/config.json`` (or ``$ARCHITECT_CONFIG``) →
-``ARCHITECT_*`` environment → CLI flags. Every setting has one row in SETTINGS. An invalid
-value raises ConfigError with a one-line message naming the setting and where it came from.
+``ARCHITECT_*`` environment → CLI flags. Every setting is one field of Config (its default
+and its type); ``ARCHITECT_<FIELD>`` sets it from the environment. An invalid value raises
+ConfigError with a one-line message naming the setting and where it came from.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from architect.bus.protocol import NODE_NAME_RE
+
 
 class ConfigError(ValueError):
     """A setting has an invalid value; the message names the setting and its source."""
@@ -24,10 +27,6 @@ class ConfigError(ValueError):
         self.setting = setting
 
 
-# node names: also event-topic segments, so no dots or spaces
-NODE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]{0,127}")
-
-
 def default_node_name() -> str:
     """The short hostname, with characters a node name cannot hold replaced by '-'."""
     short = socket.gethostname().split(".")[0]
@@ -35,10 +34,24 @@ def default_node_name() -> str:
     return name or "node"
 
 
+@dataclass(frozen=True)
+class Thresholds:
+    """(warning, critical) per graded metric, built by Config.thresholds() (see broker.health)."""
+    cpu: tuple[float, float] = (80.0, 95.0)
+    memory: tuple[float, float] = (85.0, 95.0)
+    disk: tuple[float, float] = (80.0, 90.0)
+    load: tuple[float, float] = (4.0, 8.0)
+
+    def as_dict(self) -> dict:
+        return {f.name: {"warning": getattr(self, f.name)[0], "critical": getattr(self, f.name)[1]}
+                for f in fields(self)}
+
+
 @dataclass
 class Config:
     # where things live
     data_dir: str = "./data"
+    state_dir: str = "~/.architect"  # daemon pid/log files, client bus keys (keys/)
     # web server
     host: str = "127.0.0.1"
     port: int = 8080
@@ -168,11 +181,14 @@ class Config:
             str(Path(self.data_dir) / "known_hosts")
 
     @property
+    def state_path(self) -> Path:
+        return Path(os.path.expanduser(self.state_dir))
+
+    @property
     def db_path(self) -> str:
         return str(Path(self.data_dir) / "architect.db")
 
-    def thresholds(self):
-        from architect.broker.health import Thresholds
+    def thresholds(self) -> Thresholds:
         return Thresholds(cpu=(self.cpu_warning, self.cpu_critical),
                           memory=(self.memory_warning, self.memory_critical),
                           disk=(self.disk_warning, self.disk_critical),
@@ -180,7 +196,8 @@ class Config:
 
 
 _FIELDS = {f.name: f for f in fields(Config)}
-_TYPES = {f.name: (f.type if isinstance(f.type, type) else eval(f.type)) for f in fields(Config)}
+_KINDS = {"str": str, "int": int, "float": float, "bool": bool, "list": list}
+_TYPES = {f.name: _KINDS[f.type] if isinstance(f.type, str) else f.type for f in fields(Config)}
 
 
 def env_name(setting: str) -> str:
@@ -229,6 +246,15 @@ def config_file_path(env: Mapping[str, str]) -> Path:
     return Path(env.get("ARCHITECT_CONFIG") or Path.home() / ".architect" / "config.json")
 
 
+def _layer(source: str | None) -> int:
+    """-1 unset, 0 the config file, 1 the environment, 2 a flag."""
+    if source is None:
+        return -1
+    if source.startswith("option --"):
+        return 2
+    return 1 if source.startswith("environment variable ") else 0
+
+
 def load(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
          config_file: str | Path | None = None) -> Config:
     """Build and validate the Config from all layers. `overrides` are CLI flags (None = unset)."""
@@ -260,6 +286,8 @@ def load(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | No
             source = f"option --{name.replace('_', '-')}"
             values[name] = _coerce(name, list(value) if isinstance(value, tuple) else value, source)
             sources[name] = source
+    if _layer(sources.get("broker_host")) > _layer(sources.get("dashboard_url")) >= 0:
+        values["dashboard_url"] = ""  # a broker named in a later layer beats the dashboard URL
     try:
         return Config(**values).validate()
     except ConfigError as exc:

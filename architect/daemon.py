@@ -1,8 +1,9 @@
 """Run a command as a daemon: pid file, log file, --status and --stop.
 
-Files default to ``~/.architect/<name>.pid`` and ``~/.architect/<name>.log`` so that
-``--status`` and ``--stop`` find the daemon with no other arguments (as the setup guide
-runs them). Daemonize before any ZeroMQ context exists.
+Files are ``<state dir>/<name>.pid`` and ``<state dir>/<name>.log``, the state dir being
+Config.state_path (``~/.architect`` unless ``state_dir`` / ``ARCHITECT_STATE_DIR`` says
+otherwise), so that ``--status`` and ``--stop`` find the daemon with no other arguments (as
+the setup guide runs them). Daemonize before any ZeroMQ context exists.
 """
 
 from __future__ import annotations
@@ -15,21 +16,17 @@ import time
 from pathlib import Path
 
 
-def state_dir() -> Path:
-    return Path(os.environ.get("ARCHITECT_STATE_DIR") or Path.home() / ".architect")
+def pid_path(name: str, state_dir: Path) -> Path:
+    return Path(state_dir) / f"{name}.pid"
 
 
-def pid_path(name: str) -> Path:
-    return state_dir() / f"{name}.pid"
+def log_path(name: str, state_dir: Path) -> Path:
+    return Path(state_dir) / f"{name}.log"
 
 
-def log_path(name: str) -> Path:
-    return state_dir() / f"{name}.log"
-
-
-def read_pid(name: str) -> int | None:
+def read_pid(name: str, state_dir: Path) -> int | None:
     try:
-        pid = int(pid_path(name).read_text().strip())
+        pid = int(pid_path(name, state_dir).read_text().strip())
     except (OSError, ValueError):
         return None
     try:
@@ -41,15 +38,15 @@ def read_pid(name: str) -> int | None:
     return pid
 
 
-def status(name: str) -> tuple[bool, str]:
-    pid = read_pid(name)
+def status(name: str, state_dir: Path) -> tuple[bool, str]:
+    pid = read_pid(name, state_dir)
     if pid is None:
         return False, f"{name}: not running"
-    return True, f"{name}: running (pid {pid}, log {log_path(name)})"
+    return True, f"{name}: running (pid {pid}, log {log_path(name, state_dir)})"
 
 
-def stop(name: str, grace: float = 20.0) -> tuple[bool, str]:
-    pid = read_pid(name)
+def stop(name: str, state_dir: Path, grace: float = 20.0) -> tuple[bool, str]:
+    pid = read_pid(name, state_dir)
     if pid is None:
         return False, f"{name}: not running"
     os.kill(pid, signal.SIGTERM)
@@ -62,18 +59,19 @@ def stop(name: str, grace: float = 20.0) -> tuple[bool, str]:
         time.sleep(0.05)
     else:
         os.kill(pid, signal.SIGKILL)
-    pid_path(name).unlink(missing_ok=True)
+    pid_path(name, state_dir).unlink(missing_ok=True)
     return True, f"{name}: stopped (pid {pid})"
 
 
-def daemonize(name: str) -> None:
+def daemonize(name: str, state_dir: Path) -> None:
     """Detach (double fork), send output to the log file, write the pid file."""
-    running = read_pid(name)
+    running = read_pid(name, state_dir)
     if running is not None:
         raise SystemExit(f"{name}: already running (pid {running}); use --stop first")
-    state_dir().mkdir(parents=True, exist_ok=True)
-    log_file = log_path(name)
-    print(f"{name}: starting in the background; log {log_file}, pid file {pid_path(name)}")
+    Path(state_dir).mkdir(parents=True, exist_ok=True)
+    log_file = log_path(name, state_dir)
+    print(f"{name}: starting in the background; log {log_file}, "
+          f"pid file {pid_path(name, state_dir)}")
     sys.stdout.flush()
     sys.stderr.flush()
     if os.fork() > 0:
@@ -88,14 +86,14 @@ def daemonize(name: str) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    pid_path(name).write_text(str(os.getpid()))
-    atexit.register(lambda: _remove_own_pid(name))
+    pid_path(name, state_dir).write_text(str(os.getpid()))
+    atexit.register(lambda: _remove_own_pid(pid_path(name, state_dir)))
 
 
-def _remove_own_pid(name: str) -> None:
+def _remove_own_pid(path: Path) -> None:
     try:
-        if int(pid_path(name).read_text()) == os.getpid():
-            pid_path(name).unlink()
+        if int(path.read_text()) == os.getpid():
+            path.unlink()
     except (OSError, ValueError):
         pass
 

@@ -14,7 +14,6 @@ import urllib.parse
 import zmq
 
 from architect.agent import metrics as node_metrics
-from architect.agent.discovery import DiscoveryError, connect_info
 from architect.bus.codec import encode
 from architect.bus.errors import BusError
 from architect.bus.messages import Heartbeat
@@ -22,6 +21,7 @@ from architect.bus.rpc import RpcClient
 from architect.bus.localbus import why_unreachable
 from architect.bus.transport import LOOPBACK_HOSTS, local_bus_dir, make_socket
 from architect.config import Config
+from architect.discovery import DiscoveryError, connect_info
 
 log = logging.getLogger("architect.agent")
 

@@ -36,6 +36,63 @@ log = logging.getLogger("architect.worker")
 RECONNECT_MAX = 30.0
 
 
+class PirateClock:
+    """The worker side's Paranoid Pirate timers, with time passed in (`now`, monotonic).
+
+    Ping the broker every `interval`; anything heard from it proves it alive and resets the
+    reconnect backoff; silence for more than `interval × liveness` means it is dead:
+    reconnect after `next_backoff()` (interval, doubling, capped at `reconnect_max`). A
+    result not acknowledged goes out again with the ping once `resend_after` has passed
+    since it was last sent. Pure: no sockets, no sleeping; TaskWorker.run feeds it the clock.
+    """
+
+    def __init__(self, interval: float, liveness: float, now: float,
+                 reconnect_max: float = RECONNECT_MAX):
+        self.interval = interval
+        self.liveness = liveness
+        self.reconnect_max = reconnect_max
+        self.resend_after = 2 * interval
+        self.heard_at = now
+        self.next_ping = now + interval
+        self.backoff = interval
+
+    def heard(self, now: float) -> None:
+        """A frame from the broker: it is alive, and the backoff starts over."""
+        self.heard_at = now
+        self.backoff = self.interval
+
+    def silence(self, now: float) -> float:
+        return now - self.heard_at
+
+    def broker_dead(self, now: float) -> bool:
+        return now - self.heard_at > self.interval * self.liveness
+
+    def next_backoff(self) -> float:
+        """How long to wait before reconnecting; each call doubles the next (capped)."""
+        wait = min(self.backoff, self.reconnect_max)
+        self.backoff = min(self.backoff * 2, self.reconnect_max)
+        return wait
+
+    def reconnected(self, now: float) -> None:
+        """A new socket: give the broker a full liveness window (the backoff stays)."""
+        self.heard_at = now
+
+    def poll_ms(self, now: float) -> int:
+        """How long to poll for before the next ping is due (at least 1 ms)."""
+        return max(0, int((self.next_ping - now) * 1000)) + 1
+
+    def due_ping(self, now: float) -> bool:
+        """True when a ping is due; the next one is then scheduled an interval from now."""
+        if now >= self.next_ping:
+            self.next_ping = now + self.interval
+            return True
+        return False
+
+    def due_resend(self, sent_at: float, now: float, older_than: float | None = None) -> bool:
+        """Whether a result last sent at `sent_at` should go out again now."""
+        return now - sent_at >= (self.resend_after if older_than is None else older_than)
+
+
 class Running:
     """One task on this worker."""
 
@@ -63,6 +120,7 @@ class TaskWorker:
         self._routing_id = secrets.token_bytes(16)
         self.interval = config.worker_heartbeat_interval
         self.liveness = config.worker_liveness
+        self.clock = PirateClock(self.interval, self.liveness, 0.0)   # restarted by run()
         self.stop_event = threading.Event()
         self.running: dict[tuple[int, int], Running] = {}
         self.unacked: dict[tuple[int, int], TaskResult] = {}
@@ -84,7 +142,7 @@ class TaskWorker:
         self._sock.setsockopt(zmq.ROUTING_ID, self._routing_id)
         self._sock.connect(self.endpoints["work"])
         self._send(self._status(WorkerReady))
-        self._resend_unacked(older_than=0.0)
+        self._resend_unacked(time.monotonic(), older_than=0.0)
 
     def _status(self, cls):
         return cls(worker_id=self.worker_id, node=self.config.node_name, slots=self.slots,
@@ -117,43 +175,53 @@ class TaskWorker:
                  self.endpoints["work"])
         poller = zmq.Poller()
         poller.register(self._pull, zmq.POLLIN)
-        heard = time.monotonic()
-        next_ping = heard + self.interval
-        backoff = self.interval
+        clock = self.clock = PirateClock(self.interval, self.liveness, time.monotonic())
         try:
             while not self.stop_event.is_set():
                 poller.register(self._sock, zmq.POLLIN)
-                ready = dict(poller.poll(max(0, int((next_ping - time.monotonic()) * 1000)) + 1))
+                ready = dict(poller.poll(clock.poll_ms(time.monotonic())))
                 if self._sock in ready:
-                    heard = time.monotonic()
-                    backoff = self.interval
+                    clock.heard(time.monotonic())
                     self._drain_broker()
                 if self._pull in ready:
                     self._drain_pipe()
                 now = time.monotonic()
-                if now - heard > self.interval * self.liveness:
-                    log.warning("no word from the broker for %.1fs; reconnecting", now - heard)
+                if clock.broker_dead(now):
+                    log.warning("no word from the broker for %.1fs; reconnecting",
+                                clock.silence(now))
                     poller.unregister(self._sock)
-                    self.stop_event.wait(min(backoff, RECONNECT_MAX))
-                    backoff = min(backoff * 2, RECONNECT_MAX)
+                    self.stop_event.wait(clock.next_backoff())
                     self._connect()
-                    heard = time.monotonic()
+                    clock.reconnected(time.monotonic())
                     continue
-                if now >= next_ping:
-                    next_ping = now + self.interval
+                if clock.due_ping(now):
                     self._send(self._status(WorkerPing))
                     # a broker that restarted faster than our liveness window never got
                     # them, and we did not reconnect: send results again until acked
-                    self._resend_unacked(older_than=2 * self.interval)
+                    self._resend_unacked(now, clock.resend_after)
         finally:
             self.close()
 
-    def _resend_unacked(self, older_than: float) -> None:
-        now = time.monotonic()
+    def _hold_result(self, result: TaskResult, now: float) -> None:
+        """A finished run: kept (and resent) until the broker acknowledges it."""
+        key = (result.task_id, result.attempt)
+        self.running.pop(key, None)
+        self.unacked[key] = result
+        self._sent_at[key] = now
+
+    def _due_results(self, now: float, older_than: float) -> list[TaskResult]:
+        """The unacknowledged results last sent `older_than` seconds ago or more, marked as
+        sent now (pure: the caller sends them)."""
+        due = []
         for key, result in list(self.unacked.items()):
-            if now - self._sent_at.get(key, 0.0) >= older_than:
+            if self.clock.due_resend(self._sent_at.get(key, 0.0), now, older_than):
                 self._sent_at[key] = now
-                self._send(result)
+                due.append(result)
+        return due
+
+    def _resend_unacked(self, now: float, older_than: float) -> None:
+        for result in self._due_results(now, older_than):
+            self._send(result)
 
     def _drain_broker(self) -> None:
         while True:
@@ -207,9 +275,7 @@ class TaskWorker:
             if key in self.abandoned:
                 continue  # given back to the broker at shutdown: it will run again elsewhere
             if isinstance(msg, TaskResult):
-                self.running.pop(key, None)
-                self.unacked[key] = msg
-                self._sent_at[key] = time.monotonic()
+                self._hold_result(msg, time.monotonic())
             self._send(msg)
 
     # --- task threads -------------------------------------------------------------------

@@ -13,6 +13,7 @@ from architect.api import auth, errors, guard, routes
 from architect.api.broker import BrokerGateway
 from architect.api.jsonfast import OrjsonProvider
 from architect.api.metrics import Metrics
+from architect.bus.protocol import RESERVED_NAMES
 from architect.bus.security import local_client
 from architect.bus.transport import bus_endpoints, client_endpoints
 from architect.config import Config
@@ -49,7 +50,7 @@ class AppState:
 class NodeKeyConverter(BaseConverter):
     """A node id or name in /api/nodes/<key>, but never one of the static paths beside it
     (so DELETE /api/nodes/health is a 405, not "no node 'health'")."""
-    regex = r"(?!(?:health|alerts|recommend|distribution)(?:/|$))[^/]+"
+    regex = r"(?!(?:%s)(?:/|$))[^/]+" % "|".join(RESERVED_NAMES)
 
 
 def _api_not_found(rest):

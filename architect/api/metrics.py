@@ -7,8 +7,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-LEVELS = ("healthy", "warning", "critical", "offline")
-STATES = ("queued", "assigned", "running", "succeeded", "failed", "timed_out", "cancelled")
+from architect.bus.protocol import LEVELS, STATES
 
 
 class BrokerCollector:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 
 from architect import __version__
+from architect.bus import protocol
 
-S, I, N, B = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
+STR, INT, NUM, BOOL = ({"type": "string"}, {"type": "integer"}, {"type": "number"},
+                       {"type": "boolean"})
 OBJ = {"type": "object"}
 ARR = {"type": "array"}
 
@@ -27,52 +29,53 @@ def ref(name: str) -> dict:
 
 
 def listing(key: str, item: str) -> dict:
-    return obj({key: {"type": "array", "items": ref(item)}, "count": I}, (key, "count"))
+    return obj({key: {"type": "array", "items": ref(item)}, "count": INT}, (key, "count"))
 
 
 SSH_STR = {"type": "string", "minLength": 1, "maxLength": 512, "nullable": True}
 CAPS = {"type": "array", "maxItems": 64,
         "items": {"type": "string", "minLength": 1, "maxLength": 64}}
-LEVEL = {"type": "string", "enum": ["healthy", "warning", "critical", "offline"]}
-STATE = {"type": "string", "enum": ["queued", "assigned", "running", "succeeded", "failed",
-                                    "timed_out", "cancelled"]}
+LEVEL = {"type": "string", "enum": list(protocol.LEVELS)}
+STATE = {"type": "string", "enum": list(protocol.STATES)}
+NOT_RESERVED = {"enum": list(protocol.RESERVED_NAMES)}  # node names that are API paths
 
 WEB_ROLE = {"type": "string", "enum": ["viewer", "operator", "admin"]}
 TTL = {"type": "number", "minimum": 1, "maximum": 366 * 86400}
 
 SCHEMAS = {
-    "Error": obj({"error": obj({"code": S, "message": S}, ("code", "message"))}, ("error",)),
+    "Error": obj({"error": obj({"code": STR, "message": STR}, ("code", "message"))}, ("error",)),
     "Object": OBJ,
-    "Node": obj({"id": I, "name": S, "hostname": S, "ip_address": S,
-                 "capabilities": {"type": "array", "items": S}, "status": LEVEL,
-                 "reasons": {"type": "array", "items": S}, "drained": B,
-                 "metrics": OBJ, "heartbeat_age": nullable(N), "registered_at": N,
-                 "last_seen": N, "ssh": nullable(OBJ)},
+    "Node": obj({"id": INT, "name": STR, "hostname": STR, "ip_address": STR,
+                 "capabilities": {"type": "array", "items": STR}, "status": LEVEL,
+                 "reasons": {"type": "array", "items": STR}, "drained": BOOL,
+                 "metrics": OBJ, "heartbeat_age": nullable(NUM), "registered_at": NUM,
+                 "last_seen": NUM, "ssh": nullable(OBJ)},
                 ("id", "name", "status", "capabilities", "drained")),
     "NodeList": listing("nodes", "Node"),
     "NodeRegistration": obj({"name": {"type": "string",
-                                      "pattern": "^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$",
-                                      "not": {"enum": ["health", "alerts", "recommend",
-                                                       "distribution"]}},
-                             "hostname": nullable(S), "ip_address": nullable(S),
+                                      "pattern": f"^{protocol.NODE_NAME_PATTERN}$",
+                                      "not": NOT_RESERVED},
+                             "hostname": nullable(STR), "ip_address": nullable(STR),
                              "capabilities": nullable(CAPS),
                              "ssh": nullable({**obj({"user": SSH_STR, "port": {
                                  "type": "integer", "minimum": 1, "maximum": 65535,
                                  "nullable": True},
                                  "key_file": SSH_STR, "host": SSH_STR}),
                                  "additionalProperties": False})}, ("name",)),
-    "Removed": obj({"removed": S, "id": I}, ("removed",)),
-    "Health": obj({"counts": OBJ, "total": I, "nodes": ARR | {"items": OBJ}, "thresholds": OBJ},
+    "Removed": obj({"removed": STR, "id": INT}, ("removed",)),
+    "Health": obj({"counts": OBJ, "total": INT, "nodes": ARR | {"items": OBJ}, "thresholds": OBJ},
                   ("counts", "nodes")),
-    "Alert": obj({"id": I, "node_id": I, "node_name": S, "level": S, "previous_level": nullable(S),
-                  "reasons": {"type": "array", "items": S}, "message": S, "status": S,
-                  "created_at": N, "resolved_at": nullable(N), "acknowledged_at": nullable(N),
-                  "acknowledged_by": nullable(S)}, ("id", "level", "status")),
+    "Alert": obj({"id": INT, "node_id": INT, "node_name": STR, "level": STR,
+                  "previous_level": nullable(STR), "reasons": {"type": "array", "items": STR},
+                  "message": STR, "status": STR, "created_at": NUM, "resolved_at": nullable(NUM),
+                  "acknowledged_at": nullable(NUM), "acknowledged_by": nullable(STR)},
+                 ("id", "level", "status")),
     "AlertList": listing("alerts", "Alert"),
     "Recommendations": obj({"recommendations": {"type": "array", "items": obj(
-        {"node": S, "score": N, "breakdown": OBJ, "can_run_now": B, "reason": nullable(S)})},
-        "count": I}, ("recommendations",)),
-    "Distribution": obj({"nodes": OBJ, "totals": OBJ, "queued": I}, ("nodes", "totals")),
+        {"node": STR, "score": NUM, "breakdown": OBJ, "can_run_now": BOOL,
+         "reason": nullable(STR)})},
+        "count": INT}, ("recommendations",)),
+    "Distribution": obj({"nodes": OBJ, "totals": OBJ, "queued": INT}, ("nodes", "totals")),
     "TaskSubmission": obj({"task_type": {"type": "string", "minLength": 1, "maxLength": 64},
                            "payload": nullable(OBJ), "requirements": nullable(CAPS),
                            "timeout": nullable({"type": "number", "exclusiveMinimum": True,
@@ -91,58 +94,60 @@ SCHEMAS = {
     "AssignRequest": obj({"task_type": {"type": "string", "minLength": 1, "maxLength": 64},
                           "requirements": nullable(CAPS), "payload": nullable(OBJ)},
                          ("task_type",)),
-    "Submitted": obj({"id": I, "status": STATE, "created": B}, ("id", "status")),
-    "Task": obj({"id": I, "task_type": S, "status": STATE, "payload": OBJ, "attempt": I,
-                 "assigned_node": nullable(S), "result": nullable(OBJ), "error": nullable(S),
-                 "placement": nullable(OBJ), "final": B}, ("id", "status", "task_type")),
+    "Submitted": obj({"id": INT, "status": STATE, "created": BOOL}, ("id", "status")),
+    "Task": obj({"id": INT, "task_type": STR, "status": STATE, "payload": OBJ, "attempt": INT,
+                 "assigned_node": nullable(STR), "result": nullable(OBJ), "error": nullable(STR),
+                 "placement": nullable(OBJ), "final": BOOL}, ("id", "status", "task_type")),
     "TaskList": listing("tasks", "Task"),
-    "OutputList": obj({"output": ARR | {"items": OBJ}, "count": I}, ("output",)),
-    "Assignment": obj({"node": nullable(S), "score": nullable(N), "breakdown": nullable(OBJ)},
+    "OutputList": obj({"output": ARR | {"items": OBJ}, "count": INT}, ("output",)),
+    "Assignment": obj({"node": nullable(STR), "score": nullable(NUM), "breakdown": nullable(OBJ)},
                       ("node",)),
-    "WorkerList": obj({"workers": ARR | {"items": OBJ}, "count": I}, ("workers",)),
+    "WorkerList": obj({"workers": ARR | {"items": OBJ}, "count": INT}, ("workers",)),
     "Topology": obj({"nodes": ARR | {"items": OBJ}, "edges": ARR | {"items": OBJ}},
                     ("nodes", "edges")),
-    "Flow": obj({"links": ARR | {"items": obj({"source": S, "target": S, "value": I})},
-                 "states": OBJ, "nodes": {"type": "array", "items": S}}, ("links", "states")),
-    "Bus": obj({"heartbeat": S, "work": S, "control": S, "events": S,
-                "server_key": nullable(S)}, ("heartbeat", "work", "control", "events")),
-    "SSHExecute": obj({"node_id": {"oneOf": [I, S]}, "command": {"type": "string", "minLength": 1},
-                       "timeout": N}, ("node_id", "command")),
+    "Flow": obj({"links": ARR | {"items": obj({"source": STR, "target": STR, "value": INT})},
+                 "states": OBJ, "nodes": {"type": "array", "items": STR}}, ("links", "states")),
+    "Bus": obj({"heartbeat": STR, "work": STR, "control": STR, "events": STR,
+                "server_key": nullable(STR)}, ("heartbeat", "work", "control", "events")),
+    "SSHExecute": obj({"node_id": {"oneOf": [INT, STR]},
+                       "command": {"type": "string", "minLength": 1},
+                       "timeout": NUM}, ("node_id", "command")),
     "SSHBroadcastRequest": obj({"command": {"type": "string", "minLength": 1},
-                                "nodes": {"type": "array", "items": {"oneOf": [I, S]}},
-                                "requirements": {"type": "array", "items": S}, "timeout": N},
+                                "nodes": {"type": "array", "items": {"oneOf": [INT, STR]}},
+                                "requirements": {"type": "array", "items": STR}, "timeout": NUM},
                                ("command",)),
-    "SSHTrust": obj({"node_id": {"oneOf": [I, S]}}, ("node_id",)),
-    "SSHResult": obj({"node": nullable(S), "target": nullable(S), "exit_code": nullable(I),
-                      "stdout": S, "stderr": S, "truncated": B, "duration": N,
-                      "error": nullable(S)}, ("exit_code", "stdout", "stderr", "error")),
-    "SSHBroadcast": obj({"results": {"type": "array", "items": ref("SSHResult")}, "count": I,
-                         "ok": I, "failed": I, "duration": N}, ("results", "count")),
-    "SSHPool": obj({"hosts": OBJ, "totals": OBJ, "max_connections_per_host": I},
+    "SSHTrust": obj({"node_id": {"oneOf": [INT, STR]}}, ("node_id",)),
+    "SSHResult": obj({"node": nullable(STR), "target": nullable(STR), "exit_code": nullable(INT),
+                      "stdout": STR, "stderr": STR, "truncated": BOOL, "duration": NUM,
+                      "error": nullable(STR)}, ("exit_code", "stdout", "stderr", "error")),
+    "SSHBroadcast": obj({"results": {"type": "array", "items": ref("SSHResult")}, "count": INT,
+                         "ok": INT, "failed": INT, "duration": NUM}, ("results", "count")),
+    "SSHPool": obj({"hosts": OBJ, "totals": OBJ, "max_connections_per_host": INT},
                    ("hosts", "totals")),
-    "Cleanup": obj({"closed": I}, ("closed",)),
-    "AuditList": obj({"audit": ARR | {"items": OBJ}, "count": I}, ("audit", "count")),
+    "Cleanup": obj({"closed": INT}, ("closed",)),
+    "AuditList": obj({"audit": ARR | {"items": OBJ}, "count": INT}, ("audit", "count")),
     "JoinRequest": obj({"name": {"type": "string", "minLength": 1, "maxLength": 128},
                         "public_key": {"type": "string", "minLength": 40, "maxLength": 40},
-                        "token": nullable(S)}, ("name", "public_key")),
-    "JoinStatus": obj({"name": S, "status": {"type": "string", "enum": ["authorized", "pending"]},
-                       "role": nullable(S), "token": S}, ("name", "status")),
-    "Keys": obj({"secured": B, "authorized": {"type": "array", "items": S},
-                 "pending": {"type": "array", "items": S}, "roles": OBJ}, ("secured",)),
+                        "token": nullable(STR)}, ("name", "public_key")),
+    "JoinStatus": obj({"name": STR, "status": {"type": "string", "enum": ["authorized", "pending"]},
+                       "role": nullable(STR), "token": STR}, ("name", "status")),
+    "Keys": obj({"secured": BOOL, "authorized": {"type": "array", "items": STR},
+                 "pending": {"type": "array", "items": STR}, "roles": OBJ}, ("secured",)),
     "KeyRoleRequest": obj({"role": {"type": "string",
                                     "enum": ["node", "viewer", "operator", "admin"]}}, ("role",)),
-    "KeyRole": obj({"name": S, "role": S}, ("name", "role")),
+    "KeyRole": obj({"name": STR, "role": STR}, ("name", "role")),
     "JoinTokenRequest": obj({"ttl": nullable(TTL),
                              "uses": nullable({"type": "integer", "minimum": 1,
                                                "maximum": 100_000})}),
     "TokenCreate": obj({"role": WEB_ROLE,
                         "name": nullable({"type": "string", "maxLength": 64}),
                         "ttl": nullable(TTL)}),
-    "Token": obj({"id": I, "token": S, "kind": S, "role": S, "name": nullable(S),
-                  "expires_at": nullable(N), "uses_left": nullable(I)}, ("id", "token", "kind")),
-    "TokenList": obj({"tokens": ARR | {"items": OBJ}, "count": I}, ("tokens", "count")),
-    "Me": obj({"user": S, "role": S, "how": S}, ("user", "role")),
-    "ControlAuditList": obj({"audit": ARR | {"items": OBJ}, "count": I}, ("audit", "count")),
+    "Token": obj({"id": INT, "token": STR, "kind": STR, "role": STR, "name": nullable(STR),
+                  "expires_at": nullable(NUM), "uses_left": nullable(INT)},
+                 ("id", "token", "kind")),
+    "TokenList": obj({"tokens": ARR | {"items": OBJ}, "count": INT}, ("tokens", "count")),
+    "Me": obj({"user": STR, "role": STR, "how": STR}, ("user", "role")),
+    "ControlAuditList": obj({"audit": ARR | {"items": OBJ}, "count": INT}, ("audit", "count")),
     "UserAdd": obj({"name": {"type": "string", "minLength": 1, "maxLength": 64,
                              "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.@-]*$"},
                     "role": WEB_ROLE, "password": {"type": "string", "minLength": 8,
@@ -151,9 +156,9 @@ SCHEMAS = {
     "UserChange": {**obj({"role": WEB_ROLE, "password": {"type": "string", "minLength": 8,
                                                          "maxLength": 1024}}),
                    "minProperties": 1},
-    "User": obj({"name": S, "role": S}, ("name", "role")),
-    "UserList": obj({"users": ARR | {"items": OBJ}, "count": I}, ("users", "count")),
-    "Healthz": obj({"status": S, "broker": S, "store": OBJ}, ("status", "broker")),
+    "User": obj({"name": STR, "role": STR}, ("name", "role")),
+    "UserList": obj({"users": ARR | {"items": OBJ}, "count": INT}, ("users", "count")),
+    "Healthz": obj({"status": STR, "broker": STR, "store": OBJ}, ("status", "broker")),
 }
 _DESCRIPTIONS = {200: "OK", 201: "Created", 202: "Accepted (pending)", 400: "Bad request",
                  409: "Conflict (e.g. the bus is not secured)", 401: "Authentication required",
@@ -171,7 +176,7 @@ def _path(rule: str) -> tuple[str, list]:
         schema = {"type": "integer", "minimum": 0} if conv == "int" else \
             {"type": "string", "minLength": 1}
         if conv == "nodekey":  # /api/nodes/<key>: these names are other routes (and refused)
-            schema["not"] = {"enum": ["health", "alerts", "recommend", "distribution"]}
+            schema["not"] = NOT_RESERVED
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
         return "{" + name + "}"
     return re.sub(r"<(?:(\w+):)?(\w+)>", sub, rule), params
@@ -180,7 +185,7 @@ def _path(rule: str) -> tuple[str, list]:
 def _response(schema_name: str, status: int) -> dict:
     if schema_name == "Text":
         return {"description": _DESCRIPTIONS.get(status, "OK"),
-                "content": {"text/plain": {"schema": S}}}
+                "content": {"text/plain": {"schema": STR}}}
     return {"description": _DESCRIPTIONS.get(status, "OK"),
             "content": {"application/json": {"schema": ref(schema_name)}}}
 

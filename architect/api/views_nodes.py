@@ -6,8 +6,7 @@ from flask import current_app, jsonify, request
 
 from architect.api.errors import BadRequest
 from architect.api.inputs import field, json_body, query_flag, query_int, query_list, query_str
-
-LEVELS = ("healthy", "warning", "critical", "offline")
+from architect.bus.protocol import LEVELS
 
 
 def broker():

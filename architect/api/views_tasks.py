@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from flask import Response, current_app, jsonify, request
 
-from architect.api.errors import BadRequest
 from architect.api.inputs import (field, json_body, path_id, query_flag, query_int,
                                   query_str)
 from architect.api.views_nodes import _check_json_list, broker
+from architect.bus.protocol import STATES
 
-STATES = ("queued", "assigned", "running", "succeeded", "failed", "timed_out", "cancelled")
 SUBMIT_FIELDS = {"timeout": float, "max_attempts": int, "retries": int, "retry_backoff": float,
                  "priority": int, "idempotency_key": str, "node": (str, int)}
 
@@ -106,10 +105,3 @@ def metrics():
 def openapi():
     from architect.api.openapi import spec
     return jsonify(spec(current_app.extensions["architect"].routes))
-
-
-def _int_id(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise BadRequest("id must be an integer") from None

@@ -64,19 +64,19 @@ def _password(params) -> str:
     return password
 
 
-def users_add(b, params, now):
+def users_add(b, params, ctx):
     """{name, role: viewer | operator | admin, password} → {name, role}."""
     name, role, password = _user_name(params), _role(params), _password(params)
     if b.store.user(name) is not None:
         raise RequestError(f"user {name!r} exists; use users.passwd or users.remove",
                            code="conflict")
     _stored(b.store.save_user, {"name": name, "role": role, "password_hash": HASHER.hash(password),
-                                "created_at": now, "updated_at": now,
-                                "created_by": b.caller.name})
+                                "created_at": ctx.now, "updated_at": ctx.now,
+                                "created_by": ctx.caller.name})
     return {"name": name, "role": role}
 
 
-def users_passwd(b, params, now):
+def users_passwd(b, params, ctx):
     """{name, password?, role?} → {name, role}: a new password and/or role."""
     name = _user_name(params, existing=True)
     row = b.store.user(name)
@@ -88,12 +88,12 @@ def users_passwd(b, params, now):
         row["password_hash"] = HASHER.hash(_password(params))
     if params.get("role") is not None:
         row["role"] = _role(params)
-    row["updated_at"] = now
+    row["updated_at"] = ctx.now
     _stored(b.store.save_user, row)
     return {"name": name, "role": row["role"]}
 
 
-def users_remove(b, params, now):
+def users_remove(b, params, ctx):
     """{name} → {name, removed: true}."""
     name = _user_name(params, existing=True)
     if not _stored(b.store.delete_user, name):
@@ -101,7 +101,7 @@ def users_remove(b, params, now):
     return {"name": name, "removed": True}
 
 
-def users_list(b, params, now):
+def users_list(b, params, ctx):
     """{} → [{name, role, created_at, updated_at, created_by}] (no hashes)."""
     return b.store.users()
 
@@ -120,35 +120,35 @@ def _label(params) -> str | None:
     return name or None
 
 
-def _mint(b, now, kind: str, prefix: str, role, name, ttl, uses) -> dict:
+def _mint(b, ctx, kind: str, prefix: str, role, name, ttl, uses) -> dict:
     token = prefix + secrets.token_urlsafe(32)
     row = {"kind": kind, "name": name, "role": role, "token_hash": token_digest(token),
-           "created_at": now, "created_by": b.caller.name,
-           "expires_at": now + ttl if ttl else None, "uses_left": uses, "used_count": 0}
+           "created_at": ctx.now, "created_by": ctx.caller.name,
+           "expires_at": ctx.now + ttl if ttl else None, "uses_left": uses, "used_count": 0}
     token_id = _stored(b.store.add_token, row)
     return {"id": token_id, "token": token, "kind": kind, "role": role, "name": name,
             "expires_at": row["expires_at"], "uses_left": uses}
 
 
-def tokens_create(b, params, now):
+def tokens_create(b, params, ctx):
     """{role: viewer | operator | admin, name?, ttl? seconds} → {id, token, …}: an API token,
     sent as `Authorization: Bearer TOKEN`. The token is shown only in this reply."""
-    return _mint(b, now, "api", API_PREFIX, _role(params, "operator"), _label(params),
+    return _mint(b, ctx, "api", API_PREFIX, _role(params, "operator"), _label(params),
                  _ttl(params), None)
 
 
-def keys_token(b, params, now):
+def keys_token(b, params, ctx):
     """{ttl? seconds (3600), uses? (1)} → {id, token, expires_at, uses_left}: a join token;
     a node presenting it joins the secured bus at once (as role node), `uses` times at most."""
     uses = get(params, "uses", int, 1)
     if not 1 <= uses <= 100_000:
         raise RequestError("uses must be 1-100000")
     ttl = _ttl(params)
-    return _mint(b, now, "join", JOIN_PREFIX, "node", _label(params),
+    return _mint(b, ctx, "join", JOIN_PREFIX, "node", _label(params),
                  3600 if ttl is None else ttl, uses)
 
 
-def tokens_list(b, params, now):
+def tokens_list(b, params, ctx):
     """{kind?: api | join} → [token without its secret]."""
     kind = get(params, "kind", str, None)
     if kind not in (None, "api", "join"):
@@ -156,10 +156,10 @@ def tokens_list(b, params, now):
     return b.store.tokens(kind)
 
 
-def tokens_revoke(b, params, now):
+def tokens_revoke(b, params, ctx):
     """{id} → {id, revoked: true}: an API or join token stops working at once."""
     token_id = get(params, "id", int)
-    if not _stored(b.store.revoke_token, token_id, now):
+    if not _stored(b.store.revoke_token, token_id, ctx.now):
         raise NotFound(f"no live token {token_id}")
     return {"id": token_id, "revoked": True}
 
@@ -182,7 +182,7 @@ def use_join_token(b, token: str, now: float) -> str | None:
     return None
 
 
-def audit_list(b, params, now):
+def audit_list(b, params, ctx):
     """{since? (epoch s), who?, method?, limit? (100, max 10000)} → [row] newest first:
     {id, ts, who, role, via, addr, method, target, params, outcome, error}."""
     limit = get(params, "limit", int, 100)

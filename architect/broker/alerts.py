@@ -14,10 +14,6 @@ from architect.broker.registry import LevelChange
 SECURITY = "security"   # alert kind: a bus key claimed another node's name
 
 
-class AlertNotFound(KeyError):
-    pass
-
-
 def _security_key(alert: dict) -> tuple[str, str]:
     return alert.get("source") or "", alert["node_name"]
 
@@ -110,3 +106,7 @@ class AlertBook:
                 seen.add(alert["id"])
                 out.append(alert)
         return out
+
+    def put_back(self, alerts: list[dict]) -> None:
+        """Alerts taken for a write that failed: written with the next one."""
+        self.dirty.extend(alerts)

@@ -13,8 +13,9 @@ import time
 from architect.broker import accounts, handlers, identity, keys, task_handlers, views
 from architect.broker.alerts import AlertBook
 from architect.broker.audit import AuditBook
-from architect.broker.methods import LOCAL, WEB_ROLES, Caller, allowed
-from architect.broker.params import DEFERRED, RequestError
+from architect.broker.methods import LOCAL, WEB_ROLES, Caller, Ctx, allowed
+from architect.broker.params import Deferred, RequestError
+from architect.broker.persist import RowBuffer, Stream
 from architect.broker.registry import InvalidNode, Registry, check_name
 from architect.broker.store import Store
 from architect.broker.task_core import TaskCore
@@ -51,9 +52,8 @@ class Broker(TaskCore):
         self.methods = {**handlers.METHODS, **task_handlers.TASK_METHODS, **views.VIEW_METHODS,
                         **SSH_METHODS, **keys.KEY_METHODS, **accounts.ACCOUNT_METHODS}
         self.audit = AuditBook()
-        self.caller = LOCAL
         self.work_keys: dict[bytes, str] = {}  # secured bus: worker routing id → its key
-        self.metrics_rows: list[tuple] = []
+        self.metrics_rows = RowBuffer()  # samples for the next commit
         self.events: list[tuple[str, dict]] = []
         self.metrics_interval = max(config.heartbeat_interval, 1.0)
         self._urgent = self._durable_write = False
@@ -64,6 +64,19 @@ class Broker(TaskCore):
         self.tasks_now = now
         self._init_tasks(config, now)
         self.ssh = SSHService(config, now, self.store.max_id("ssh_audit") + 1)
+        # what persist() writes, in this order, in one transaction (persist.py: each book has
+        # take_dirty() / put_back(taken)); a new table is one line here
+        self.streams = [
+            Stream("nodes", self.registry,
+                   lambda st, nodes: st.save_nodes(self.registry.records(nodes))),
+            Stream("alerts", self.alerts, lambda st, rows: st.save_alerts(rows), urgent=True),
+            Stream("metrics", self.metrics_rows, lambda st, rows: st.insert_metrics(rows)),
+            *self.task_streams(),   # tasks + task_events (durable if accepted), task_output
+            Stream("ssh_audit", self.ssh, lambda st, rows: st.save_audit(rows), urgent=True,
+                   durable=bool),
+            Stream("audit", self.audit, lambda st, rows: st.insert_audit_log(rows),
+                   urgent=True, durable=bool),
+        ]
         log.info("broker state loaded: %d nodes, %d active alerts from %s",
                  len(self.registry.by_name), len(self.alerts.active), config.db_path)
 
@@ -112,17 +125,15 @@ class Broker(TaskCore):
                                 f"{entry.role}; {caller.name} is {caller.role}")
         if entry.writes:
             self._durable_write = True
-        self._token, self._req_id, self.caller = token, req.id, caller
         try:
-            result = entry.fn(self, req.params, now)
-            reply = None if result is DEFERRED else Reply(id=req.id, ok=True, result=result)
+            result = entry.fn(self, req.params, Ctx(now, caller, token, req.id))
+            reply = None if isinstance(result, Deferred) else \
+                Reply(id=req.id, ok=True, result=result)
         except RequestError as exc:
             reply = self._error(req, exc.code, str(exc))
         except Exception:  # a bug in one handler must not take the broker down
             log.exception("handler %s failed", req.method)
             reply = self._error(req, "internal", f"{req.method} failed inside the broker; see its log")
-        finally:
-            self.caller = LOCAL
         if entry.writes:
             self.audit.record(now, caller, req.method, req.params,
                               "accepted" if reply is None else  # answered later (SSH)
@@ -222,46 +233,35 @@ class Broker(TaskCore):
 
         (Holding task-progress commits back a few ms to batch more was measured: it starves
         the workers' slots, as new tasks wait for the commit. Not done.)"""
-        urgent = (self._urgent or self.alerts.dirty or self.tasks.dirty or self.output_rows
-                  or self.ssh.audit_dirty or self.audit.dirty)
+        urgent = self._urgent or any(s.book.dirty for s in self.streams if s.urgent)
         if not (force or urgent or now >= self._next_flush):
             self.resolve_waiters(now)
             return True
         if now < self._write_backoff_until and not force:
             return False  # the database was locked a moment ago: don't stall the loop again
-        nodes, alerts, rows = self.registry.take_dirty(), self.alerts.take_dirty(), self.metrics_rows
-        task_rows, events, output, accepted = self.persist_tasks()
-        audit, log_rows = self.ssh.take_audit(), self.audit.take_dirty()
-        self.metrics_rows = []
-        durable = bool(accepted or force or self._durable_write or audit or log_rows)
+        taken = [s.book.take_dirty() for s in self.streams]
+        encoded = [s.encode(t) if s.encode else t for s, t in zip(self.streams, taken)]
+        durable = bool(force or self._durable_write
+                       or any(s.durable(t) for s, t in zip(self.streams, taken)))
         self._urgent = self._durable_write = False
         self._next_flush = now + FLUSH_INTERVAL
-        if nodes or alerts or rows or task_rows or events or output or audit or log_rows:
+        if any(taken):
             try:
                 # fsync when it holds what we acknowledge (accepted tasks, requests);
                 # progress and heartbeats survive a broker crash without it
                 with self.store.transaction(durable=durable):
-                    self.store.save_nodes([n.record() for n in nodes
-                                           if n.name in self.registry.by_name])
-                    self.store.save_alerts(alerts)
-                    self.store.insert_metrics(rows)
-                    self.store.save_tasks(task_rows)
-                    self.store.insert_task_events(events)
-                    self.store.insert_output(output)
-                    self.store.save_audit(audit)
-                    self.store.insert_audit_log(log_rows)
+                    for stream, data in zip(self.streams, encoded):
+                        stream.write(self.store, data)
             except Exception as exc:
                 self.counters.inc("persist_errors")
                 self._write_backoff_until = now + 1.0
                 log.error("could not write state (%s); will retry", exc)
-                self.registry.dirty.update(n for n in nodes if n.name in self.registry.by_name)
-                self.alerts.dirty.extend(alerts)
-                self.metrics_rows = rows + self.metrics_rows
-                self.restore_tasks(task_rows, events, output, accepted)
-                self.ssh.audit_dirty = audit + self.ssh.audit_dirty
-                self.audit.put_back(log_rows)
+                for stream, data in zip(self.streams, taken):
+                    stream.book.put_back(data)
                 return False
-        self.publish_task_events(events)
+        for stream, data in zip(self.streams, taken):
+            if stream.committed is not None:
+                stream.committed(data)
         self.resolve_waiters(now)
         return True
 

@@ -60,11 +60,17 @@ def dispatch(book, pool, registry, now: float, limit: int = 10_000) -> list[tupl
         if cand is None:
             blocked.add(key)
             continue
-        breakdown = placement.score(cand)
         worker = pool.best_worker(cand.name, task.task_type)
-        if worker is None:  # capacity summed over workers but none of them fits this type
-            blocked.add(key)
-            continue
+        if worker is None:
+            # the node's slots are summed over its workers, and the free one runs another
+            # type: place among the nodes with a free worker for this type instead
+            fits = [c for c in cands.values() if pool.best_worker(c.name, task.task_type)]
+            cand = placement.best(fits, task.task_type, task.requirements, task.node)
+            if cand is None:
+                blocked.add(key)
+                continue
+            worker = pool.best_worker(cand.name, task.task_type)
+        breakdown = placement.score(cand)
         book.pop(key)
         book.assign(task, cand.name, worker.id, breakdown, now)
         worker.active.add((task.id, task.attempt))

@@ -18,52 +18,52 @@ def _node(b, params):
     return node
 
 
-def node_register(b, params, now):
+def node_register(b, params, ctx):
     """{name, hostname?, ip_address?, capabilities?, ssh?} → node (created or updated)."""
     from architect.broker.ssh_handlers import check_ssh
     name = get(params, "name", str)
-    if b.caller.role == NODE and name != b.caller.name:
-        b.identity_mismatch(b.caller, name, "node.register")
-        raise RequestError(f"key {b.caller.name!r} may register only node {b.caller.name!r}",
+    if ctx.caller.role == NODE and name != ctx.caller.name:
+        b.identity_mismatch(ctx.caller, name, "node.register")
+        raise RequestError(f"key {ctx.caller.name!r} may register only node {ctx.caller.name!r}",
                            code="forbidden")
     ssh = get(params, "ssh", dict, None)
     if ssh is not None:
-        if b.caller.role == NODE:
+        if ctx.caller.role == NODE:
             raise RequestError("a node key may not set how the master reaches it over SSH",
                                code="forbidden")
         ssh = check_ssh(ssh)
     try:
         node, created = b.registry.register(
-            name, now, get(params, "hostname", str, ""),
+            name, ctx.now, get(params, "hostname", str, ""),
             get(params, "ip_address", str, ""), get(params, "capabilities", list, None), ssh)
     except InvalidNode as exc:
         raise RequestError(str(exc)) from None
-    b.emit(f"node.{node.name}.{'registered' if created else 'updated'}", node.public(now))
-    return dict(node.public(now), created=created)
+    b.emit(f"node.{node.name}.{'registered' if created else 'updated'}", node.public(ctx.now))
+    return dict(node.public(ctx.now), created=created)
 
 
-def node_list(b, params, now):
+def node_list(b, params, ctx):
     """{status?, capability?, render?: "json"} → [node] sorted by name. With render "json":
     {count, json: bytes of the JSON list}, so the web server passes it through untouched."""
     status = get(params, "status", str, None)
     cap = get(params, "capability", str, None)
     nodes = sorted(b.registry.by_name.values(), key=lambda n: n.name)
-    out = [n.public(now) for n in nodes
+    out = [n.public(ctx.now) for n in nodes
            if (status is None or n.status == status) and (cap is None or cap in n.capabilities)]
     if get(params, "render", str, None) == "json":
         return {"count": len(out), "json": orjson.dumps(out)}
     return out
 
 
-def node_get(b, params, now):
+def node_get(b, params, ctx):
     """{node: id or name} → node."""
-    return _node(b, params).public(now)
+    return _node(b, params).public(ctx.now)
 
 
-def node_remove(b, params, now):
+def node_remove(b, params, ctx):
     """{node} → {removed: name}. Its metrics go; its alert history stays."""
     node = _node(b, params)
-    b.remove_node(node, now)
+    b.remove_node(node, ctx.now)
     return {"removed": node.name, "id": node.id}
 
 
@@ -76,17 +76,17 @@ def _set_drained(b, params, now, drained: bool):
     return node.public(now)
 
 
-def node_drain(b, params, now):
+def node_drain(b, params, ctx):
     """{node} → node, with drained = true: no new tasks are placed there."""
-    return _set_drained(b, params, now, True)
+    return _set_drained(b, params, ctx.now, True)
 
 
-def node_undrain(b, params, now):
+def node_undrain(b, params, ctx):
     """{node} → node, with drained = false."""
-    return _set_drained(b, params, now, False)
+    return _set_drained(b, params, ctx.now, False)
 
 
-def health_summary(b, params, now):
+def health_summary(b, params, ctx):
     """{} → {counts: {level: n}, nodes: [{name, status, reasons, heartbeat_age}], thresholds}."""
     nodes = sorted(b.registry.by_name.values(), key=lambda n: n.name)
     return {"counts": b.registry.counts(), "total": len(nodes),
@@ -94,11 +94,11 @@ def health_summary(b, params, now):
             "heartbeat_timeout": b.registry.timeout,
             "nodes": [{"id": n.id, "name": n.name, "status": n.status, "reasons": n.reasons,
                        "drained": n.drained,
-                       "heartbeat_age": round(now - n.last_seen, 3) if n.last_seen else None}
+                       "heartbeat_age": round(ctx.now - n.last_seen, 3) if n.last_seen else None}
                       for n in nodes]}
 
 
-def alert_list(b, params, now):
+def alert_list(b, params, ctx):
     """{all?: bool, node?, limit?} → [alert] newest first (active only unless all)."""
     node_id = _node(b, params).id if params.get("node") is not None else None
     limit = get(params, "limit", int, 500)
@@ -107,25 +107,25 @@ def alert_list(b, params, now):
     return b.store.alerts(all_=get(params, "all", bool, False), node_id=node_id, limit=limit)
 
 
-def alert_ack(b, params, now):
+def alert_ack(b, params, ctx):
     """{id, by?} → alert, acknowledged."""
     alert_id = get(params, "id", int)
     alert = b.alerts.by_id.get(alert_id) or b.store.alert(alert_id)
     if alert is None:
         raise NotFound(f"no alert {alert_id}")
-    alert = b.alerts.acknowledge(alert, get(params, "by", str, None) or b.caller.name, now)
+    alert = b.alerts.acknowledge(alert, get(params, "by", str, None) or ctx.caller.name, ctx.now)
     b.emit(f"alert.{alert_id}", {"action": "acknowledged", **alert})
     return alert
 
 
-def cluster_stats(b, params, now):
+def cluster_stats(b, params, ctx):
     """{} → node counts per level, drained, capabilities, counters, uptime, store figures."""
-    return b.stats(now)
+    return b.stats(ctx.now)
 
 
-def ping(b, params, now):
+def ping(b, params, ctx):
     """{} → {pong: true, time}: a liveness check."""
-    return {"pong": True, "time": now}
+    return {"pong": True, "time": ctx.now}
 
 
 METHODS = {

@@ -6,11 +6,10 @@ makes it `critical`; no heartbeat within the timeout makes it `offline`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from architect.bus.protocol import (CRITICAL, HEALTHY, LEVELS, OFFLINE,  # noqa: F401
+                                    SEVERITY, WARNING)
+from architect.config import Thresholds  # the settings' type (registry imports it from here)
 
-HEALTHY, WARNING, CRITICAL, OFFLINE = "healthy", "warning", "critical", "offline"
-LEVELS = (HEALTHY, WARNING, CRITICAL, OFFLINE)
-SEVERITY = {HEALTHY: 0, WARNING: 1, CRITICAL: 2, OFFLINE: 3}
 HEALTH_FACTOR = {HEALTHY: 1.0, WARNING: 0.5, CRITICAL: 0.0, OFFLINE: 0.0}
 
 # metric key in a heartbeat → (threshold attribute, label, unit)
@@ -18,18 +17,6 @@ GRADED = (("cpu_percent", "cpu", "CPU", "%"),
           ("memory_percent", "memory", "memory", "%"),
           ("disk_percent", "disk", "disk", "%"),
           ("load_1", "load", "load (1 min)", ""))
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    cpu: tuple[float, float] = (80.0, 95.0)
-    memory: tuple[float, float] = (85.0, 95.0)
-    disk: tuple[float, float] = (80.0, 90.0)
-    load: tuple[float, float] = (4.0, 8.0)
-
-    def as_dict(self) -> dict:
-        return {name: {"warning": getattr(self, name)[0], "critical": getattr(self, name)[1]}
-                for _, name, _, _ in GRADED}
 
 
 def grade(metrics: dict, th: Thresholds) -> tuple[str, list[str]]:

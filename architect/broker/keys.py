@@ -6,7 +6,7 @@ from architect.broker import accounts
 from architect.broker.identity import cut_off
 from architect.broker.methods import ADMIN, read, write
 from architect.broker.params import NotFound, RequestError, get
-from architect.bus.security import (LOCAL, RESERVED, ROLES, KeyConflict, KeyError_,
+from architect.bus.security import (LOCAL, RESERVED, ROLES, KeyConflict, KeyStoreError,
                                     valid_public_key)
 
 
@@ -17,7 +17,7 @@ def _security(b):
     return b.security
 
 
-def keys_list(b, params, now):
+def keys_list(b, params, ctx):
     """{} → {secured, authorized: [name], pending: [name]}."""
     if b.security is None:
         return {"secured": False, "authorized": [], "pending": []}
@@ -32,7 +32,7 @@ def _one_name_per_key(sec, name: str, public: bytes) -> None:
         raise KeyConflict(f"this key is already authorized as {holder[0]!r}")
 
 
-def keys_join(b, params, now):
+def keys_join(b, params, ctx):
     """{name, public_key, token?, approved?: bool} → {name, status: authorized | pending,
     token?: why a token did not count}. `approved` is set by the web server when the request
     carried an admin's web login. A token is the shared ARCHITECT_JOIN_TOKEN or one minted by
@@ -44,7 +44,7 @@ def keys_join(b, params, now):
     try:
         public = valid_public_key(get(params, "public_key", str))
         if name in RESERVED:
-            raise KeyError_(f"the key name {name!r} is reserved for the master")
+            raise KeyStoreError(f"the key name {name!r} is reserved for the master")
         if sec.store.taken(name, public):
             raise RequestError(f"node {name!r} is already on the bus with another key; revoke "
                                "that key first (architect keys revoke NAME)", code="conflict")
@@ -52,7 +52,7 @@ def keys_join(b, params, now):
         approved = get(params, "approved", bool, False)
         already = sec.store.public_of(sec.store.authorized, name) == public
         if not approved and token and not already:  # a token counts nodes, not restarts
-            why = accounts.use_join_token(b, token, now)
+            why = accounts.use_join_token(b, token, ctx.now)
             approved = why is None
             if why:
                 out["token"] = why
@@ -63,14 +63,14 @@ def keys_join(b, params, now):
             status = sec.store.request(name, public)
     except KeyConflict as exc:
         raise RequestError(str(exc), code="conflict") from None
-    except KeyError_ as exc:
+    except KeyStoreError as exc:
         raise RequestError(str(exc)) from None
     sec.reload()
     b.emit(f"keys.{name}.{status}", {"name": name, "status": status})
     return dict(out, status=status, role=sec.roles.get(name))
 
 
-def keys_accept(b, params, now):
+def keys_accept(b, params, ctx):
     """{name} → {name, status: authorized, role: node}: let a pending node in."""
     sec = _security(b)
     name = get(params, "name", str)
@@ -81,14 +81,14 @@ def keys_accept(b, params, now):
         sec.store.accept(name)
     except KeyConflict as exc:
         raise RequestError(str(exc), code="conflict") from None
-    except KeyError_ as exc:
+    except KeyStoreError as exc:
         raise NotFound(str(exc)) from None
     sec.reload()
     b.emit(f"keys.{name}.authorized", {"name": name, "status": "authorized"})
     return {"name": name, "status": "authorized", "role": sec.roles.get(name)}
 
 
-def keys_revoke(b, params, now):
+def keys_revoke(b, params, ctx):
     """{name} → {name, revoked, workers_cut}: the key's messages are refused from now on,
     its workers are dropped at once and their tasks requeued (they run elsewhere)."""
     sec = _security(b)
@@ -97,17 +97,17 @@ def keys_revoke(b, params, now):
         raise RequestError("the master's own key cannot be revoked")
     try:
         found = sec.store.revoke(name)
-    except KeyError_ as exc:
+    except KeyStoreError as exc:
         raise RequestError(str(exc)) from None
     if not found:
         raise NotFound(f"no key for {name!r}")
     sec.reload()
-    cut = cut_off(b, name, now)
+    cut = cut_off(b, name, ctx.now)
     b.emit(f"keys.{name}.revoked", {"name": name, "workers_cut": cut})
     return {"name": name, "revoked": True, "workers_cut": cut}
 
 
-def keys_role(b, params, now):
+def keys_role(b, params, ctx):
     """{name, role: node | viewer | operator | admin} → {name, role}."""
     sec = _security(b)
     name, role = get(params, "name", str), get(params, "role", str)
@@ -115,7 +115,7 @@ def keys_role(b, params, now):
         raise RequestError(f"role must be one of {', '.join(ROLES)}")
     try:
         sec.store.set_role(name, role)
-    except KeyError_ as exc:  # an invalid name cannot be there either
+    except KeyStoreError as exc:  # an invalid name cannot be there either
         raise NotFound(str(exc)) if "stays admin" not in str(exc) else RequestError(str(exc))
     sec.reload()
     b.emit(f"keys.{name}.role", {"name": name, "role": role})

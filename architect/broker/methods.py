@@ -23,7 +23,7 @@ _RANK = {VIEWER: 1, OPERATOR: 2, ADMIN: 3}
 
 @dataclass(frozen=True)
 class Method:
-    fn: Callable
+    fn: Callable             # fn(broker, params, ctx) → result, or a params.Deferred
     role: str = VIEWER       # least role that may call it
     writes: bool = False     # changes state: durable commit before the reply, audited
     node: bool = False       # a node key may call it too (for its own name)
@@ -64,3 +64,13 @@ class Caller:
 
 
 LOCAL = Caller("local", ADMIN, "local", "")   # a plain bus: only the data dir's owner reaches it
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a handler knows of the request besides its params: the time, who sent it, and
+    how to answer it later (the routing envelope and the request id, for a Deferred)."""
+    now: float
+    caller: Caller = LOCAL
+    token: object = None
+    req_id: object = None

@@ -53,4 +53,12 @@ def _names(kinds: tuple) -> str:
     return " or ".join(words.get(k, k.__name__) for k in kinds)
 
 
-DEFERRED = object()  # a handler's answer when the reply comes later (task.wait)
+class Deferred:
+    """A handler's answer when the reply comes later (task.wait, SSH): the broker keeps the
+    request's reply token (ctx.token, ctx.req_id) and answers through take_deferred()."""
+
+    def __repr__(self) -> str:
+        return "DEFERRED"
+
+
+DEFERRED = Deferred()

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from architect.broker.health import HEALTH_FACTOR, OFFLINE
+from architect.broker.health import HEALTH_FACTOR
+from architect.bus.protocol import OFFLINE
 
 WEIGHTS = {"cpu": 0.40, "memory": 0.30, "tasks": 0.20, "health": 0.10}
 
@@ -52,8 +53,9 @@ def total(c: Candidate) -> float:
     cpu = min(max(c.cpu, 0.0), 100.0)
     mem = min(max(c.memory, 0.0), 100.0)
     load = (1 - min(c.active / c.slots, 1.0)) if c.slots else 0.0
-    return (0.40 * (1 - cpu / 100) + 0.30 * (1 - mem / 100) + 0.20 * load
-            + 0.10 * HEALTH_FACTOR.get(c.status, 0.0))
+    w = WEIGHTS
+    return (w["cpu"] * (1 - cpu / 100) + w["memory"] * (1 - mem / 100) + w["tasks"] * load
+            + w["health"] * HEALTH_FACTOR.get(c.status, 0.0))
 
 
 def best(candidates, task_type: str, requirements, pinned: str | None):

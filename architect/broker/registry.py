@@ -9,8 +9,8 @@ import math
 from dataclasses import dataclass, field
 
 from architect.broker import health
-from architect.broker.health import Thresholds
-from architect.config import NODE_NAME_RE
+from architect.bus.protocol import NODE_NAME_RE, RESERVED_NAMES
+from architect.config import Thresholds
 METRIC_KEYS = ("cpu_percent", "memory_percent", "disk_percent", "load_1", "load_5", "load_15",
                "net_bytes_sent", "net_bytes_recv", "process_count", "uptime", "boot_time")
 MAX_CAPABILITIES = 64
@@ -18,10 +18,6 @@ MAX_CAPABILITIES = 64
 
 class InvalidNode(ValueError):
     """A registration or heartbeat with an invalid field; the message names it."""
-
-
-# names that are also paths under /api/nodes/
-RESERVED_NAMES = frozenset({"health", "alerts", "recommend", "distribution"})
 
 
 def check_name(name) -> str:
@@ -231,3 +227,11 @@ class Registry:
     def take_dirty(self) -> list[Node]:
         dirty, self.dirty = list(self.dirty), set()
         return dirty
+
+    def put_back(self, nodes: list[Node]) -> None:
+        """Nodes taken for a write that failed: dirty again, unless removed meanwhile."""
+        self.dirty.update(n for n in nodes if n.name in self.by_name)
+
+    def records(self, nodes: list[Node]) -> list[dict]:
+        """The `nodes` rows of the given nodes that are still registered."""
+        return [n.record() for n in nodes if n.name in self.by_name]

@@ -45,7 +45,7 @@ def _command(params) -> tuple[str, float, str]:
     return command, timeout, get(params, "who", str, "unknown")[:200]
 
 
-def ssh_execute(b, params, now):
+def ssh_execute(b, params, ctx):
     """{node, command, timeout?, who?} → {node, target, exit_code, stdout, stderr, truncated,
     duration, error}. Audited before it runs."""
     command, timeout, who = _command(params)
@@ -55,13 +55,13 @@ def ssh_execute(b, params, now):
         target = b.ssh.target(node)
     except ValueError as exc:
         raise RequestError(str(exc)) from None
-    row = b.ssh.audit(who, "execute", node, target.label, command, now)
-    b.ssh.submit(b._token, b._req_id, True,
-                 [(row, node.name, target, b.ssh.command_job(target, command, timeout))], [], now)
+    row = b.ssh.audit(who, "execute", node, target.label, command, ctx.now)
+    b.ssh.submit(ctx.token, ctx.req_id, True,
+                 [(row, node.name, target, b.ssh.command_job(target, command, timeout))], [], ctx.now)
     return DEFERRED
 
 
-def ssh_broadcast(b, params, now):
+def ssh_broadcast(b, params, ctx):
     """{command, nodes?: [name|id], requirements?: [capability], timeout?, who?} → {results:
     [per node], count, ok, failed, duration}. In parallel; each node bounded by its timeout."""
     command, timeout, who = _command(params)
@@ -79,19 +79,19 @@ def ssh_broadcast(b, params, now):
         try:
             target = b.ssh.target(node)
         except ValueError as exc:
-            b.ssh.audit(who, "broadcast", node, "", command, now, status="error", error=str(exc),
+            b.ssh.audit(who, "broadcast", node, "", command, ctx.now, status="error", error=str(exc),
                         batch=batch)
             refused.append({"node": node.name, "target": None, "exit_code": None, "stdout": "",
                             "stderr": "", "truncated": False, "duration": 0.0, "error": str(exc),
                             "error_kind": "config"})
             continue
-        row = b.ssh.audit(who, "broadcast", node, target.label, command, now, batch=batch)
+        row = b.ssh.audit(who, "broadcast", node, target.label, command, ctx.now, batch=batch)
         jobs.append((row, node.name, target, b.ssh.command_job(target, command, timeout)))
-    b.ssh.submit(b._token, b._req_id, False, jobs, refused, now)
+    b.ssh.submit(ctx.token, ctx.req_id, False, jobs, refused, ctx.now)
     return DEFERRED
 
 
-def ssh_trust(b, params, now):
+def ssh_trust(b, params, ctx):
     """{node, who?} → {ok, host, key_type, error}: record the node's current host key as
     trusted (the explicit operator step; unknown keys are refused otherwise)."""
     node = _node(b, get(params, "node", (str, int)))
@@ -100,24 +100,24 @@ def ssh_trust(b, params, now):
         target = b.ssh.target(node)
     except ValueError as exc:
         raise RequestError(str(exc)) from None
-    row = b.ssh.audit(who, "trust", node, target.label, "(trust host key)", now)
-    b.ssh.submit(b._token, b._req_id, True, [(row, node.name, target, b.ssh.trust_job(target))],
-                 [], now)
+    row = b.ssh.audit(who, "trust", node, target.label, "(trust host key)", ctx.now)
+    b.ssh.submit(ctx.token, ctx.req_id, True, [(row, node.name, target, b.ssh.trust_job(target))],
+                 [], ctx.now)
     return DEFERRED
 
 
-def ssh_pool_stats(b, params, now):
+def ssh_pool_stats(b, params, ctx):
     """{} → {hosts: {user@host:port: {open, in_use, idle, created, reused, failures}}, totals,
     max_connections_per_host, connection_timeout, idle_timeout}."""
     return b.ssh.pool.stats()
 
 
-def ssh_pool_cleanup(b, params, now):
+def ssh_pool_cleanup(b, params, ctx):
     """{} → {closed: n}: close every idle connection."""
     return {"closed": b.ssh.pool.cleanup(0.0)}
 
 
-def ssh_audit(b, params, now):
+def ssh_audit(b, params, ctx):
     """{limit? (100), node?} → [audit row] newest first."""
     limit = get(params, "limit", int, 100)
     if not 1 <= limit <= 10_000:
@@ -125,12 +125,12 @@ def ssh_audit(b, params, now):
     return b.store.audit(limit, get(params, "node", str, None))
 
 
-def node_set_ssh(b, params, now):
+def node_set_ssh(b, params, ctx):
     """{node, ssh: {user?, port?, key_file?, host?}} → node: how the master reaches it."""
     node = _node(b, get(params, "node", (str, int)))
     node.ssh = {**(node.ssh or {}), **check_ssh(get(params, "ssh", dict))}
     b.registry.dirty.add(node)
-    return node.public(now)
+    return node.public(ctx.now)
 
 
 SSH_METHODS = {

@@ -178,9 +178,17 @@ class SSHService:
             self._next_reap = now + 30.0
             self.executor.submit(self.pool.cleanup, self.config.ssh_idle_timeout)
 
-    def take_audit(self) -> list[dict]:
+    # --- unit of work: the broker's persist() takes the audit rows and puts them back on failure
+    @property
+    def dirty(self) -> list[dict]:
+        return self.audit_dirty
+
+    def take_dirty(self) -> list[dict]:
         rows, self.audit_dirty = self.audit_dirty, []
         return rows
+
+    def put_back(self, rows: list[dict]) -> None:
+        self.audit_dirty = rows + self.audit_dirty
 
     def take_replies(self) -> list[tuple]:
         out, self.replies = self.replies, []

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from architect.broker import dispatch
 from architect.broker import tasks as T
 from architect.broker.params import DEFERRED
+from architect.broker.persist import RowBuffer, Stream
 from architect.broker.workers import WorkerPool
 from architect.bus.messages import BrokerPing, Reply, TaskAssign, TaskCancel
 
@@ -62,18 +63,17 @@ class TaskCore:
         self.tasks = T.TaskBook()
         self.latency = Histogram()
         self.work_out: list[tuple[bytes, object]] = []
-        self.output_rows: list[tuple] = []
+        self.output_rows = RowBuffer()  # task_output rows for the next commit
         self._output_bytes: dict[tuple[int, int], int] = {}
         self.waiters: list[Waiter] = []
         self._waits_by_task: dict[int, list[Waiter]] = {}
         self._ready_waits: list[tuple[object, Reply]] = []
-        self._token = None
         self._next_ping = now
         self._next_backstop = now
         # tasks in flight when the broker stopped: their workers get this long to claim them
         orphan_deadline = now + 2 * self.pool.liveness + 5.0
         self.tasks.next_id = self.store.max_id("tasks") + 1
-        for row in self.store.load_tasks("status IN ('queued', 'assigned', 'running')"):
+        for row in self.store.load_unfinished_tasks():
             task = T.Task(**row)
             if task.status != T.QUEUED:
                 task.orphan_deadline = orphan_deadline
@@ -112,7 +112,10 @@ class TaskCore:
         task_id = self.tasks.keys.get(key)
         if task_id is not None:
             return self.tasks.active[task_id].public()
-        return self.store.task_by_key(key)
+        row = self.store.task_by_key(key)
+        # finished in this iteration: the book knows its state before the store does
+        task = self.tasks.get(row["id"]) if row is not None else None
+        return task.public() if task is not None else row
 
     def add_output(self, task, msg, now: float) -> None:
         key = (task.id, task.attempt)
@@ -139,12 +142,14 @@ class TaskCore:
         row = self.store.task(task_id)
         return None if row is None else row["status"] in T.FINAL
 
-    def defer_wait(self, ids: list, single: bool, deadline: float, now: float):
+    def defer_wait(self, ctx, ids: list, single: bool, deadline: float):
+        """The tasks if all are final (or the deadline is now), else a Deferred: the reply
+        goes to ctx's requester when they are, or at the deadline."""
         pending = {i for i in ids if not self.is_final(i)}
-        if not pending or deadline <= now:
+        if not pending or deadline <= ctx.now:
             tasks = [self.task_public(i) for i in ids]
             return tasks[0] if single else tasks
-        waiter = Waiter(self._token, self._req_id, ids, single, deadline, pending)
+        waiter = Waiter(ctx.token, ctx.req_id, ids, single, deadline, pending)
         self.waiters.append(waiter)
         for task_id in waiter.pending:
             self._waits_by_task.setdefault(task_id, []).append(waiter)
@@ -206,10 +211,17 @@ class TaskCore:
                 self.tasks.unassign(task, self.tasks_now, "worker unreachable")
 
     # --- persistence and deferred replies ------------------------------------------------
-    def persist_tasks(self) -> tuple[list, list, list, int]:
-        dirty, events, accepted = self.tasks.take_dirty()
-        rows, self.output_rows = self.output_rows, []
-        return [t.row() for t in dirty], events, rows, accepted
+    def task_streams(self) -> list[Stream]:
+        """What persist() writes for tasks: rows and events together (durable when it
+        holds a submission; events published after the commit), and streamed output."""
+        return [
+            Stream("tasks", self.tasks, _write_task_changes, encode=_encode_task_changes,
+                   urgent=True,
+                   durable=lambda changes: changes.accepted > 0,
+                   committed=lambda changes: self.publish_task_events(changes.events)),
+            Stream("task_output", self.output_rows, lambda st, rows: st.insert_output(rows),
+                   urgent=True),
+        ]
 
     def publish_task_events(self, events: list[tuple]) -> None:
         """Every committed transition as `task.<id>.<event>` (queued, assigned, running,
@@ -221,15 +233,6 @@ class TaskCore:
             self.emit(f"task.{task_id}.{event}", {"id": task_id, "event": event,
                                                   "attempt": attempt, "node": node,
                                                   "detail": detail})
-
-    def restore_tasks(self, records, events, rows, accepted) -> None:
-        for rec in records:
-            task = self.tasks.get(rec[0])
-            if task is not None:
-                self.tasks.dirty[task.id] = task
-        self.tasks.events = events + self.tasks.events
-        self.tasks.accepted += accepted
-        self.output_rows = rows + self.output_rows
 
     def resolve_waiters(self, now: float) -> None:
         for task in self.tasks.take_finished():
@@ -253,3 +256,13 @@ class TaskCore:
     def take_deferred(self) -> list[tuple[object, Reply]]:
         out, self._ready_waits = self._ready_waits, []
         return out
+
+
+def _encode_task_changes(changes: T.TaskChanges) -> tuple[list[tuple], list[tuple]]:
+    return [t.row() for t in changes.tasks], changes.events
+
+
+def _write_task_changes(store, encoded: tuple[list[tuple], list[tuple]]) -> None:
+    rows, events = encoded
+    store.save_tasks(rows)
+    store.insert_task_events(events)

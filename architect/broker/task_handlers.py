@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from architect import tasktypes
 from architect.broker import dispatch, placement
 from architect.broker import tasks as T
 from architect.broker.methods import read, write
@@ -14,15 +15,14 @@ MAX_WAIT = 300.0
 
 
 def _validate_payload(task_type: str, payload: dict) -> None:
-    from architect.agent import executors  # pure validation of the built-in types
-    if task_type in executors.TASK_TYPES:
+    if task_type in tasktypes.TASK_TYPES:  # the built-in types: shared with the worker
         try:
-            executors.validate(task_type, payload)
-        except executors.PayloadError as exc:
+            tasktypes.validate(task_type, payload)
+        except tasktypes.PayloadError as exc:
             raise RequestError(f"payload: {exc}") from None
 
 
-def parse_spec(b, params: dict) -> T.Task:
+def parse_spec(b, params: dict, submitter: str | None = None) -> T.Task:
     """A submitted task from its params, validated; raises RequestError naming the field."""
     task_type = get(params, "task_type", str)
     if not task_type or len(task_type) > 64:
@@ -56,28 +56,28 @@ def parse_spec(b, params: dict) -> T.Task:
     return T.Task(id=0, task_type=task_type, payload=payload, requirements=requirements,
                   node=node, priority=priority, max_attempts=max_attempts, retries=retries,
                   retry_backoff=float(backoff), timeout=float(timeout) if timeout else None,
-                  idempotency_key=key, submitted_by=get(params, "submitted_by", str, None) or b.caller.name)
+                  idempotency_key=key, submitted_by=get(params, "submitted_by", str, None) or submitter)
 
 
-def _submit_one(b, params, now) -> dict:
-    spec = parse_spec(b, params)
+def _submit_one(b, params, ctx) -> dict:
+    spec = parse_spec(b, params, ctx.caller.name)
     if spec.idempotency_key:
         existing = b.task_by_key(spec.idempotency_key)
         if existing is not None:
             return {"id": existing["id"], "status": existing["status"], "created": False}
-    task = b.tasks.submit(spec, now)
+    task = b.tasks.submit(spec, ctx.now)
     b.counters["tasks_submitted"] = b.counters.get("tasks_submitted", 0) + 1
     return {"id": task.id, "status": task.status, "created": True}
 
 
-def task_submit(b, params, now):
+def task_submit(b, params, ctx):
     """{task_type, payload, requirements?, node?, timeout?, max_attempts?, retries?,
     retry_backoff?, priority?, idempotency_key?} → {id, status, created}. Committed to disk
     before this reply; the same idempotency_key returns the existing task (created false)."""
-    return _submit_one(b, params, now)
+    return _submit_one(b, params, ctx)
 
 
-def task_submit_many(b, params, now):
+def task_submit_many(b, params, ctx):
     """{tasks: [spec, ...]} → [{id, status, created} | {error: {code, message}}], in order.
     One commit for the whole batch."""
     specs = get(params, "tasks", list)
@@ -88,7 +88,7 @@ def task_submit_many(b, params, now):
         try:
             if not isinstance(spec, dict):
                 raise RequestError("each task must be an object")
-            out.append(_submit_one(b, spec, now))
+            out.append(_submit_one(b, spec, ctx))
         except RequestError as exc:
             out.append({"error": {"code": exc.code, "message": str(exc)}})
     return out
@@ -102,7 +102,7 @@ def _task(b, params) -> dict:
     return data
 
 
-def task_get(b, params, now):
+def task_get(b, params, ctx):
     """{id, events?: bool} → the task (status, node, attempt, result, placement, …); a queued
     task nobody can take carries `waiting_reasons` {node: why}."""
     data = _task(b, params)
@@ -111,7 +111,7 @@ def task_get(b, params, now):
     return data
 
 
-def task_list(b, params, now):
+def task_list(b, params, ctx):
     """{status?, node?, task_type?, limit? (100), offset?} → [task] newest first."""
     status = get(params, "status", str, None)
     if status is not None and status not in T.STATES:
@@ -123,19 +123,19 @@ def task_list(b, params, now):
                               get(params, "task_type", str, None), limit, offset)
 
 
-def task_cancel(b, params, now):
+def task_cancel(b, params, ctx):
     """{id} → the task. A queued task is cancelled at once; a running one is stopped by its
     worker (SIGTERM, then SIGKILL) and ends `cancelled`. A finished task is left as it is."""
     task_id = get(params, "id", int)
     task = b.tasks.active.get(task_id)
     if task is None:
         return _task(b, params)
-    if not b.tasks.cancel(task, now):
+    if not b.tasks.cancel(task, ctx.now):
         b.send_cancel(task)
     return task.public()
 
 
-def task_wait(b, params, now):
+def task_wait(b, params, ctx):
     """{id | ids: [..], timeout? (30, max 300)} → the task (or list) once final, or as it is
     when the timeout passes (check `final`)."""
     ids = get(params, "ids", list, None)
@@ -148,10 +148,10 @@ def task_wait(b, params, now):
     for task_id in ids:
         if b.is_final(task_id) is None:
             raise NotFound(f"no task {task_id}")
-    return b.defer_wait(ids, single, now + max(timeout, 0.0), now)
+    return b.defer_wait(ctx, ids, single, ctx.now + max(timeout, 0.0))
 
 
-def task_output(b, params, now):
+def task_output(b, params, ctx):
     """{id, attempt?, after_seq?, after_id?} → [{id, attempt, seq, stream, data, ts}] streamed
     output in arrival order; follow a task with after_id = the last chunk's id."""
     task = _task(b, params)
@@ -159,7 +159,7 @@ def task_output(b, params, now):
                                get(params, "after_seq", int, -1), get(params, "after_id", int, 0))
 
 
-def placement_recommend(b, params, now):
+def placement_recommend(b, params, ctx):
     """{count? (3), requirements?, task_type?} → [{node, score, breakdown, can_run_now, reason}]
     best first, over nodes that are up, not drained and have the capabilities."""
     count = get(params, "count", int, 3)
@@ -181,7 +181,7 @@ def placement_recommend(b, params, now):
     return ranked[:count]
 
 
-def placement_assign_optimal(b, params, now):
+def placement_assign_optimal(b, params, ctx):
     """{task_type, requirements?, payload?, …submit fields} → {node, score, breakdown} of
     the best node now; with a payload the task is also submitted pinned there (`task`).
     No node: {node: null, reasons: {node: why}}."""
@@ -195,11 +195,11 @@ def placement_assign_optimal(b, params, now):
     out = {"node": cand.name, "score": breakdown["total"], "breakdown": breakdown,
            "alternatives": [{"node": c.name, "score": s["total"]} for c, s in eligible[1:5]]}
     if params.get("payload") is not None:
-        out["task"] = _submit_one(b, dict(params, node=cand.name), now)
+        out["task"] = _submit_one(b, dict(params, node=cand.name), ctx)
     return out
 
 
-def placement_distribution(b, params, now):
+def placement_distribution(b, params, ctx):
     """{} → {nodes: {node: {state: count, active}}, totals: {state: count}}."""
     nodes: dict[str, dict] = {}
     for name, status, count in b.store.distribution():
@@ -211,9 +211,9 @@ def placement_distribution(b, params, now):
     return {"nodes": nodes, "totals": b.store.task_counts(), "queued": b.tasks.queued_count()}
 
 
-def worker_list(b, params, now):
+def worker_list(b, params, ctx):
     """{} → [worker] connected task workers with slots and active counts."""
-    return [w.public(now) for w in sorted(b.pool.by_id.values(), key=lambda w: w.id)]
+    return [w.public(ctx.now) for w in sorted(b.pool.by_id.values(), key=lambda w: w.id)]
 
 
 TASK_METHODS = {

@@ -14,22 +14,25 @@ import heapq
 import json
 import random
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
+from typing import NamedTuple
 
-QUEUED, ASSIGNED, RUNNING = "queued", "assigned", "running"
-SUCCEEDED, FAILED, TIMED_OUT, CANCELLED = "succeeded", "failed", "timed_out", "cancelled"
-FINAL = frozenset({SUCCEEDED, FAILED, TIMED_OUT, CANCELLED})
-STATES = (QUEUED, ASSIGNED, RUNNING, SUCCEEDED, FAILED, TIMED_OUT, CANCELLED)
+from architect.bus.protocol import (ASSIGNED, CANCELLED, FAILED, FINAL, QUEUED,  # noqa: F401
+                                    RUNNING, STATES, SUCCEEDED, TIMED_OUT)
+
 RETRY_BACKOFF_MAX = 300.0
 RECENT_FINAL = 20_000  # final tasks kept in memory for quick reads
+JSON = {"json": True}          # field metadata: a JSON-encoded column of `tasks`
+IN_MEMORY = {"column": False}  # field metadata: not a column (kept in memory only)
 
 
 @dataclass(eq=False)
 class Task:
     id: int
     task_type: str
-    payload: dict
-    requirements: list = field(default_factory=list)
+    payload: dict = field(metadata=JSON)
+    requirements: list = field(default_factory=list, metadata=JSON)
     node: str | None = None                 # pinned node name
     priority: int = 0
     status: str = QUEUED
@@ -47,14 +50,16 @@ class Task:
     finished_at: float | None = None
     assigned_node: str | None = None
     worker_id: str | None = None
-    placement: dict | None = None
-    result: dict | None = None
+    placement: dict | None = field(default=None, metadata=JSON)
+    result: dict | None = field(default=None, metadata=JSON)
     error: str | None = None
     not_before: float | None = None
     cancel_requested: bool = False
     submitted_by: str | None = None
-    orphan_deadline: float | None = None    # after a broker restart: claim window
-    _json: dict = field(default_factory=dict, repr=False)  # cached JSON of immutable columns
+    # after a broker restart: claim window
+    orphan_deadline: float | None = field(default=None, metadata=IN_MEMORY)
+    # cached JSON of immutable columns
+    _json: dict = field(default_factory=dict, repr=False, metadata=IN_MEMORY)
 
     @property
     def queue_key(self) -> tuple:
@@ -66,26 +71,42 @@ class Task:
         return out
 
     def row(self) -> tuple:
-        """The `tasks` row, JSON columns encoded (payload and requirements once)."""
+        """The `tasks` row in TASK_COLUMNS order, JSON columns encoded (payload and
+        requirements once: they never change), booleans as 0 / 1."""
         cache = self._json
         if not cache:
             cache["payload"] = json.dumps(self.payload)
             cache["requirements"] = json.dumps(self.requirements)
-        return (self.id, self.task_type, cache["payload"], cache["requirements"], self.node,
-                self.priority, self.status, self.attempt, self.max_attempts, self.retries,
-                self.retry_count, self.retry_backoff, self.timeout, self.idempotency_key,
-                self.created_at, self.updated_at, self.assigned_at, self.started_at,
-                self.finished_at, self.assigned_node, self.worker_id,
-                json.dumps(self.placement) if self.placement is not None else None,
-                json.dumps(self.result) if self.result is not None else None, self.error,
-                self.not_before, int(self.cancel_requested), self.submitted_by)
+        row = list(_values(self))
+        row[_PAYLOAD], row[_REQUIREMENTS] = cache["payload"], cache["requirements"]
+        for i in _OTHER_JSON:
+            if row[i] is not None:
+                row[i] = json.dumps(row[i])
+        row[_CANCEL] = int(row[_CANCEL])
+        return tuple(row)
 
 
-COLUMNS = ("id", "task_type", "payload", "requirements", "node", "priority", "status", "attempt",
-           "max_attempts", "retries", "retry_count", "retry_backoff", "timeout",
-           "idempotency_key", "created_at", "updated_at", "assigned_at", "started_at",
-           "finished_at", "assigned_node", "worker_id", "placement", "result", "error",
-           "not_before", "cancel_requested", "submitted_by")
+# The columns of `tasks`, once: the Task fields, minus those kept in memory only. The store
+# writes Task.row() under these names and reads rows back as Task(**row).
+TASK_COLUMNS = tuple(f.name for f in fields(Task) if f.metadata.get("column", True))
+JSON_TASK_COLUMNS = tuple(f.name for f in fields(Task) if f.metadata.get("json"))
+COLUMNS = TASK_COLUMNS
+_values = attrgetter(*TASK_COLUMNS)
+_PAYLOAD, _REQUIREMENTS, _CANCEL = (TASK_COLUMNS.index(c) for c in
+                                    ("payload", "requirements", "cancel_requested"))
+_OTHER_JSON = tuple(TASK_COLUMNS.index(c) for c in JSON_TASK_COLUMNS
+                    if c not in ("payload", "requirements"))
+
+
+class TaskChanges(NamedTuple):
+    """What the book hands to persist(): the dirty tasks, the transition events, and how
+    many tasks were submitted (accepted: the commit must be durable). Falsy when empty."""
+    tasks: list[Task]
+    events: list[tuple]
+    accepted: int
+
+    def __bool__(self) -> bool:
+        return bool(self.tasks or self.events)
 
 
 def backoff_delay(base: float, retry_number: int, rnd: random.Random) -> float:
@@ -259,11 +280,21 @@ class TaskBook:
     def queued_count(self) -> int:
         return sum(1 for t in self.active.values() if t.status == QUEUED)
 
-    def take_dirty(self) -> tuple[list[Task], list[tuple], int]:
+    # --- unit of work: persist() takes the changes, and puts them back if the write fails
+    def take_dirty(self) -> TaskChanges:
         """(dirty tasks, events, how many of them are new submissions)."""
-        dirty, events, accepted = list(self.dirty.values()), self.events, self.accepted
+        changes = TaskChanges(list(self.dirty.values()), self.events, self.accepted)
         self.dirty, self.events, self.accepted = {}, [], 0
-        return dirty, events, accepted
+        return changes
+
+    def put_back(self, changes: TaskChanges) -> None:
+        """Changes taken for a write that failed: pending again, ahead of newer events."""
+        for taken in changes.tasks:
+            task = self.get(taken.id)
+            if task is not None:
+                self.dirty[task.id] = task
+        self.events = changes.events + self.events
+        self.accepted += changes.accepted
 
     def take_finished(self) -> list[Task]:
         done, self.finished = self.finished, []

@@ -8,7 +8,7 @@ from architect.broker.methods import read
 MASTER = "master"
 
 
-def cluster_topology(b, params, now):
+def cluster_topology(b, params, ctx):
     """{} → {nodes: [{id, label, kind, status, active_tasks, slots, ...}], edges: [{source,
     target, active_tasks, queued}]}: the master and every node, as a graph."""
     nodes = [{"id": MASTER, "label": "master", "kind": "master", "status": "healthy",
@@ -25,19 +25,17 @@ def cluster_topology(b, params, now):
                       "reasons": node.reasons})
         edges.append({"source": MASTER, "target": node.name, "active_tasks": active,
                       "status": node.status})
-    return {"nodes": nodes, "edges": edges, "generated_at": now}
+    return {"nodes": nodes, "edges": edges, "generated_at": ctx.now}
 
 
-def cluster_flow(b, params, now):
+def cluster_flow(b, params, ctx):
     """{window? seconds (3600)} → how tasks moved: {links: [{source, target, value}],
     states: {state: n}, nodes: [name]} for tasks created in the window — queued → node →
     outcome, as a Sankey wants it."""
     window = params.get("window", 3600)
     if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 < window <= 30 * 86400:
         window = 3600
-    rows = b.store.conn.execute(
-        "SELECT COALESCE(assigned_node, ''), status, COUNT(*) FROM tasks WHERE created_at >= ? "
-        "GROUP BY 1, 2", (now - window,)).fetchall()
+    rows = b.store.task_flow(ctx.now - window)
     links: dict[tuple[str, str], int] = {}
     states: dict[str, int] = {}
     nodes = set()
@@ -53,13 +51,11 @@ def cluster_flow(b, params, now):
             "links": [{"source": s, "target": t, "value": v} for (s, t), v in sorted(links.items())]}
 
 
-def cluster_summary(b, params, now):
+def cluster_summary(b, params, ctx):
     """{} → dashboard figures: nodes per level, tasks per state, queue depth, workers,
     active alerts, tasks finished per minute over the last 15 minutes."""
-    stats = b.stats(now)
-    per_minute = b.store.conn.execute(
-        "SELECT CAST((? - finished_at) / 60 AS INTEGER) AS m, COUNT(*) FROM tasks "
-        "WHERE finished_at >= ? GROUP BY m", (now, now - 900)).fetchall()
+    stats = b.stats(ctx.now)
+    per_minute = b.store.finished_per_minute(ctx.now, ctx.now - 900)
     series = [0] * 15
     for minute, count in per_minute:
         if 0 <= minute < 15:
@@ -67,13 +63,13 @@ def cluster_summary(b, params, now):
     return {"nodes": stats["nodes"], "tasks": b.store.task_counts(),
             "queue_depth": stats["tasks"]["queued"], "workers": stats["workers"],
             "alerts": stats["alerts"], "throughput_per_minute": series,
-            "final_states": list(sorted(T.FINAL)), "time": now}
+            "final_states": list(sorted(T.FINAL)), "time": ctx.now}
 
 
 RANGES = {"15m": 900, "1h": 3600, "24h": 86400, "7d": 7 * 86400}
 
 
-def node_metrics(b, params, now):
+def node_metrics(b, params, ctx):
     """{node, range?: 15m|1h|24h|7d (1h), points? (300)} → {node, series: [{ts, cpu_percent,
     memory_percent, disk_percent, load_1, samples}], thresholds, heartbeat_age}: downsampled."""
     from architect.broker.params import NotFound, RequestError, get
@@ -88,28 +84,28 @@ def node_metrics(b, params, now):
     if not 2 <= points <= 5000:
         raise RequestError("points must be 2-5000")
     return {"node": node.name, "range": params.get("range", "1h"),
-            "series": b.store.metrics_series(node.id, now - span, now, points),
+            "series": b.store.metrics_series(node.id, ctx.now - span, ctx.now, points),
             "thresholds": b.registry.thresholds.as_dict(),
-            "heartbeat_age": round(now - node.last_seen, 3) if node.last_seen else None,
+            "heartbeat_age": round(ctx.now - node.last_seen, 3) if node.last_seen else None,
             "status": node.status}
 
 
-def task_page(b, params, now):
+def task_page(b, params, ctx):
     """{status?, node?, task_type?, limit? (25), offset?} → {tasks, total}: one page."""
     from architect.broker.params import get
     from architect.broker.task_handlers import task_list
-    return {"tasks": task_list(b, params, now),
+    return {"tasks": task_list(b, params, ctx),
             "total": b.store.count_tasks(get(params, "status", str, None),
                                          get(params, "node", str, None),
                                          get(params, "task_type", str, None))}
 
 
-def task_timeline(b, params, now):
+def task_timeline(b, params, ctx):
     """{window? seconds (900), limit? (500)} → [task spans] for a task stream per node."""
     from architect.broker.params import get
     window = get(params, "window", (int, float), 900)
     limit = get(params, "limit", int, 500)
-    return b.store.timeline(now - min(max(window, 1), 7 * 86400), min(max(limit, 1), 5000))
+    return b.store.timeline(ctx.now - min(max(window, 1), 7 * 86400), min(max(limit, 1), 5000))
 
 
 VIEW_METHODS = {

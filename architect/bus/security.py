@@ -29,11 +29,11 @@ SOCKET_ROLES = {"heartbeat": {"node", "admin"}, "work": {"node", "admin"},
                 "control": set(ROLES), "events": {"viewer", "operator", "admin"}}
 
 
-class KeyError_(ValueError):
+class KeyStoreError(ValueError):
     pass
 
 
-class KeyConflict(KeyError_):
+class KeyConflict(KeyStoreError):
     """The name or the key is already someone else's."""
 
 
@@ -60,15 +60,15 @@ def ensure_keypair(directory: str | Path, name: str) -> tuple[bytes, bytes]:
 
 
 def valid_public_key(text: str) -> bytes:
-    """A Z85 CURVE public key (40 chars) → bytes; KeyError_ otherwise."""
+    """A Z85 CURVE public key (40 chars) → bytes; KeyStoreError otherwise."""
     if not isinstance(text, str) or len(text) != 40:
-        raise KeyError_("public_key must be a 40-character Z85 CURVE key")
+        raise KeyStoreError("public_key must be a 40-character Z85 CURVE key")
     try:
         raw = zmq.utils.z85.decode(text.encode())
     except Exception:
-        raise KeyError_("public_key is not valid Z85") from None
+        raise KeyStoreError("public_key is not valid Z85") from None
     if len(raw) != 32:
-        raise KeyError_("public_key must decode to 32 bytes")
+        raise KeyStoreError("public_key must decode to 32 bytes")
     return text.encode()
 
 
@@ -86,12 +86,12 @@ class KeyStore:
     @staticmethod
     def _check(name: str) -> str:
         if not isinstance(name, str) or not KEY_NAME.fullmatch(name):
-            raise KeyError_(f"key name {name!r} must be 1-128 letters, digits, '.', '_' or '-'")
+            raise KeyStoreError(f"key name {name!r} must be 1-128 letters, digits, '.', '_' or '-'")
         return name
 
     def _write(self, folder: Path, name: str, public: bytes, role: str = DEFAULT_ROLE) -> None:
         if role not in ROLES:
-            raise KeyError_(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+            raise KeyStoreError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         path = folder / f"{self._check(name)}.key"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(f"metadata\n    role = \"{role}\"\ncurve\n    public-key = \""
@@ -123,9 +123,9 @@ class KeyStore:
     def set_role(self, name: str, role: str) -> None:
         public = self.public_of(self.authorized, name)
         if public is None:
-            raise KeyError_(f"no authorized key {name!r}")
+            raise KeyStoreError(f"no authorized key {name!r}")
         if name == LOCAL and role != "admin":
-            raise KeyError_("the master's own key stays admin")
+            raise KeyStoreError("the master's own key stays admin")
         self._write(self.authorized, name, public, role)
 
     def entries(self) -> dict[bytes, tuple[str, str]]:
@@ -169,7 +169,7 @@ class KeyStore:
     def accept(self, name: str) -> None:
         src = self.pending / f"{self._check(name)}.key"
         if not src.exists():
-            raise KeyError_(f"no pending key for {name!r}")
+            raise KeyStoreError(f"no pending key for {name!r}")
         shutil.move(src, self.authorized / src.name)
 
     def revoke(self, name: str) -> bool:

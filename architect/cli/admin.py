@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import click
 
 from architect.backup import BackupError, backup as do_backup, restore as do_restore
 from architect.bus.errors import BusError
-from architect.bus.rpc import RpcClient
-from architect.bus.transport import client_endpoints, local_bus_dir
-from architect.cli.common import load_config, print_json
+from architect.bus.transport import local_bus_dir
+from architect.cli.common import cli_key_name, load_config, print_json
+from architect.client import ArchitectError, Client
 
 
 @click.command()
@@ -42,18 +43,16 @@ def restore(ctx, backup_file, data_dir):
     database is kept as architect.db.before-restore.<time>."""
     cfg = load_config(ctx, data_dir=data_dir)
     from architect.bus import localbus
-    from architect.bus.security import local_client
     running = click.ClickException("a broker is running on this bus: stop it first "
                                    "(./deploy.sh stop, or architect broker --stop)")
     if localbus.in_use(local_bus_dir(cfg.data_dir)):
         raise running
-    control = client_endpoints(cfg).control
-    try:
-        with RpcClient(control, timeout=1.0, curve=local_client(cfg.data_dir)
-                       if control.startswith("tcp://") else None) as rpc:
-            rpc.call("ping")
+    try:  # this data dir's own bus (on a secured one, with the master's local key)
+        with Client.from_config(dataclasses.replace(cfg, dashboard_url=""),
+                                key_name=cli_key_name(), timeout=1.0) as client:
+            client.call("ping")
         raise running
-    except BusError:
+    except (ArchitectError, BusError):
         pass  # nobody answers: safe to replace the file
     try:
         result = do_restore(backup_file, cfg.db_path)

@@ -9,17 +9,54 @@ import sys
 import click
 
 from architect import config as config_mod
-from architect.bus.errors import BusError, RemoteError, RequestTimeout
-from architect.bus.rpc import RpcClient
+from architect.bus.errors import BusError
+from architect.client import BrokerUnavailable, Client, KeyPending, RequestRejected
+
+
+class CliState:
+    """ctx.obj of the `architect` group: its --config file and flags; the control Client,
+    made on first use (one per command run) and closed when the command ends."""
+
+    def __init__(self, config_file: str | None = None, overrides: dict | None = None):
+        self.config_file = config_file
+        self.overrides = overrides or {}
+        self._client: Client | None = None
+        self._config: config_mod.Config | None = None
+
+    def client(self, ctx: click.Context) -> tuple[Client, config_mod.Config]:
+        """(the control client, the Config it was made from)."""
+        if self._client is None:
+            cfg = load_config(ctx)
+            self._client = connect(cfg)
+            self._config = cfg
+            ctx.find_root().call_on_close(self.close)
+        return self._client, self._config
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _state(ctx: click.Context) -> CliState:
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliState):  # a command run without the group (tests)
+        root.obj = CliState()
+    return root.obj
 
 
 def load_config(ctx: click.Context, **overrides) -> config_mod.Config:
-    """The Config from defaults, config file, environment, the group's and these flags."""
-    obj = ctx.find_root().obj or {}
-    merged = dict(obj.get("overrides", {}))
-    merged.update({k: v for k, v in overrides.items() if v is not None and v != ()})
+    """The Config from defaults, config file, environment, the group's and these flags.
+    A --broker on the command beats the group's --dashboard, as either beats the
+    environment and the file (config.load)."""
+    state = _state(ctx)
+    merged = dict(state.overrides)
+    given = {k: v for k, v in overrides.items() if v is not None and v != ()}
+    if "broker_host" in given and "dashboard_url" not in given:
+        merged.pop("dashboard_url", None)
+    merged.update(given)
     try:
-        return config_mod.load(merged, config_file=obj.get("config_file"))
+        return config_mod.load(merged, config_file=state.config_file)
     except config_mod.ConfigError as exc:
         raise click.ClickException(f"invalid configuration: {exc}") from None
 
@@ -30,37 +67,36 @@ def setup_logging(level: str) -> None:
                         stream=sys.stderr)
 
 
-def control_endpoint(cfg: config_mod.Config) -> tuple[str, dict | None]:
-    """The control endpoint and CURVE options (on the master: its local key; through a
-    dashboard: this user's own key, joined with the web credentials)."""
+def cli_key_name() -> str:
+    """The CLI's bus key name: cli-<user>-<short hostname>."""
     import getpass
     import socket
-    from architect.agent.discovery import DiscoveryError, connect_info
-    if not cfg.dashboard_url or cfg.broker_host != "127.0.0.1":
-        cfg = config_mod.Config(**{**cfg.__dict__, "dashboard_url": ""})
-    name = f"cli-{getpass.getuser()}-{socket.gethostname().split('.')[0]}"
+    return f"cli-{getpass.getuser()}-{socket.gethostname().split('.')[0]}"
+
+
+def connect(cfg: config_mod.Config) -> Client:
+    """The control client, as Client.from_config makes it, with the CLI's key name; a bus
+    that cannot be found or a pending key becomes a click error."""
+    name = cli_key_name()
     try:
-        endpoints, curve, status = connect_info(cfg, name)
-    except DiscoveryError as exc:
-        raise click.ClickException(str(exc)) from None
-    if status == "pending":
+        return Client.from_config(cfg, key_name=name)
+    except KeyPending:
         raise click.ClickException(f"the bus is secured and this CLI's key ({name}) is pending: "
                                    f"run `architect keys accept {name}` on the master, or set "
-                                   "ARCHITECT_USER/ARCHITECT_PASSWORD")
-    return endpoints["control"], curve
+                                   "ARCHITECT_USER/ARCHITECT_PASSWORD") from None
+    except BrokerUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def call(ctx: click.Context, method: str, params: dict | None = None,
          timeout: float | None = None):
-    """One control request; broker errors become click errors."""
-    cfg = load_config(ctx)
-    endpoint, curve = control_endpoint(cfg)
+    """One control request through the command's client; broker errors become click errors."""
+    client, cfg = _state(ctx).client(ctx)
     try:
-        with RpcClient(endpoint, timeout=timeout or cfg.request_timeout, curve=curve) as rpc:
-            return rpc.call(method, params or {})
-    except RequestTimeout as exc:
-        raise click.ClickException(f"{exc} ({_why_silent(cfg, endpoint)})") from None
-    except RemoteError as exc:
+        return client.call(method, params or {}, timeout=timeout or cfg.request_timeout)
+    except BrokerUnavailable as exc:
+        raise click.ClickException(f"{exc} ({_why_silent(cfg, client.endpoint)})") from None
+    except RequestRejected as exc:
         raise click.ClickException(exc.message) from None
     except BusError as exc:
         raise click.ClickException(str(exc)) from None

@@ -40,18 +40,22 @@ def with_daemon_options(func):
     return func
 
 
-def run_as(name: str, as_daemon: bool, show_status: bool, do_stop: bool, start) -> None:
-    """Handle --status / --stop, else (optionally detach and) call start()."""
+def run_as(ctx: click.Context, name: str, as_daemon: bool, show_status: bool, do_stop: bool,
+           start) -> None:
+    """Handle --status / --stop, else (optionally detach and) call start(). The pid and log
+    files are in the Config's state dir."""
+    if show_status or do_stop or as_daemon:
+        state_dir = load_config(ctx).state_path
     if show_status:
-        running, text = daemon.status(name)
+        running, text = daemon.status(name, state_dir)
         click.echo(text)
         raise SystemExit(0 if running else 1)
     if do_stop:
-        stopped, text = daemon.stop(name)
+        stopped, text = daemon.stop(name, state_dir)
         click.echo(text)
         raise SystemExit(0 if stopped else 1)
     if as_daemon:
-        daemon.daemonize(name)
+        daemon.daemonize(name, state_dir)
     start()
 
 
@@ -80,7 +84,7 @@ def broker(ctx, bus_host, bus_port, data_dir, heartbeat_timeout, as_daemon, show
                           heartbeat_timeout=heartbeat_timeout)
         setup_logging(cfg.log_level)
         _run_with_signals(_broker_loop(cfg))
-    run_as("broker", as_daemon, show_status, do_stop, start)
+    run_as(ctx, "broker", as_daemon, show_status, do_stop, start)
 
 
 @click.command()
@@ -101,7 +105,7 @@ def agent(ctx, dashboard_url, broker_host, bus_port, node_name, capabilities, he
         setup_logging(cfg.log_level)
         from architect.agent.node_agent import NodeAgent
         _run_with_signals(NodeAgent(cfg, metrics_file=metrics_file))
-    run_as("agent", as_daemon, show_status, do_stop, start)
+    run_as(ctx, "agent", as_daemon, show_status, do_stop, start)
 
 
 class _Together:
@@ -259,7 +263,7 @@ def up(ctx, data_dir, bus_port, node_name, host, port, use_ssl, cert_file, key_f
         click.echo(f"architect up: bus on {bus_endpoints(cfg).describe()}, data in "
                    f"{cfg.data_dir}, local node '{cfg.node_name}'", err=True)
         _run_with_signals(_Together([loop, web, NodeAgent(cfg), TaskWorker(cfg)]))
-    run_as("up", as_daemon, show_status, do_stop, start)
+    run_as(ctx, "up", as_daemon, show_status, do_stop, start)
 
 
 @click.command()
@@ -279,7 +283,7 @@ def server(ctx, data_dir, bus_host, bus_port, host, port, use_ssl, cert_file, ke
         setup_logging(cfg.log_level)
         _run_with_signals(_Together([_broker_loop(cfg),
                                      _web_server(cfg, use_ssl, local_broker=True)]))
-    run_as("server", as_daemon, show_status, do_stop, start)
+    run_as(ctx, "server", as_daemon, show_status, do_stop, start)
 
 
 @click.command()
@@ -293,7 +297,7 @@ def web(ctx, host, port, use_ssl, cert_file, key_file, as_daemon, show_status, d
         setup_logging(cfg.log_level)
         # on a thread: cheroot's stop() cannot run inside its own serve() loop
         _run_with_signals(_Together([_web_server(cfg, use_ssl)]))
-    run_as("web", as_daemon, show_status, do_stop, start)
+    run_as(ctx, "web", as_daemon, show_status, do_stop, start)
 
 
 @click.command()
@@ -322,4 +326,4 @@ def worker(ctx, dashboard_url, broker_host, bus_port, node_name, capabilities, c
         _run_with_signals(TaskWorker(cfg, slots=concurrency, task_types=task_types or None,
                                      max_output=max_output, kill_grace=kill_grace,
                                      shutdown_grace=shutdown_grace))
-    run_as("worker", as_daemon, show_status, do_stop, start)
+    run_as(ctx, "worker", as_daemon, show_status, do_stop, start)

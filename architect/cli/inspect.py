@@ -6,6 +6,7 @@ import time
 
 import click
 
+from architect.bus.protocol import LEVELS
 from architect.cli.common import ago, call, print_json, print_table
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -16,7 +17,7 @@ def _fmt(value, suffix=""):
 
 
 @click.group(invoke_without_command=True)
-@click.option("--status", type=click.Choice(["healthy", "warning", "critical", "offline"]),
+@click.option("--status", type=click.Choice(list(LEVELS)),
               help="Only nodes at this level.")
 @json_option
 @click.pass_context

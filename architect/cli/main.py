@@ -9,6 +9,7 @@ from architect.cli.daemons import agent, broker, server, up, web, worker
 from architect.cli.inspect import alerts, cluster, nodes
 from architect.cli.tasks import tasks
 from architect.cli.admin import backup, keys, restore
+from architect.cli.common import CliState
 from architect.cli.accounts import audit, tokens, users
 from architect.cli.ssh import set_ssh_command, ssh
 
@@ -32,9 +33,8 @@ def main(ctx, config_file, broker_host, bus_port, dashboard_url, log_level):
     later ones winning. See docs/CONFIG.md. On the master, commands reach the embedded bus
     through DATA_DIR/bus (ARCHITECT_DATA_DIR): only the data dir's owner and root can.
     """
-    ctx.obj = {"config_file": config_file,
-               "overrides": {"broker_host": broker_host, "bus_port": bus_port,
-                             "dashboard_url": dashboard_url, "log_level": log_level}}
+    ctx.obj = CliState(config_file, {"broker_host": broker_host, "bus_port": bus_port,
+                                     "dashboard_url": dashboard_url, "log_level": log_level})
 
 
 nodes.add_command(set_ssh_command())

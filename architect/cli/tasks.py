@@ -8,10 +8,10 @@ import time
 
 import click
 
+from architect.bus.protocol import FINAL, STATES, SUCCEEDED
 from architect.cli.common import call, print_json, print_table
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-FINAL = ("succeeded", "failed", "timed_out", "cancelled")
 
 
 @click.group()
@@ -70,8 +70,8 @@ def submit(ctx, task_type, command, argv, function, args, payload, requirements,
     else:
         _print_result(task)
     code = (task.get("result") or {}).get("exit_code")
-    raise SystemExit(code if isinstance(code, int) and 0 <= code < 256 and task["status"] != "succeeded"
-                     else (0 if task["status"] == "succeeded" else 1))
+    raise SystemExit(code if isinstance(code, int) and 0 <= code < 256 and task["status"] != SUCCEEDED
+                     else (0 if task["status"] == SUCCEEDED else 1))
 
 
 def _arg(text: str):
@@ -96,12 +96,12 @@ def _print_result(task: dict) -> None:
         click.echo(result["stderr"], err=True, nl=not result["stderr"].endswith("\n"))
     if result.get("result") is not None:
         click.echo(json.dumps(result["result"]))
-    if task["status"] != "succeeded":
+    if task["status"] != SUCCEEDED:
         click.echo(f"task {task['id']} {task['status']}: {task.get('error')}", err=True)
 
 
 @tasks.command("list")
-@click.option("--status", type=click.Choice(["queued", "assigned", "running"] + list(FINAL)))
+@click.option("--status", type=click.Choice(list(STATES)))
 @click.option("--node", help="Tasks placed on this node.")
 @click.option("--type", "task_type", help="Only this task type.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)

@@ -6,9 +6,8 @@ from __future__ import annotations
 from flask import current_app
 
 from architect.api.errors import ApiError
+from architect.bus.protocol import LEVELS, STATES  # noqa: F401  (pages read data.LEVELS/STATES)
 
-LEVELS = ("healthy", "warning", "critical", "offline")
-STATES = ("queued", "assigned", "running", "succeeded", "failed", "timed_out", "cancelled")
 COLORS = {"healthy": "#2e9d5b", "warning": "#e0a100", "critical": "#d64545",
           "offline": "#8a8f98", "master": "#2f6fdf", "queued": "#9aa5b8", "assigned": "#6f8fd8",
           "running": "#2f6fdf", "succeeded": "#2e9d5b", "failed": "#d64545",

@@ -82,3 +82,23 @@ def save_shot(driver, name: str) -> Path:
         docs.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, docs / path.name)
     return path
+
+
+def wait_ticks(driver, ticks: int = 2, timeout: float = 15.0) -> None:
+    """Wait until the top bar's live clock has moved `ticks` times: the page's interval
+    callbacks ran (instead of sleeping and hoping they did)."""
+    from selenium.webdriver.common.by import By
+
+    from tests.helpers import wait_for
+
+    def text():
+        found = driver.find_elements(By.ID, "live")
+        return found[0].text if found else ""
+    seen = [text()]
+
+    def moved():
+        now = text()
+        if now and now != seen[-1]:
+            seen.append(now)
+        return len(seen) > ticks
+    wait_for(moved, timeout, what=f"{ticks} live ticks")

@@ -4,12 +4,12 @@ A console check alone is not enough: an `eval` that a library tries inside try/c
 blocked without a console error. So every violation is collected from the page itself
 (`securitypolicyviolation` events, listened to before any script of the page runs)."""
 
-import time
 
 import pytest
 import requests
 from selenium.webdriver.common.by import By
 
+from tests.browser.conftest import wait_ticks
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -28,7 +28,7 @@ def test_no_page_violates_the_csp(ui_cluster, browser):
             browser.get(ui_cluster.web + path)
             wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#page > *"), 15,
                      what=f"{path} rendered")
-            time.sleep(2.5)  # a live tick or two, graphs drawn
+            wait_ticks(browser)  # graphs drawn, intervals run
             assert browser.execute_script("return window.__csp") == [], path
             severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
             assert severe == [], (path, severe)

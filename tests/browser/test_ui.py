@@ -1,11 +1,10 @@
 """Tier 5: the Dash UI in headless Chromium against a running cluster."""
 
-import time
 
 import pytest
 from selenium.webdriver.common.by import By
 
-from tests.browser.conftest import save_shot
+from tests.browser.conftest import save_shot, wait_ticks
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -32,7 +31,7 @@ def test_every_page_renders_without_console_errors(ui_cluster, browser):
         browser.get(ui_cluster.web + path)
         wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#page > *"), 15,
                  what=f"{path} rendered")
-        time.sleep(2.5)  # a live tick or two
+        wait_ticks(browser)
         assert severe(browser) == [], f"console errors on {path}"
         assert "Not found" not in text_of(browser, "#page")
         name = path.strip("/") or "overview"

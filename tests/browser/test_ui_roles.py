@@ -1,13 +1,12 @@
 """Tier 5: the UI shows each web role only what it may do (the broker refuses the rest)."""
 
 import base64
-import time
 
 import pytest
 import requests
 from selenium.webdriver.common.by import By
 
-from tests.browser.conftest import chrome, save_shot
+from tests.browser.conftest import chrome, save_shot, wait_ticks
 from tests.helpers import Cluster, free_port_block, wait_for
 
 pytestmark = pytest.mark.slow
@@ -52,7 +51,7 @@ def severe(driver) -> list:
 def open_page(driver, url: str) -> None:
     driver.get(url)
     wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#page > *"), 15, what=f"{url}")
-    time.sleep(1.0)
+    wait_ticks(driver, 1)
 
 
 def test_a_viewer_sees_no_controls_and_an_admin_does(auth_cluster):

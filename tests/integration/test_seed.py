@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -124,9 +123,13 @@ def test_walk_the_setup_guide(seed_env, tmp_path):
     stopped = subprocess.run(["./deploy.sh", "stop"], cwd=ROOT, env=env, capture_output=True,
                              text=True, timeout=60)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
-    time.sleep(0.5)
-    with pytest.raises(requests.ConnectionError):
-        requests.get(f"{url}/healthz", timeout=2)
+    def refused() -> bool:
+        try:
+            requests.get(f"{url}/healthz", timeout=2)
+        except requests.ConnectionError:
+            return True
+        return False
+    wait_for(refused, 10, what="the dashboard to refuse connections after deploy.sh stop")
     assert subprocess.run(["./deploy.sh", "status"], cwd=ROOT, env=env,
                           capture_output=True).returncode == 1
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import db_rows, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +78,17 @@ def test_broker_kill9_restart_keeps_state_and_agents_resume(cluster):
     cluster.kill("agent-a2")
     wait_for(lambda: active_alerts(cluster, "a2"), cluster.timeout + 4, what="a2 offline alert")
     cluster.rpc("node.drain", {"node": "a1"})
-    time.sleep(1.2)  # let a heartbeat batch land before the crash (batches flush every 1 s)
+    # what the restart must find is on disk before the crash (no fixed wait for a flush)
+    db = cluster.tmp / "data" / "architect.db"
+
+    def on_disk():
+        nodes = {r["name"]: (r["drained"], r["status"])
+                 for r in db_rows(db, "SELECT name, drained, status FROM nodes")}
+        offline = db_rows(db, "SELECT id FROM alerts WHERE node_name = 'a2' AND "
+                              "status = 'active' AND level = 'offline'")
+        return nodes.get("a1", (0,))[0] == 1 and nodes.get("a2", (0, ""))[1] == "offline" \
+            and offline
+    wait_for(on_disk, 10, what="a1 drained and a2 offline (with its alert) in the database")
     old_pid = cluster.rpc("cluster.stats")["pid"]
 
     cluster.kill("broker")

@@ -213,7 +213,9 @@ def test_broker_kill9_with_200_tasks_none_lost_none_concurrent(cluster, tmp_path
 def test_result_lost_with_a_crashed_broker_is_sent_again(cluster, tmp_path):
     """The broker dies after the worker sent a result and before it read it, and is back
     before the worker's liveness window ends (so the worker never reconnects): the worker
-    sends unacknowledged results again until the broker acknowledges them."""
+    sends unacknowledged results again until the broker acknowledges them. (Real processes;
+    its fake-clock twin, with no SIGSTOP or sleep, is tests/unit/test_pirate_clock.py::
+    test_result_lost_with_a_crashed_broker_is_sent_again.)"""
     import os
     import signal
     cluster.env["ARCHITECT_WORKER_LIVENESS"] = "20"   # 6 s: this worker will not reconnect

@@ -214,7 +214,7 @@ def test_every_setting_has_an_env_var(no_file):
                "ssh_known_hosts": "/kh", "ssh_accept_new_hosts": "yes",
                "bus_curve": "on", "join_token": "t0k", "bus_server_key": "k" * 40,
                "allowed_hosts": "a.example,.b.example", "bus_local": "tcp",
-               "audit_retention_days": "30"}
+               "audit_retention_days": "30", "state_dir": "/state"}
     names = {f.name for f in config.fields(Config)}
     assert names == set(samples), "a new setting needs a sample here"
     cfg = config.load(env={config.env_name(k): v for k, v in samples.items()},

@@ -1,11 +1,11 @@
-"""SQLite state through sqlite-utils. Only the broker loop thread writes (one connection).
+"""The SQLite backend of the store (base.BaseStore), through sqlite-utils. Only the broker
+loop thread writes (one connection).
 
-Tables (names are a contract): nodes, metrics, alerts, and later tasks, task_events,
-ssh_audit. Schema changes are sqlite-utils Migrations, applied on open. WAL mode,
-``synchronous=FULL``: whatever the broker acknowledged is on disk.
-
-Writes are batched by the caller: the loop collects dirty nodes, alerts and metric
-samples and hands them over in one transaction (``with store.transaction(): ...``).
+Schema changes are sqlite-utils Migrations (migrations.py), applied on open. WAL mode,
+``synchronous=FULL``: whatever the broker acknowledged is on disk. Writes are batched by the
+caller: the loop collects dirty nodes, alerts and metric samples and hands them over in one
+transaction (``with store.transaction(): ...``). Readers in other processes (the web server,
+tests) use ``open_db(path, readonly=True)``.
 """
 
 from __future__ import annotations
@@ -18,103 +18,12 @@ from pathlib import Path
 from typing import Iterable
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
-from architect.broker.store_accounts import AccountStore
-
-migrations = Migrations("architect")
-
-
-@migrations()
-def m001_nodes_metrics_alerts(db: sqlite_utils.Database) -> None:
-    db["nodes"].create({
-        "id": int, "name": str, "hostname": str, "ip_address": str, "capabilities": str,
-        "ssh": str, "status": str, "reasons": str, "drained": int, "registered_at": float,
-        "last_seen": float, "last_metrics": str, "source": str,
-    }, pk="id", not_null={"name"})
-    db["nodes"].create_index(["name"], unique=True)
-    db["metrics"].create({
-        "id": int, "node_id": int, "ts": float, "cpu_percent": float, "memory_percent": float,
-        "disk_percent": float, "load_1": float, "load_5": float, "load_15": float,
-        "net_bytes_sent": int, "net_bytes_recv": int, "process_count": int,
-    }, pk="id")
-    db["metrics"].create_index(["node_id", "ts"])
-    db["metrics"].create_index(["ts"])
-    db["alerts"].create({
-        "id": int, "node_id": int, "node_name": str, "level": str, "previous_level": str,
-        "reasons": str, "message": str, "status": str, "created_at": float,
-        "resolved_at": float, "acknowledged_at": float, "acknowledged_by": str,
-    }, pk="id")
-    db["alerts"].create_index(["status"])
-    db["alerts"].create_index(["node_id", "created_at"])
-
-
-@migrations()
-def m002_tasks(db: sqlite_utils.Database) -> None:
-    db["tasks"].create({
-        "id": int, "task_type": str, "payload": str, "requirements": str, "node": str,
-        "priority": int, "status": str, "attempt": int, "max_attempts": int, "retries": int,
-        "retry_count": int, "retry_backoff": float, "timeout": float, "idempotency_key": str,
-        "created_at": float, "updated_at": float, "assigned_at": float, "started_at": float,
-        "finished_at": float, "assigned_node": str, "worker_id": str, "placement": str,
-        "result": str, "error": str, "not_before": float, "cancel_requested": int,
-        "submitted_by": str,
-    }, pk="id")
-    db["tasks"].create_index(["status"])
-    db["tasks"].create_index(["assigned_node", "status"])
-    db["tasks"].create_index(["idempotency_key"], unique=True)
-    db["tasks"].create_index(["created_at"])
-    db["task_events"].create({"id": int, "task_id": int, "ts": float, "event": str,
-                              "attempt": int, "node": str, "detail": str}, pk="id")
-    db["task_events"].create_index(["task_id"])
-    db["task_output"].create({"id": int, "task_id": int, "attempt": int, "seq": int,
-                              "stream": str, "data": str, "ts": float}, pk="id")
-    db["task_output"].create_index(["task_id", "attempt", "seq"])
-
-
-@migrations()
-def m003_ssh_audit(db: sqlite_utils.Database) -> None:
-    db["ssh_audit"].create({
-        "id": int, "ts": float, "who": str, "action": str, "node": str, "node_id": int,
-        "target": str, "command": str, "status": str, "exit_code": int, "duration": float,
-        "error": str, "finished_at": float, "batch": str,
-    }, pk="id")
-    db["ssh_audit"].create_index(["ts"])
-    db["ssh_audit"].create_index(["node"])
-
-
-@migrations()
-def m004_roles_audit(db: sqlite_utils.Database) -> None:
-    """Web users and API / join tokens (issue: roles), the audit of control requests, and
-    security alerts (a bus key claiming another node's name) beside health alerts."""
-    db["alerts"].add_column("kind", str)
-    db["alerts"].add_column("source", str)
-    db["users"].create({"name": str, "role": str, "password_hash": str, "created_at": float,
-                        "updated_at": float, "created_by": str}, pk="name")
-    db["tokens"].create({"id": int, "kind": str, "name": str, "role": str, "token_hash": str,
-                         "created_at": float, "created_by": str, "expires_at": float,
-                         "uses_left": int, "used_count": int, "last_used_at": float,
-                         "revoked_at": float}, pk="id")
-    db["tokens"].create_index(["token_hash"], unique=True)
-    db["audit"].create({"id": int, "ts": float, "who": str, "role": str, "via": str,
-                        "addr": str, "method": str, "target": str, "params": str,
-                        "outcome": str, "error": str}, pk="id")
-    db["audit"].create_index(["ts"])
-    db["audit"].create_index(["who", "ts"])
-
-
-AUDIT_COLUMNS = ("id", "ts", "who", "action", "node", "node_id", "target", "command", "status",
-                 "exit_code", "duration", "error", "finished_at", "batch")
-
-
-NODE_COLUMNS = ("id", "name", "hostname", "ip_address", "capabilities", "ssh", "status",
-                "reasons", "drained", "registered_at", "last_seen", "last_metrics", "source")
-JSON_NODE_COLUMNS = ("capabilities", "ssh", "reasons", "last_metrics")
-METRIC_COLUMNS = ("node_id", "ts", "cpu_percent", "memory_percent", "disk_percent", "load_1",
-                  "load_5", "load_15", "net_bytes_sent", "net_bytes_recv", "process_count")
-ALERT_COLUMNS = ("id", "node_id", "node_name", "level", "previous_level", "reasons", "message",
-                 "status", "created_at", "resolved_at", "acknowledged_at", "acknowledged_by",
-                 "kind", "source")
+from architect.broker.store.base import (
+    ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, JSON_TASK_COLUMNS, METRIC_COLUMNS,
+    NODE_COLUMNS, TASK_COLUMNS, BaseStore)
+from architect.broker.store.migrations import migrations
+from architect.broker.store.sqlite_accounts import AccountStore
 
 
 def _upsert_sql(table: str, columns: tuple[str, ...]) -> str:
@@ -123,13 +32,6 @@ def _upsert_sql(table: str, columns: tuple[str, ...]) -> str:
     sets = ", ".join(f"{c}=excluded.{c}" for c in columns if c != "id")
     return f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET {sets}"
 
-
-TASK_COLUMNS = ("id", "task_type", "payload", "requirements", "node", "priority", "status",
-                "attempt", "max_attempts", "retries", "retry_count", "retry_backoff", "timeout",
-                "idempotency_key", "created_at", "updated_at", "assigned_at", "started_at",
-                "finished_at", "assigned_node", "worker_id", "placement", "result", "error",
-                "not_before", "cancel_requested", "submitted_by")
-JSON_TASK_COLUMNS = ("payload", "requirements", "placement", "result")
 
 _NODE_UPSERT = _upsert_sql("nodes", NODE_COLUMNS)
 _AUDIT_UPSERT = _upsert_sql("ssh_audit", AUDIT_COLUMNS)
@@ -170,8 +72,9 @@ def private(folder: Path) -> None:
         pass
 
 
-class Store(AccountStore):
-    """The broker's writer. Call only from the broker loop thread."""
+class Store(AccountStore, BaseStore):
+    """The SQLite backend: the broker's writer, one connection. Call only from the broker
+    loop thread. Method contracts: base.BaseStore."""
 
     def __init__(self, path: str):
         self.path = path
@@ -203,6 +106,9 @@ class Store(AccountStore):
     def load_alerts(self, open_only: bool = True) -> list[dict]:
         where = "status = 'active'" if open_only else None
         return [self._alert_out(r) for r in self.db["alerts"].rows_where(where, order_by="id")]
+
+    def load_unfinished_tasks(self) -> list[dict]:
+        return self.load_tasks("status IN ('queued', 'assigned', 'running')")
 
     def max_id(self, table: str) -> int:
         return self.conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0]
@@ -240,6 +146,7 @@ class Store(AccountStore):
                               "VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     def load_tasks(self, where: str, params=()) -> list[dict]:
+        """Tasks matching an SQL WHERE clause, in id order (SQLite only, not the interface)."""
         return [self._task_out(r) for r in self.db["tasks"].rows_where(where, params, order_by="id")]
 
     def task(self, task_id: int) -> dict | None:
@@ -284,6 +191,16 @@ class Store(AccountStore):
 
     def task_counts(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status").fetchall())
+
+    def task_flow(self, since: float) -> list[tuple[str, str, int]]:
+        return self.conn.execute(
+            "SELECT COALESCE(assigned_node, ''), status, COUNT(*) FROM tasks WHERE created_at >= ? "
+            "GROUP BY 1, 2", (since,)).fetchall()
+
+    def finished_per_minute(self, now: float, since: float) -> list[tuple[int, int]]:
+        return self.conn.execute(
+            "SELECT CAST((? - finished_at) / 60 AS INTEGER) AS m, COUNT(*) FROM tasks "
+            "WHERE finished_at >= ? GROUP BY m", (now, since)).fetchall()
 
     @staticmethod
     def _task_out(row: dict) -> dict:

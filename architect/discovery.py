@@ -1,15 +1,21 @@
-"""Find the bus: from the dashboard URL (GET /api/bus) or straight from a broker host."""
+"""Find the bus: from the dashboard URL (GET /api/bus) or straight from a broker host.
+
+Shared by the node agent, the task worker, the CLI and the Python client, so it imports only
+architect.bus and architect.config. Every setting comes from the Config: the dashboard URL,
+the HTTP Basic login (`user` / `password`), `join_token`, `bus_server_key` and `state_dir`
+(where a client's own bus key pair lives, `STATE_DIR/keys/<name>.key*`).
+"""
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import urllib.error
 import urllib.parse
 import urllib.request
 
 from architect.bus.transport import client_endpoints, connect_endpoints
+from architect.config import Config
 
 
 class DiscoveryError(RuntimeError):
@@ -18,15 +24,15 @@ class DiscoveryError(RuntimeError):
         self.status = status  # the HTTP status, when the server answered with an error
 
 
-def _request(url: str, body: dict | None = None, timeout: float = 5.0) -> dict:
-    """GET (or POST a JSON body) with HTTP Basic credentials from ARCHITECT_USER /
-    ARCHITECT_PASSWORD when set; the decoded JSON answer."""
+def _request(url: str, body: dict | None = None, timeout: float = 5.0,
+             auth: tuple[str, str] | None = None) -> dict:
+    """GET (or POST a JSON body) with HTTP Basic credentials `auth` (user, password) when
+    both are set; the decoded JSON answer."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, headers={"Accept": "application/json",
                                                           "Content-Type": "application/json"})
-    user, password = os.environ.get("ARCHITECT_USER"), os.environ.get("ARCHITECT_PASSWORD")
-    if user and password:
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    if auth and auth[0] and auth[1]:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         req.add_header("Authorization", f"Basic {token}")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (configured URL)
@@ -42,10 +48,14 @@ def _request(url: str, body: dict | None = None, timeout: float = 5.0) -> dict:
         raise DiscoveryError(f"cannot read {url}: {exc}") from None
 
 
-def from_dashboard(url: str, timeout: float = 5.0) -> dict:
+def _auth(config: Config) -> tuple[str, str] | None:
+    return (config.user, config.password) if config.user and config.password else None
+
+
+def from_dashboard(url: str, timeout: float = 5.0, auth: tuple[str, str] | None = None) -> dict:
     """GET {url}/api/bus → {"heartbeat", "work", "control", "events", "server_key"}."""
     full = url.rstrip("/") + "/api/bus"
-    data = _request(full, timeout=timeout)
+    data = _request(full, timeout=timeout, auth=auth)
     if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in
                                              ("heartbeat", "work", "control", "events")):
         raise DiscoveryError(f"{full} did not return the bus endpoints")
@@ -70,29 +80,30 @@ def from_broker(host: str, base_port: int, data_dir: str = "./data",
     return connect_endpoints(host, base_port, data_dir=data_dir, bus_local=bus_local).as_dict()
 
 
-def join(url: str, name: str, server_key: str, token: str = "") -> tuple[dict, str]:
-    """Make (once) this client's CURVE key pair and ask the dashboard to let it on the bus.
-    → (curve options for sockets, "authorized" | "pending")."""
+def join(config: Config, name: str, server_key: str) -> tuple[dict, str]:
+    """Make (once) this client's CURVE key pair and ask config.dashboard_url to let it on the
+    bus, with config.join_token and the web login. → (curve options for sockets,
+    "authorized" | "pending")."""
     from architect.bus.security import ensure_keypair
-    from architect.daemon import state_dir
-    public, secret = ensure_keypair(state_dir() / "keys", name)
-    answer = _request(url.rstrip("/") + "/api/bus/join",
-                      {"name": name, "public_key": public.decode(), "token": token or None})
+    public, secret = ensure_keypair(config.state_path / "keys", name)
+    answer = _request(config.dashboard_url.rstrip("/") + "/api/bus/join",
+                      {"name": name, "public_key": public.decode(),
+                       "token": config.join_token or None}, auth=_auth(config))
     status = answer.get("status") if isinstance(answer, dict) else None
     if status not in ("authorized", "pending"):
         raise DiscoveryError(f"joining the bus failed: {answer}")
     return {"public": public, "secret": secret, "server": server_key.encode()}, status
 
 
-def connect_info(config, key_name: str) -> tuple[dict, dict | None, str]:
-    """(endpoints, curve options or None, status) for an agent, worker or CLI."""
+def connect_info(config: Config, key_name: str) -> tuple[dict, dict | None, str]:
+    """(endpoints, curve options or None, status) for an agent, worker, CLI or client."""
     from architect.bus.security import local_client
     if config.dashboard_url:
-        endpoints = from_dashboard(config.dashboard_url)
+        endpoints = from_dashboard(config.dashboard_url, auth=_auth(config))
         key = endpoints.get("server_key")
         if not key:
             return endpoints, None, "open"
-        curve, status = join(config.dashboard_url, key_name, key, config.join_token)
+        curve, status = join(config, key_name, key)
         return endpoints, curve, status
     endpoints = client_endpoints(config).as_dict()
     if endpoints["control"].startswith("ipc://"):
@@ -105,8 +116,7 @@ def connect_info(config, key_name: str) -> tuple[dict, dict | None, str]:
         return endpoints, local, "authorized"
     if config.bus_server_key:
         from architect.bus.security import ensure_keypair
-        from architect.daemon import state_dir
-        public, secret = ensure_keypair(state_dir() / "keys", key_name)
+        public, secret = ensure_keypair(config.state_path / "keys", key_name)
         return endpoints, {"public": public, "secret": secret,
                            "server": config.bus_server_key.encode()}, "preauthorized"
     return endpoints, None, "open"

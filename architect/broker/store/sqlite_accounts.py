@@ -1,4 +1,4 @@
-"""Store methods for web users, API and join tokens, and the control-request audit.
+"""SQLite store methods for web users, API and join tokens, and the control-request audit.
 
 Users and tokens change rarely and are written at once, each in its own durable
 transaction, by the broker loop thread (the handler commits before it answers). Audit rows
@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 from typing import Iterable
 
-AUDIT_LOG_COLUMNS = ("id", "ts", "who", "role", "via", "addr", "method", "target", "params",
-                     "outcome", "error")
-TOKEN_COLUMNS = ("id", "kind", "name", "role", "token_hash", "created_at", "created_by",
-                 "expires_at", "uses_left", "used_count", "last_used_at", "revoked_at")
+from architect.broker.store.base import AUDIT_LOG_COLUMNS, TOKEN_COLUMNS
 
 
 class AccountStore:
+    """Mixed into sqlite.Store (contracts: base.BaseStore)."""
     conn: object
     db: object
 

@@ -1,0 +1,271 @@
+"""The store's interface: everything the broker, its handlers and views ask of the database.
+
+One writer, the broker loop thread, calls every method. Writes are grouped by the caller:
+Broker.persist() opens one transaction per loop iteration and hands every pending change
+(persist.py streams) to the `save_*` / `insert_*` methods inside it (group commit). Methods
+marked "own transaction" open a durable one themselves (they commit before the handler
+answers); reads run at any time. Rows go in and come out as the broker holds them: JSON
+columns are encoded / decoded here, never by the caller (except Task.row(), pre-encoded).
+
+Backends: sqlite.Store (the embedded default). tests/contract/test_store.py pins every
+method's behaviour against each backend; a new backend (PostgreSQL) passes that test.
+Table names are a contract: nodes, metrics, tasks, task_events, task_output, alerts,
+ssh_audit, users, tokens, audit.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from typing import Iterable
+
+from architect.broker.tasks import JSON_TASK_COLUMNS, TASK_COLUMNS
+
+# Row formats of the interface (tuples are in these orders; dicts have these keys).
+NODE_COLUMNS = ("id", "name", "hostname", "ip_address", "capabilities", "ssh", "status",
+                "reasons", "drained", "registered_at", "last_seen", "last_metrics", "source")
+JSON_NODE_COLUMNS = ("capabilities", "ssh", "reasons", "last_metrics")
+METRIC_COLUMNS = ("node_id", "ts", "cpu_percent", "memory_percent", "disk_percent", "load_1",
+                  "load_5", "load_15", "net_bytes_sent", "net_bytes_recv", "process_count")
+ALERT_COLUMNS = ("id", "node_id", "node_name", "level", "previous_level", "reasons", "message",
+                 "status", "created_at", "resolved_at", "acknowledged_at", "acknowledged_by",
+                 "kind", "source")
+AUDIT_COLUMNS = ("id", "ts", "who", "action", "node", "node_id", "target", "command", "status",
+                 "exit_code", "duration", "error", "finished_at", "batch")  # ssh_audit
+AUDIT_LOG_COLUMNS = ("id", "ts", "who", "role", "via", "addr", "method", "target", "params",
+                     "outcome", "error")  # audit (control requests)
+TOKEN_COLUMNS = ("id", "kind", "name", "role", "token_hash", "created_at", "created_by",
+                 "expires_at", "uses_left", "used_count", "last_used_at", "revoked_at")
+TABLES = ("nodes", "metrics", "tasks", "task_events", "task_output", "alerts", "ssh_audit",
+          "users", "tokens", "audit")
+__all__ = ["BaseStore", "TASK_COLUMNS", "JSON_TASK_COLUMNS", "NODE_COLUMNS", "JSON_NODE_COLUMNS",
+           "METRIC_COLUMNS", "ALERT_COLUMNS", "AUDIT_COLUMNS", "AUDIT_LOG_COLUMNS",
+           "TOKEN_COLUMNS", "TABLES"]
+
+
+class BaseStore(ABC):
+    path: str  # where the database is (shown in stats; for SQLite the file)
+
+    # --- transactions -------------------------------------------------------------------
+    @abstractmethod
+    def transaction(self, durable: bool = True) -> AbstractContextManager["BaseStore"]:
+        """`with store.transaction(durable): ...` — one write transaction: everything written
+        inside commits together, an exception inside rolls all of it back (and propagates).
+        durable=True commits so that it survives power loss (fsync; SQLite synchronous=FULL);
+        False so that it survives a crash of the process, not of the machine. Nested blocks
+        join the outer transaction (a failing inner block rolls back only itself)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the connection. Nothing may be called after."""
+
+    # --- loading at start ---------------------------------------------------------------
+    @abstractmethod
+    def load_nodes(self) -> list[dict]:
+        """Every `nodes` row as a dict, JSON columns (capabilities, ssh, reasons,
+        last_metrics) decoded (None when empty). A read: any time."""
+
+    @abstractmethod
+    def load_alerts(self, open_only: bool = True) -> list[dict]:
+        """Alert rows in id order: the active ones (status 'active'), or all. `reasons` is
+        a list. A read: any time."""
+
+    @abstractmethod
+    def load_unfinished_tasks(self) -> list[dict]:
+        """Tasks queued, assigned or running, in id order, as task_out rows (see task()).
+        A read: any time."""
+
+    @abstractmethod
+    def max_id(self, table: str) -> int:
+        """The highest id in `table` (0 when empty): the broker numbers new rows itself.
+        A read: any time."""
+
+    # --- group-commit writes: call inside transaction() -----------------------------------
+    @abstractmethod
+    def save_nodes(self, records: Iterable[dict]) -> None:
+        """Upsert nodes by id (Node.record() dicts; JSON columns encoded here).
+        Inside transaction()."""
+
+    @abstractmethod
+    def delete_node(self, node_id: int) -> None:
+        """Delete a node and its metrics samples (in the caller's transaction, or each
+        statement on its own outside one)."""
+
+    @abstractmethod
+    def insert_metrics(self, rows: list[tuple]) -> None:
+        """Append metrics samples, batched: tuples in METRIC_COLUMNS order (node_id, ts,
+        cpu_percent, ...). Inside transaction()."""
+
+    @abstractmethod
+    def save_alerts(self, records: Iterable[dict]) -> None:
+        """Upsert alerts by id (the AlertBook's dicts; `reasons` encoded here).
+        Inside transaction()."""
+
+    @abstractmethod
+    def save_tasks(self, rows: list[tuple]) -> None:
+        """Upsert tasks by id: Task.row() tuples (TASK_COLUMNS order, JSON encoded).
+        Inside transaction()."""
+
+    @abstractmethod
+    def insert_task_events(self, rows: list[tuple]) -> None:
+        """Append task transitions: (task_id, ts, event, attempt, node, detail dict|None).
+        Inside transaction()."""
+
+    @abstractmethod
+    def insert_output(self, rows: list[tuple]) -> None:
+        """Append output chunks: (task_id, attempt, seq, stream, data, ts).
+        Inside transaction()."""
+
+    @abstractmethod
+    def save_audit(self, records: list[dict]) -> None:
+        """Upsert `ssh_audit` rows by id (a row is written when the command is queued and
+        again with its outcome). Inside transaction()."""
+
+    @abstractmethod
+    def insert_audit_log(self, rows: Iterable[dict]) -> None:
+        """Append control-request audit rows (AuditBook dicts; `params` encoded here).
+        Inside transaction()."""
+
+    # --- retention: inside a transaction, in chunks --------------------------------------
+    @abstractmethod
+    def purge_metrics(self, before: float, limit: int = 50_000) -> int:
+        """Delete at most `limit` samples older than `before`; returns how many (call again
+        while it returns > 0). Inside transaction()."""
+
+    @abstractmethod
+    def purge_audit(self, before: float, limit: int = 50_000) -> int:
+        """Delete at most `limit` control-audit rows older than `before`; returns how many.
+        Inside transaction()."""
+
+    # --- task reads ------------------------------------------------------------------------
+    @abstractmethod
+    def task(self, task_id: int) -> dict | None:
+        """One task as a dict (JSON columns decoded, requirements a list, cancel_requested a
+        bool; the keys are TASK_COLUMNS, so Task(**row) rebuilds it), or None.
+        A read: any time."""
+
+    @abstractmethod
+    def task_by_key(self, key: str) -> dict | None:
+        """The task with this idempotency key, or None. A read: any time."""
+
+    @abstractmethod
+    def list_tasks(self, status=None, node=None, task_type=None, limit=100,
+                   offset=0) -> list[dict]:
+        """One page of tasks, newest (highest id) first, filtered by status, assigned node
+        and type when given. A read: any time."""
+
+    @abstractmethod
+    def count_tasks(self, status=None, node=None, task_type=None) -> int:
+        """How many tasks match the same filters as list_tasks. A read: any time."""
+
+    @abstractmethod
+    def task_counts(self) -> dict[str, int]:
+        """{status: number of tasks} over every task. A read: any time."""
+
+    @abstractmethod
+    def distribution(self) -> list[tuple[str, str, int]]:
+        """(assigned_node, status, count) for the tasks that were ever assigned.
+        A read: any time."""
+
+    @abstractmethod
+    def task_flow(self, since: float) -> list[tuple[str, str, int]]:
+        """(assigned_node or '', status, count) of the tasks created at or after `since`.
+        A read: any time."""
+
+    @abstractmethod
+    def finished_per_minute(self, now: float, since: float) -> list[tuple[int, int]]:
+        """(minutes before `now`, count) of the tasks finished at or after `since`, the minute
+        being int((now - finished_at) / 60). A read: any time."""
+
+    @abstractmethod
+    def timeline(self, since: float, limit: int) -> list[dict]:
+        """Spans of tasks that started and were running at or after `since` (not finished or
+        finished since then), latest start first: id, task_type, status, assigned_node,
+        started_at, finished_at, attempt. A read: any time."""
+
+    @abstractmethod
+    def task_events(self, task_id: int) -> list[dict]:
+        """One task's events in order (id, task_id, ts, event, attempt, node, detail).
+        A read: any time."""
+
+    @abstractmethod
+    def task_output(self, task_id: int, attempt: int | None = None, after_seq: int = -1,
+                    after_id: int = 0) -> list[dict]:
+        """Output chunks in arrival order (row `id` grows across attempts: follow a running
+        task with after_id; after_seq is within one attempt; attempt filters).
+        A read: any time."""
+
+    # --- other reads -------------------------------------------------------------------------
+    @abstractmethod
+    def alerts(self, all_: bool = False, node_id: int | None = None,
+               limit: int = 500) -> list[dict]:
+        """Alerts newest first: the active ones, or all; of one node when given.
+        A read: any time."""
+
+    @abstractmethod
+    def alert(self, alert_id: int) -> dict | None:
+        """One alert (reasons a list) or None. A read: any time."""
+
+    @abstractmethod
+    def metrics(self, node_id: int, since: float, limit: int = 5000) -> list[dict]:
+        """Raw samples of one node at or after `since`, oldest first. A read: any time."""
+
+    @abstractmethod
+    def metrics_series(self, node_id: int, since: float, until: float,
+                       points: int) -> list[dict]:
+        """Samples of one node in [since, until] averaged into at most `points` equal time
+        buckets: ts (the bucket's first), cpu/memory/disk percent, load_1, samples.
+        A read: any time."""
+
+    @abstractmethod
+    def audit(self, limit: int = 100, node: str | None = None) -> list[dict]:
+        """`ssh_audit` rows newest first, of one node when given. A read: any time."""
+
+    @abstractmethod
+    def count(self, table: str) -> int:
+        """Rows in `table`. A read: any time."""
+
+    # --- users, tokens, control audit -----------------------------------------------------
+    @abstractmethod
+    def user(self, name: str) -> dict | None:
+        """The `users` row (with password_hash) or None. A read: any time."""
+
+    @abstractmethod
+    def users(self) -> list[dict]:
+        """Every user by name, without password_hash. A read: any time."""
+
+    @abstractmethod
+    def save_user(self, row: dict) -> None:
+        """Insert or replace a user by name. Own durable transaction."""
+
+    @abstractmethod
+    def delete_user(self, name: str) -> bool:
+        """Delete a user; whether one existed. Own durable transaction."""
+
+    @abstractmethod
+    def add_token(self, row: dict) -> int:
+        """Insert a token (its id is assigned here); returns the id. Own durable
+        transaction."""
+
+    @abstractmethod
+    def token_by_hash(self, token_hash: str) -> dict | None:
+        """The token row with this hash (revoked or not) or None. A read: any time."""
+
+    @abstractmethod
+    def tokens(self, kind: str | None = None) -> list[dict]:
+        """Tokens by id, of one kind when given, without token_hash. A read: any time."""
+
+    @abstractmethod
+    def use_token(self, token_id: int, now: float) -> None:
+        """Count one use (used_count + 1, last_used_at = now); a limited token (uses_left not
+        None) loses one. Own durable transaction."""
+
+    @abstractmethod
+    def revoke_token(self, token_id: int, now: float) -> bool:
+        """Set revoked_at once; True if it was not revoked yet. Own durable transaction."""
+
+    @abstractmethod
+    def audit_log(self, since: float | None = None, who: str | None = None,
+                  method: str | None = None, limit: int = 100) -> list[dict]:
+        """Control-audit rows newest first, filtered (ts >= since, who, method); `params`
+        decoded. A read: any time."""

@@ -1,0 +1,89 @@
+"""The schema of architect.db as sqlite-utils Migrations, applied in order when the writer
+opens the database (open_db). Each runs once; the `_sqlite_migrations` table records them.
+Table names are a contract (ARCHITECTURE.md §3); a change is a new migration, never an edit.
+"""
+
+from __future__ import annotations
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("architect")
+
+
+@migrations()
+def m001_nodes_metrics_alerts(db: sqlite_utils.Database) -> None:
+    db["nodes"].create({
+        "id": int, "name": str, "hostname": str, "ip_address": str, "capabilities": str,
+        "ssh": str, "status": str, "reasons": str, "drained": int, "registered_at": float,
+        "last_seen": float, "last_metrics": str, "source": str,
+    }, pk="id", not_null={"name"})
+    db["nodes"].create_index(["name"], unique=True)
+    db["metrics"].create({
+        "id": int, "node_id": int, "ts": float, "cpu_percent": float, "memory_percent": float,
+        "disk_percent": float, "load_1": float, "load_5": float, "load_15": float,
+        "net_bytes_sent": int, "net_bytes_recv": int, "process_count": int,
+    }, pk="id")
+    db["metrics"].create_index(["node_id", "ts"])
+    db["metrics"].create_index(["ts"])
+    db["alerts"].create({
+        "id": int, "node_id": int, "node_name": str, "level": str, "previous_level": str,
+        "reasons": str, "message": str, "status": str, "created_at": float,
+        "resolved_at": float, "acknowledged_at": float, "acknowledged_by": str,
+    }, pk="id")
+    db["alerts"].create_index(["status"])
+    db["alerts"].create_index(["node_id", "created_at"])
+
+
+@migrations()
+def m002_tasks(db: sqlite_utils.Database) -> None:
+    db["tasks"].create({
+        "id": int, "task_type": str, "payload": str, "requirements": str, "node": str,
+        "priority": int, "status": str, "attempt": int, "max_attempts": int, "retries": int,
+        "retry_count": int, "retry_backoff": float, "timeout": float, "idempotency_key": str,
+        "created_at": float, "updated_at": float, "assigned_at": float, "started_at": float,
+        "finished_at": float, "assigned_node": str, "worker_id": str, "placement": str,
+        "result": str, "error": str, "not_before": float, "cancel_requested": int,
+        "submitted_by": str,
+    }, pk="id")
+    db["tasks"].create_index(["status"])
+    db["tasks"].create_index(["assigned_node", "status"])
+    db["tasks"].create_index(["idempotency_key"], unique=True)
+    db["tasks"].create_index(["created_at"])
+    db["task_events"].create({"id": int, "task_id": int, "ts": float, "event": str,
+                              "attempt": int, "node": str, "detail": str}, pk="id")
+    db["task_events"].create_index(["task_id"])
+    db["task_output"].create({"id": int, "task_id": int, "attempt": int, "seq": int,
+                              "stream": str, "data": str, "ts": float}, pk="id")
+    db["task_output"].create_index(["task_id", "attempt", "seq"])
+
+
+@migrations()
+def m003_ssh_audit(db: sqlite_utils.Database) -> None:
+    db["ssh_audit"].create({
+        "id": int, "ts": float, "who": str, "action": str, "node": str, "node_id": int,
+        "target": str, "command": str, "status": str, "exit_code": int, "duration": float,
+        "error": str, "finished_at": float, "batch": str,
+    }, pk="id")
+    db["ssh_audit"].create_index(["ts"])
+    db["ssh_audit"].create_index(["node"])
+
+
+@migrations()
+def m004_roles_audit(db: sqlite_utils.Database) -> None:
+    """Web users and API / join tokens (issue: roles), the audit of control requests, and
+    security alerts (a bus key claiming another node's name) beside health alerts."""
+    db["alerts"].add_column("kind", str)
+    db["alerts"].add_column("source", str)
+    db["users"].create({"name": str, "role": str, "password_hash": str, "created_at": float,
+                        "updated_at": float, "created_by": str}, pk="name")
+    db["tokens"].create({"id": int, "kind": str, "name": str, "role": str, "token_hash": str,
+                         "created_at": float, "created_by": str, "expires_at": float,
+                         "uses_left": int, "used_count": int, "last_used_at": float,
+                         "revoked_at": float}, pk="id")
+    db["tokens"].create_index(["token_hash"], unique=True)
+    db["audit"].create({"id": int, "ts": float, "who": str, "role": str, "via": str,
+                        "addr": str, "method": str, "target": str, "params": str,
+                        "outcome": str, "error": str}, pk="id")
+    db["audit"].create_index(["ts"])
+    db["audit"].create_index(["who", "ts"])
