@@ -105,6 +105,7 @@ class Config:
     ssh_known_hosts: str = ""      # default: DATA_DIR/known_hosts
     ssh_accept_new_hosts: bool = False   # trust on first use; off: `architect ssh trust NODE`
     # storage
+    database_url: str = ""         # postgresql://user@host:port/db; empty: SQLite in data_dir
     metrics_retention_days: float = 7.0
     audit_retention_days: float = 365.0
     # wire
@@ -163,6 +164,10 @@ class Config:
                               "bus_curve")
         if self.bus_local not in ("ipc", "tcp"):
             raise ConfigError(f"bus_local must be ipc or tcp, got {self.bus_local!r}", "bus_local")
+        if self.database_url and not re.fullmatch(r"postgres(ql)?://[^\s]+", self.database_url):
+            raise ConfigError("database_url must be empty (SQLite in the data dir) or a "
+                              "postgresql:// URL, got "
+                              f"{self.database_url.split('://')[0][:20]!r}://…", "database_url")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got "
                               f"{self.log_level!r}", "log_level")

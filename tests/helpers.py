@@ -237,6 +237,20 @@ class Cluster:
                              f"{timeout}s:\n{self.log(key)}")
 
 
+def store_rows(env: dict, db_path, sql: str, params=()) -> list[dict]:
+    """db_rows from the broker's store whichever it is: PostgreSQL when the processes' env
+    has ARCHITECT_DATABASE_URL (a read-only connection for this query; `?` placeholders
+    become `%s`), else the SQLite file at db_path."""
+    url = env.get("ARCHITECT_DATABASE_URL")
+    if not url:
+        return db_rows(db_path, sql, params)
+    from psycopg.rows import dict_row
+
+    from architect.broker.store.postgres import open_reader
+    with open_reader(url, timeout=5) as conn, conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(sql.replace("?", "%s"), params).fetchall()
+
+
 def db_rows(db_path, sql: str, params=()) -> list[dict]:
     """Rows as dicts, through a read-only connection opened for this query only (so what it
     sees is what is on disk, not what some open connection holds)."""

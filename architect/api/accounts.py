@@ -1,10 +1,11 @@
 """Who a web request is: the bootstrap admin, a web user, or an API token (read-only lookups).
 
 The web server never writes the database (the broker does); it reads users and tokens with
-a read-only SQLite connection per thread. Argon2 checks are slow on purpose (~25 ms), so a
-check that passed is remembered for a few minutes, keyed by the user, a digest of the
-password given and the stored hash (a new password or role invalidates it at once).
-Token lookups are not cached: revoking a token takes effect on the next request.
+a read-only connection per thread (SQLite, or PostgreSQL with database_url). Argon2 checks
+are slow on purpose (~25 ms), so a check that passed is remembered for a few minutes, keyed
+by the user, a digest of the password given and the stored hash (a new password or role
+invalidates it at once). Token lookups are not cached: revoking a token takes effect on the
+next request.
 """
 
 from __future__ import annotations
@@ -33,20 +34,31 @@ class Identity:
 
 
 class Accounts:
-    def __init__(self, db_path: str, bootstrap: tuple[str, str] | None):
+    def __init__(self, db_path: str, bootstrap: tuple[str, str] | None, database_url: str = ""):
         self.db_path = db_path
+        self.database_url = database_url
         self.bootstrap = bootstrap
+        self._errors: tuple = (sqlite3.Error,)
+        if database_url:
+            import psycopg
+            self._errors = (psycopg.Error,)
         self._local = threading.local()
         self._cache: dict[tuple, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
-    def _conn(self) -> sqlite3.Connection | None:
+    def _connect(self):
+        if self.database_url:
+            from architect.broker.store.postgres import open_reader
+            return open_reader(self.database_url, timeout=2)
+        return sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=2.0,
+                               check_same_thread=False)
+
+    def _conn(self):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=2.0,
-                                       check_same_thread=False)
-            except sqlite3.Error:
+                conn = self._connect()
+            except self._errors:
                 return None
             self._local.conn = conn
         return conn
@@ -55,9 +67,11 @@ class Accounts:
         conn = self._conn()
         if conn is None:
             return None
+        if self.database_url:
+            sql = sql.replace("?", "%s")
         try:
             return conn.execute(sql, params).fetchone()
-        except sqlite3.Error:  # no such table yet (an older broker), or locked: nobody
+        except self._errors:  # no such table yet (an older broker), or locked: nobody
             self._local.conn = None
             conn.close()
             return None

@@ -35,6 +35,9 @@ class AppState:
         return info
 
     def store_state(self) -> dict:
+        if self.config.database_url:  # a connect and a COUNT(*) with a short timeout
+            from architect.broker.store.postgres import ping
+            return ping(self.config.database_url)
         path = self.config.db_path
         try:
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
@@ -42,9 +45,9 @@ class AppState:
                 conn.execute("SELECT COUNT(*) FROM nodes").fetchone()
             finally:
                 conn.close()
-            return {"path": path, "ok": True}
+            return {"backend": "sqlite", "path": path, "ok": True}
         except sqlite3.Error as exc:
-            return {"path": path, "ok": False, "error": str(exc)}
+            return {"backend": "sqlite", "path": path, "ok": False, "error": str(exc)}
 
 
 class NodeKeyConverter(BaseConverter):

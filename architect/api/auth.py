@@ -155,9 +155,11 @@ def install(app: Flask, credentials: tuple[str, str] | None, db_path: str | None
     app.config["ARCHITECT_CREDENTIALS"] = credentials
     app.config["ARCHITECT_AUTH"] = credentials is not None
     app.extensions["architect_limiter"] = Limiter()
+    cfg = app.extensions["architect"].config if "architect" in app.extensions else None
     if db_path is None:
-        db_path = app.extensions["architect"].config.db_path
-    app.extensions["architect_accounts"] = Accounts(db_path, credentials)
+        db_path = cfg.db_path
+    app.extensions["architect_accounts"] = Accounts(
+        db_path, credentials, cfg.database_url if cfg is not None else "")
 
     @app.before_request
     def _check():

@@ -32,9 +32,10 @@ def token_digest(token: str) -> str:
 
 def _stored(fn, *args):
     """Run a store write; a locked or failing database is a clear error, not a crash."""
+    errors = getattr(getattr(fn, "__self__", None), "errors", None) or (sqlite3.Error,)
     try:
         return fn(*args)
-    except sqlite3.Error as exc:
+    except errors as exc:
         raise RequestError(f"could not write the database: {exc}", code="store_unavailable") \
             from None
 

@@ -17,7 +17,7 @@ from architect.broker.methods import LOCAL, WEB_ROLES, Caller, Ctx, allowed
 from architect.broker.params import Deferred, RequestError
 from architect.broker.persist import RowBuffer, Stream
 from architect.broker.registry import InvalidNode, Registry, check_name
-from architect.broker.store import Store
+from architect.broker.store import BaseStore, open_store
 from architect.broker.task_core import TaskCore
 from architect.broker.ssh_handlers import SSH_METHODS
 from architect.broker.ssh_service import SSHService
@@ -35,13 +35,13 @@ class Counters(dict):
 
 
 class Broker(TaskCore):
-    def __init__(self, config: Config, now: float | None = None, store: Store | None = None):
+    def __init__(self, config: Config, now: float | None = None, store: BaseStore | None = None):
         now = time.time() if now is None else now
         self.config = config
         self.security = None  # set by the loop when the bus is secured (CURVE)
         self.subscribed: dict = {}  # the events socket's subscriptions (the loop's, shared)
         self.started_at = now
-        self.store = store or Store(config.db_path)
+        self.store = store or open_store(config)
         self.registry = Registry(config.thresholds(), config.heartbeat_timeout, started_at=now)
         self.registry.load(self.store.load_nodes())
         self.alerts = AlertBook()
@@ -78,7 +78,7 @@ class Broker(TaskCore):
                    urgent=True, durable=bool),
         ]
         log.info("broker state loaded: %d nodes, %d active alerts from %s",
-                 len(self.registry.by_name), len(self.alerts.active), config.db_path)
+                 len(self.registry.by_name), len(self.alerts.active), self.store.path)
 
     # --- inputs -------------------------------------------------------------------
     def on_heartbeat(self, hb: Heartbeat, now: float, caller: Caller | None = None) -> None:

@@ -14,6 +14,13 @@ from architect.cli.common import cli_key_name, load_config, print_json
 from architect.client import ArchitectError, Client
 
 
+def _sqlite_only(cfg, what: str) -> None:
+    if cfg.database_url:
+        raise click.ClickException(
+            f"architect {what} copies the SQLite database; with ARCHITECT_DATABASE_URL "
+            "(PostgreSQL) use pg_dump / pg_restore instead")
+
+
 @click.command()
 @click.argument("out", required=False)
 @click.option("--data-dir", help="Folder of architect.db [ARCHITECT_DATA_DIR, ./data].")
@@ -23,6 +30,7 @@ def backup(ctx, out, data_dir, as_json):
     """Copy the database while the cluster runs (SQLite online backup, then an integrity
     check). OUT defaults to DATA_DIR/backups/architect-YYYYmmdd-HHMMSS.db."""
     cfg = load_config(ctx, data_dir=data_dir)
+    _sqlite_only(cfg, "backup")
     out = out or f"{cfg.data_dir}/backups/architect-{time.strftime('%Y%m%d-%H%M%S')}.db"
     try:
         result = do_backup(cfg.db_path, out)
@@ -42,6 +50,7 @@ def restore(ctx, backup_file, data_dir):
     """Replace the database with BACKUP_FILE. The broker must be stopped; the current
     database is kept as architect.db.before-restore.<time>."""
     cfg = load_config(ctx, data_dir=data_dir)
+    _sqlite_only(cfg, "restore")
     from architect.bus import localbus
     running = click.ClickException("a broker is running on this bus: stop it first "
                                    "(./deploy.sh stop, or architect broker --stop)")

@@ -34,6 +34,12 @@ def node_options(func):
     return func
 
 
+def database_option(func):
+    return click.option("--database-url", help="PostgreSQL URL (postgresql://user@host:port/db) "
+                        "for the broker's state [ARCHITECT_DATABASE_URL; empty: SQLite "
+                        "DATA_DIR/architect.db].")(func)
+
+
 def with_daemon_options(func):
     for option in reversed(daemon_options):
         func = option(func)
@@ -70,9 +76,11 @@ def _run_with_signals(runner) -> None:
 @click.option("--bus-port", type=int, help="First of the four bus ports [ARCHITECT_BUS_PORT, 5555].")
 @click.option("--data-dir", help="Folder of architect.db [ARCHITECT_DATA_DIR, ./data].")
 @click.option("--heartbeat-timeout", type=float, help="Seconds without heartbeat before offline [120].")
+@database_option
 @with_daemon_options
 @click.pass_context
-def broker(ctx, bus_host, bus_port, data_dir, heartbeat_timeout, as_daemon, show_status, do_stop):
+def broker(ctx, bus_host, bus_port, data_dir, heartbeat_timeout, database_url, as_daemon,
+           show_status, do_stop):
     """Run the ZeroMQ broker: heartbeats (:5555), work (:5556), control (:5557), events (:5558).
 
     It keeps state in DATA_DIR/architect.db and grades node health. On loopback (the
@@ -81,7 +89,7 @@ def broker(ctx, bus_host, bus_port, data_dir, heartbeat_timeout, as_daemon, show
     can connect (ARCHITECT_BUS_LOCAL=tcp for the ports; beyond loopback: ports with CURVE)."""
     def start():
         cfg = load_config(ctx, bus_host=bus_host, bus_port=bus_port, data_dir=data_dir,
-                          heartbeat_timeout=heartbeat_timeout)
+                          heartbeat_timeout=heartbeat_timeout, database_url=database_url)
         setup_logging(cfg.log_level)
         _run_with_signals(_broker_loop(cfg))
     run_as(ctx, "broker", as_daemon, show_status, do_stop, start)
@@ -238,11 +246,12 @@ def _web_server(cfg, use_ssl: bool, local_broker: bool = False):
 @click.option("--bus-port", type=int, help="First of the four bus ports [5555]; only with "
               "ARCHITECT_BUS_LOCAL=tcp or ARCHITECT_BUS_CURVE=on (else the bus is Unix sockets).")
 @click.option("--name", "node_name", help="Name of the local node [the hostname].")
+@database_option
 @web_options
 @with_daemon_options
 @click.pass_context
-def up(ctx, data_dir, bus_port, node_name, host, port, use_ssl, cert_file, key_file, as_daemon,
-       show_status, do_stop):
+def up(ctx, data_dir, bus_port, node_name, database_url, host, port, use_ssl, cert_file,
+       key_file, as_daemon, show_status, do_stop):
     """Run everything on this machine: broker, web (dashboard + REST), a local node agent
     and a task worker. The web server binds to --host (127.0.0.1). The bus stays on this
     machine: Unix sockets in DATA_DIR/bus (mode 0700), so only the data dir's owner and
@@ -253,7 +262,8 @@ def up(ctx, data_dir, bus_port, node_name, host, port, use_ssl, cert_file, key_f
     def start():
         cfg = load_config(ctx, data_dir=data_dir, bus_port=bus_port, node_name=node_name,
                           bus_host="127.0.0.1", broker_host="127.0.0.1", dashboard_url="",
-                          host=host, port=port, cert_file=cert_file, key_file=key_file)
+                          host=host, port=port, cert_file=cert_file, key_file=key_file,
+                          database_url=database_url)
         setup_logging(cfg.log_level)
         from architect.agent.node_agent import NodeAgent
         from architect.agent.worker import TaskWorker
@@ -271,15 +281,17 @@ def up(ctx, data_dir, bus_port, node_name, host, port, use_ssl, cert_file, key_f
 @click.option("--bus-host", help="Address the bus binds to [ARCHITECT_BUS_HOST, 127.0.0.1: Unix "
               "sockets in DATA_DIR/bus, mode 0700; beyond loopback: ports with CURVE].")
 @click.option("--bus-port", type=int, help="First of the four bus ports [5555].")
+@database_option
 @web_options
 @with_daemon_options
 @click.pass_context
-def server(ctx, data_dir, bus_host, bus_port, host, port, use_ssl, cert_file, key_file,
-           as_daemon, show_status, do_stop):
+def server(ctx, data_dir, bus_host, bus_port, database_url, host, port, use_ssl, cert_file,
+           key_file, as_daemon, show_status, do_stop):
     """Run the master: broker and web server (dashboard, REST API, /metrics) in one process."""
     def start():
         cfg = load_config(ctx, data_dir=data_dir, bus_host=bus_host, bus_port=bus_port,
-                          host=host, port=port, cert_file=cert_file, key_file=key_file)
+                          host=host, port=port, cert_file=cert_file, key_file=key_file,
+                          database_url=database_url)
         setup_logging(cfg.log_level)
         _run_with_signals(_Together([_broker_loop(cfg),
                                      _web_server(cfg, use_ssl, local_broker=True)]))

@@ -3,7 +3,8 @@ backend (huey's tests/test_storage.py is the model). A new backend — PostgreSQ
 more entry in BACKENDS: a class that opens a store and answers the few questions the
 interface does not (which tables exist, how durable the commit is, a read-only reader).
 
-Time is passed in as values; nothing sleeps.
+Time is passed in as values; nothing sleeps. The PostgreSQL backend runs on a real server
+(tests/pg.py: one per session, a fresh database per test).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from psycopg.rows import tuple_row
 
 import architect
 from architect.broker import tasks as T
@@ -60,11 +62,62 @@ class SQLiteBackend:
         reader.conn.close()
 
 
-BACKENDS = {"sqlite": SQLiteBackend}
+class PostgresBackend:
+    """PostgreSQL (psycopg 3): synchronous_commit on / off, a read-only reader connection."""
+
+    def __init__(self, server):
+        self.server = server
+        import psycopg
+        self.readonly_error = psycopg.errors.ReadOnlySqlTransaction
+
+    def open(self, tmp_path) -> BaseStore:
+        from architect.broker.store.postgres import Store as PostgresStore
+        return PostgresStore(self.server.create_database())
+
+    def reopen(self, store: BaseStore) -> BaseStore:
+        return type(store)(store.url)
+
+    def _names(self, store, sql: str, params=()) -> set[str]:
+        return {r[0] for r in store._query(sql, params, rows=tuple_row)}
+
+    def tables(self, store) -> set[str]:
+        return self._names(store, "SELECT table_name FROM information_schema.tables "
+                                  "WHERE table_schema = 'public'")
+
+    def columns(self, store, table: str) -> set[str]:
+        return self._names(store, "SELECT column_name FROM information_schema.columns "
+                                  "WHERE table_schema = 'public' AND table_name = %s", (table,))
+
+    def migrations(self, store) -> list[str]:
+        return [r[0] for r in store._query("SELECT name FROM migrations ORDER BY name",
+                                           rows=tuple_row)]
+
+    def commit_level(self, store) -> str:
+        """How durable the current transaction's commit is."""
+        level = store._scalar("SHOW synchronous_commit")
+        return {"on": "full", "off": "normal"}.get(level, level)
+
+    def reader(self, store):
+        from architect.broker.store.postgres import open_reader
+        return open_reader(store.url)
+
+    def reader_count(self, reader, table: str) -> int:
+        return reader.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+    def reader_write(self, reader) -> None:
+        reader.execute("INSERT INTO users (name, role) VALUES ('mallory', 'admin')")
+
+    def close_reader(self, reader) -> None:
+        reader.close()
+
+
+BACKENDS = {"sqlite": SQLiteBackend, "postgres": PostgresBackend}
 
 
 @pytest.fixture(params=list(BACKENDS))
 def backend(request):
+    if request.param == "postgres":
+        return PostgresBackend(request.getfixturevalue("pg_server"))
     return BACKENDS[request.param]()
 
 
@@ -507,3 +560,23 @@ class TestStore:
             backend.reader_write(reader)
         assert store.users() == [{"name": "bob", "role": "viewer", "created_at": T0,
                                   "updated_at": None, "created_by": None}]
+
+
+def test_open_store_picks_the_backend_from_the_config(tmp_path, pg_server):
+    from architect.broker.store import open_store
+    from architect.broker.store.postgres import Store as PostgresStore
+    from architect.config import Config
+    sqlite_store = open_store(Config(node_name="x", data_dir=str(tmp_path / "data")))
+    try:
+        assert isinstance(sqlite_store, Store)
+        assert sqlite_store.path == str(tmp_path / "data" / "architect.db")
+    finally:
+        sqlite_store.close()
+    url = pg_server.create_database()
+    pg_store = open_store(Config(node_name="x", data_dir=str(tmp_path / "d2"),
+                                 database_url=url.replace("postgresql://", "postgres://")))
+    try:
+        assert isinstance(pg_store, PostgresStore) and pg_store.load_nodes() == []
+        assert not (tmp_path / "d2" / "architect.db").exists()
+    finally:
+        pg_store.close()

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.helpers import db_rows, wait_for
+from tests.helpers import store_rows, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -83,9 +83,9 @@ def test_broker_kill9_restart_keeps_state_and_agents_resume(cluster):
 
     def on_disk():
         nodes = {r["name"]: (r["drained"], r["status"])
-                 for r in db_rows(db, "SELECT name, drained, status FROM nodes")}
-        offline = db_rows(db, "SELECT id FROM alerts WHERE node_name = 'a2' AND "
-                              "status = 'active' AND level = 'offline'")
+                 for r in store_rows(cluster.env, db, "SELECT name, drained, status FROM nodes")}
+        offline = store_rows(cluster.env, db, "SELECT id FROM alerts WHERE node_name = 'a2' AND "
+                                 "status = 'active' AND level = 'offline'")
         return nodes.get("a1", (0,))[0] == 1 and nodes.get("a2", (0, ""))[1] == "offline" \
             and offline
     wait_for(on_disk, 10, what="a1 drained and a2 offline (with its alert) in the database")

@@ -214,7 +214,8 @@ def test_every_setting_has_an_env_var(no_file):
                "ssh_known_hosts": "/kh", "ssh_accept_new_hosts": "yes",
                "bus_curve": "on", "join_token": "t0k", "bus_server_key": "k" * 40,
                "allowed_hosts": "a.example,.b.example", "bus_local": "tcp",
-               "audit_retention_days": "30", "state_dir": "/state"}
+               "audit_retention_days": "30", "state_dir": "/state",
+               "database_url": "postgresql://architect@db.example:5432/architect"}
     names = {f.name for f in config.fields(Config)}
     assert names == set(samples), "a new setting needs a sample here"
     cfg = config.load(env={config.env_name(k): v for k, v in samples.items()},
@@ -433,3 +434,14 @@ def test_default_node_name_on_a_host_with_a_dotted_hostname(monkeypatch, no_file
     spec.loader.exec_module(module)
     cfg = module.load(env={}, config_file=no_file)
     assert cfg.node_name and "." not in cfg.node_name
+
+
+def test_database_url_is_empty_or_a_postgresql_url(no_file):
+    assert config.load(env={}, config_file=no_file).database_url == ""
+    for url in ("postgresql://architect@127.0.0.1:5433/architect", "postgres://db/architect"):
+        cfg = config.load(env={"ARCHITECT_DATABASE_URL": url}, config_file=no_file)
+        assert cfg.database_url == url
+    with pytest.raises(ConfigError, match="database_url") as info:
+        config.load(env={"ARCHITECT_DATABASE_URL": "mysql://root:s3cret@db/architect"},
+                    config_file=no_file)
+    assert "s3cret" not in str(info.value) and info.value.setting == "database_url"

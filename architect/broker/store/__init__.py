@@ -1,8 +1,9 @@
 """The broker's store: one interface (base.BaseStore), its SQLite backend (sqlite.Store),
 and the schema (migrations). `from architect.broker.store import Store, open_db`.
 
-A backend for PostgreSQL is another BaseStore subclass; tests/contract/test_store.py runs
-one test class against every backend.
+The PostgreSQL backend (postgres.Store, its schema in postgres_migrations) is imported only
+when ARCHITECT_DATABASE_URL selects it: open_store(config) picks the backend.
+tests/contract/test_store.py runs one test class against every backend.
 """
 
 from architect.broker.store.base import (
@@ -14,7 +15,17 @@ from architect.broker.store.sqlite_accounts import AccountStore
 
 SQLiteStore = Store
 
-__all__ = ["BaseStore", "Store", "SQLiteStore", "AccountStore", "open_db", "private",
+
+def open_store(config) -> BaseStore:
+    """The broker's store for this Config: PostgreSQL when database_url is set, else SQLite
+    in the data dir (config.db_path)."""
+    if config.database_url:
+        from architect.broker.store.postgres import Store as PostgresStore
+        return PostgresStore(config.database_url)
+    return Store(config.db_path)
+
+
+__all__ = ["BaseStore", "Store", "SQLiteStore", "open_store", "AccountStore", "open_db", "private",
            "migrations", "TABLES", "TASK_COLUMNS", "JSON_TASK_COLUMNS", "NODE_COLUMNS",
            "JSON_NODE_COLUMNS", "METRIC_COLUMNS", "ALERT_COLUMNS", "AUDIT_COLUMNS",
            "AUDIT_LOG_COLUMNS", "TOKEN_COLUMNS"]

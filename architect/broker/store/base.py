@@ -7,7 +7,7 @@ marked "own transaction" open a durable one themselves (they commit before the h
 answers); reads run at any time. Rows go in and come out as the broker holds them: JSON
 columns are encoded / decoded here, never by the caller (except Task.row(), pre-encoded).
 
-Backends: sqlite.Store (the embedded default). tests/contract/test_store.py pins every
+Backends: sqlite.Store (the embedded default), postgres.Store. tests/contract/test_store.py pins every
 method's behaviour against each backend; a new backend (PostgreSQL) passes that test.
 Table names are a contract: nodes, metrics, tasks, task_events, task_output, alerts,
 ssh_audit, users, tokens, audit.
@@ -45,6 +45,7 @@ __all__ = ["BaseStore", "TASK_COLUMNS", "JSON_TASK_COLUMNS", "NODE_COLUMNS", "JS
 
 class BaseStore(ABC):
     path: str  # where the database is (shown in stats; for SQLite the file)
+    errors: tuple = ()  # the exception classes of a failing database (locked, gone, ...)
 
     # --- transactions -------------------------------------------------------------------
     @abstractmethod

@@ -75,6 +75,7 @@ def private(folder: Path) -> None:
 class Store(AccountStore, BaseStore):
     """The SQLite backend: the broker's writer, one connection. Call only from the broker
     loop thread. Method contracts: base.BaseStore."""
+    errors = (sqlite3.Error,)
 
     def __init__(self, path: str):
         self.path = path

@@ -1,0 +1,383 @@
+"""The PostgreSQL backend of the store (base.BaseStore), through psycopg 3. Selected by
+ARCHITECT_DATABASE_URL=postgresql://… (see open_store in __init__.py).
+
+One connection, autocommit off, used only by the broker loop thread. A transaction() block
+is one PostgreSQL transaction (group commit); nested blocks are savepoints inside it.
+Durable blocks commit with `synchronous_commit = on` (the session's setting: the WAL is
+flushed before COMMIT returns); non-durable ones `SET LOCAL synchronous_commit = off` (the
+commit survives a crash of the broker, not of the database server). A read or a write
+outside transaction() commits (or rolls back) its own implicit transaction at once, so the
+connection never sits idle in a transaction. A lost connection is reopened at the next
+statement outside a transaction.
+
+Rows come out as the SQLite backend gives them: the same columns, JSON columns decoded
+here (stored as the same encoded TEXT), integers as int, reals as float. Text cannot hold
+NUL characters in PostgreSQL: a NUL in a written string becomes U+FFFD. Readers in other
+processes use open_reader(url) (read-only, autocommit).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from contextlib import contextmanager
+from typing import Iterable
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg.rows import dict_row, tuple_row
+
+from architect.broker.store import postgres_migrations
+from architect.broker.store.base import (
+    ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, JSON_TASK_COLUMNS, METRIC_COLUMNS,
+    NODE_COLUMNS, TASK_COLUMNS, BaseStore)
+from architect.broker.store.postgres_accounts import AccountStore
+
+CONNECT_TIMEOUT = 10       # seconds, at start
+RECONNECT_TIMEOUT = 2      # seconds, when the loop reopens a lost connection (it must not stall)
+LOCK_TIMEOUT = "1s"        # like SQLite's busy_timeout: the loop must not stall on a lock
+_IDENT = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def _upsert_sql(table: str, columns: tuple[str, ...]) -> str:
+    cols = ", ".join(columns)
+    marks = ", ".join("%s" for _ in columns)
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "id")
+    return f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {sets}"
+
+
+_NODE_UPSERT = _upsert_sql("nodes", NODE_COLUMNS)
+_AUDIT_UPSERT = _upsert_sql("ssh_audit", AUDIT_COLUMNS)
+_TASK_UPSERT = _upsert_sql("tasks", TASK_COLUMNS)
+_ALERT_UPSERT = _upsert_sql("alerts", ALERT_COLUMNS)
+_METRIC_INSERT = (f"INSERT INTO metrics ({', '.join(METRIC_COLUMNS)}) "
+                  f"VALUES ({', '.join('%s' for _ in METRIC_COLUMNS)})")
+
+
+def _clean(value):
+    """A value as SQLite would have stored it: bools as 0/1; no NUL in text."""
+    if value.__class__ is str:
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if value.__class__ is bool:
+        return int(value)
+    return value
+
+
+def _row(values) -> tuple:
+    return tuple(_clean(v) for v in values)
+
+
+def redact(url: str) -> str:
+    """The URL without its password (for logs and stats)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{netloc[-1]}"))
+
+
+def connect(url: str, readonly: bool = False, timeout: float = CONNECT_TIMEOUT,
+            **kw) -> psycopg.Connection:
+    """A connection to `url`; readonly: autocommit, default_transaction_read_only on."""
+    options = "-c default_transaction_read_only=on" if readonly else None
+    return psycopg.connect(url, autocommit=readonly, connect_timeout=max(1, int(timeout)),
+                           application_name="architect-reader" if readonly else "architect-broker",
+                           options=options, **kw)
+
+
+def open_reader(url: str, timeout: float = CONNECT_TIMEOUT) -> psycopg.Connection:
+    """A read-only connection for other processes (the web server, tests)."""
+    return connect(url, readonly=True, timeout=timeout)
+
+
+def ping(url: str, timeout: float = 2.0) -> dict:
+    """A cheap check for /healthz: can we connect and read `nodes`?"""
+    try:
+        with open_reader(url, timeout) as conn:
+            conn.execute("SELECT COUNT(*) FROM nodes").fetchone()
+        return {"backend": "postgresql", "url": redact(url), "ok": True}
+    except psycopg.Error as exc:
+        text = str(exc).strip()
+        return {"backend": "postgresql", "url": redact(url), "ok": False,
+                "error": text.splitlines()[0] if text else type(exc).__name__}
+
+
+class Store(AccountStore, BaseStore):
+    """The PostgreSQL backend: the broker's writer, one connection. Call only from the
+    broker loop thread. Method contracts: base.BaseStore."""
+    errors = (psycopg.Error,)
+
+    def __init__(self, url: str):
+        self.url = url
+        self.path = redact(url)   # shown in stats; not a file
+        self._depth = 0
+        self._durable = True
+        self.conn = self._connect()
+
+    def _connect(self, timeout: float = CONNECT_TIMEOUT) -> psycopg.Connection:
+        conn = connect(self.url, timeout=timeout)
+        try:
+            postgres_migrations.apply(conn)
+            conn.execute("SET synchronous_commit = on")
+            conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _ready(self) -> None:
+        """Before an outer transaction or a statement on its own: a live connection with no
+        transaction open."""
+        if self.conn.closed or self.conn.broken:
+            try:
+                self.conn.close()
+            finally:
+                self.conn = self._connect(RECONNECT_TIMEOUT)
+        elif self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            self.conn.rollback()
+
+    # --- transactions ---------------------------------------------------------------
+    @contextmanager
+    def transaction(self, durable: bool = True):
+        outer = self._depth == 0
+        if outer:
+            self._ready()
+        before = self._durable
+        with self.conn.transaction():
+            self._depth += 1
+            try:
+                if outer:
+                    self._durable = durable
+                    if not durable:
+                        self.conn.execute("SET LOCAL synchronous_commit = off")
+                elif durable and not self._durable:
+                    # a durable block inside a non-durable one makes the commit durable
+                    # (reverted with the savepoint if this block fails)
+                    self.conn.execute("SET LOCAL synchronous_commit = on")
+                    self._durable = True
+                yield self
+            except BaseException:
+                self._durable = before if not outer else True
+                raise
+            finally:
+                self._depth -= 1
+                if outer:
+                    self._durable = True
+
+    def _query(self, sql: str, params=(), rows=dict_row):
+        """Run one statement; its rows (or, without a result, the rowcount). Outside a
+        transaction the statement commits (or rolls back) on its own."""
+        alone = self._depth == 0
+        if alone:
+            self._ready()
+        try:
+            with self.conn.cursor(row_factory=rows) as cur:
+                cur.execute(sql, params)
+                out = cur.fetchall() if cur.description is not None else cur.rowcount
+        except BaseException:
+            if alone and not self.conn.closed:
+                self.conn.rollback()
+            raise
+        if alone:
+            self.conn.commit()
+        return out
+
+    def _many(self, sql: str, rows: list) -> None:
+        if rows:
+            with self.conn.cursor() as cur:
+                cur.executemany(sql, rows)
+
+    def _scalar(self, sql: str, params=()):
+        return self._query(sql, params, rows=tuple_row)[0][0]
+
+    # --- loading at start ---------------------------------------------------------
+    def load_nodes(self) -> list[dict]:
+        rows = self._query("SELECT * FROM nodes ORDER BY id")
+        for row in rows:
+            for col in JSON_NODE_COLUMNS:
+                row[col] = json.loads(row[col]) if row[col] else None
+        return rows
+
+    def load_alerts(self, open_only: bool = True) -> list[dict]:
+        where = " WHERE status = 'active'" if open_only else ""
+        return [_alert_out(r) for r in self._query(f"SELECT * FROM alerts{where} ORDER BY id")]
+
+    def load_unfinished_tasks(self) -> list[dict]:
+        return self._tasks("status IN ('queued', 'assigned', 'running')", order="id")
+
+    def max_id(self, table: str) -> int:
+        return self._scalar(f"SELECT COALESCE(MAX(id), 0) FROM {_table(table)}")
+
+    # --- writes (inside transaction()) ----------------------------------------------
+    def save_nodes(self, records: Iterable[dict]) -> None:
+        self._many(_NODE_UPSERT, [
+            _row(json.dumps(r.get(c)) if c in JSON_NODE_COLUMNS else r.get(c)
+                 for c in NODE_COLUMNS) for r in records])
+
+    def delete_node(self, node_id: int) -> None:
+        with self.transaction(durable=True):
+            self._query("DELETE FROM nodes WHERE id = %s", (node_id,))
+            self._query("DELETE FROM metrics WHERE node_id = %s", (node_id,))
+
+    def insert_metrics(self, rows: list[tuple]) -> None:
+        self._many(_METRIC_INSERT, [_row(r) for r in rows])
+
+    def save_alerts(self, records: Iterable[dict]) -> None:
+        self._many(_ALERT_UPSERT, [
+            _row(json.dumps(r.get(c)) if c == "reasons" else r.get(c) for c in ALERT_COLUMNS)
+            for r in records])
+
+    def save_tasks(self, rows: list[tuple]) -> None:
+        self._many(_TASK_UPSERT, [_row(r) for r in rows])
+
+    def insert_task_events(self, rows: list[tuple]) -> None:
+        self._many("INSERT INTO task_events (task_id, ts, event, attempt, node, detail) "
+                   "VALUES (%s, %s, %s, %s, %s, %s)",
+                   [_row((t, ts, e, a, n, json.dumps(d) if d else None))
+                    for t, ts, e, a, n, d in rows])
+
+    def insert_output(self, rows: list[tuple]) -> None:
+        self._many("INSERT INTO task_output (task_id, attempt, seq, stream, data, ts) "
+                   "VALUES (%s, %s, %s, %s, %s, %s)", [_row(r) for r in rows])
+
+    def save_audit(self, records: list[dict]) -> None:
+        self._many(_AUDIT_UPSERT, [_row(r.get(c) for c in AUDIT_COLUMNS) for r in records])
+
+    def purge_metrics(self, before: float, limit: int = 50_000) -> int:
+        return self._query("DELETE FROM metrics WHERE id IN "
+                           "(SELECT id FROM metrics WHERE ts < %s LIMIT %s)", (before, limit))
+
+    # --- task reads -------------------------------------------------------------------
+    def _tasks(self, where: str, params=(), order: str = "id", limit=None, offset=0):
+        sql = f"SELECT * FROM tasks{' WHERE ' + where if where else ''} ORDER BY {order}"
+        if limit is not None:
+            sql += " LIMIT %s OFFSET %s"
+            params = (*params, limit, offset)
+        return [_task_out(r) for r in self._query(sql, params)]
+
+    def task(self, task_id: int) -> dict | None:
+        rows = self._tasks("id = %s", (task_id,))
+        return rows[0] if rows else None
+
+    def task_by_key(self, key: str) -> dict | None:
+        rows = self._tasks("idempotency_key = %s", (key,))
+        return rows[0] if rows else None
+
+    @staticmethod
+    def _filters(status, node, task_type) -> tuple[str, tuple]:
+        clauses, params = [], []
+        for col, value in (("status", status), ("assigned_node", node), ("task_type", task_type)):
+            if value is not None:
+                clauses.append(f"{col} = %s")
+                params.append(value)
+        return " AND ".join(clauses), tuple(params)
+
+    def list_tasks(self, status=None, node=None, task_type=None, limit=100, offset=0) -> list[dict]:
+        where, params = self._filters(status, node, task_type)
+        return self._tasks(where, params, order="id DESC", limit=limit, offset=offset)
+
+    def count_tasks(self, status=None, node=None, task_type=None) -> int:
+        where, params = self._filters(status, node, task_type)
+        return self._scalar(f"SELECT COUNT(*) FROM tasks{' WHERE ' + where if where else ''}",
+                            params)
+
+    def task_counts(self) -> dict[str, int]:
+        return dict(self._query("SELECT status, COUNT(*) FROM tasks GROUP BY status",
+                                rows=tuple_row))
+
+    def distribution(self) -> list[tuple[str, str, int]]:
+        return self._query("SELECT assigned_node, status, COUNT(*) FROM tasks "
+                           "WHERE assigned_node IS NOT NULL GROUP BY assigned_node, status",
+                           rows=tuple_row)
+
+    def task_flow(self, since: float) -> list[tuple[str, str, int]]:
+        return self._query("SELECT COALESCE(assigned_node, ''), status, COUNT(*) FROM tasks "
+                           "WHERE created_at >= %s GROUP BY 1, 2", (since,), rows=tuple_row)
+
+    def finished_per_minute(self, now: float, since: float) -> list[tuple[int, int]]:
+        # SQLite's CAST(x AS INTEGER) truncates toward zero: trunc(), not a rounding cast
+        return self._query(
+            "SELECT CAST(trunc((%s::float8 - finished_at) / 60) AS BIGINT) AS m, COUNT(*) "
+            "FROM tasks WHERE finished_at >= %s GROUP BY m", (now, since), rows=tuple_row)
+
+    def timeline(self, since: float, limit: int) -> list[dict]:
+        return self._query(
+            "SELECT id, task_type, status, assigned_node, started_at, finished_at, attempt "
+            "FROM tasks WHERE started_at IS NOT NULL AND (finished_at IS NULL OR finished_at >= %s)"
+            " ORDER BY started_at DESC LIMIT %s", (since, limit))
+
+    def task_events(self, task_id: int) -> list[dict]:
+        rows = self._query("SELECT * FROM task_events WHERE task_id = %s ORDER BY id", (task_id,))
+        for row in rows:
+            row["detail"] = json.loads(row["detail"]) if row["detail"] else None
+        return rows
+
+    def task_output(self, task_id: int, attempt: int | None = None, after_seq: int = -1,
+                    after_id: int = 0) -> list[dict]:
+        where, params = "task_id = %s AND seq > %s AND id > %s", [task_id, after_seq, after_id]
+        if attempt is not None:
+            where += " AND attempt = %s"
+            params.append(attempt)
+        return self._query(f"SELECT * FROM task_output WHERE {where} ORDER BY id", params)
+
+    # --- other reads --------------------------------------------------------------------
+    def alerts(self, all_: bool = False, node_id: int | None = None,
+               limit: int = 500) -> list[dict]:
+        clauses, params = [], []
+        if not all_:
+            clauses.append("status = 'active'")
+        if node_id is not None:
+            clauses.append("node_id = %s")
+            params.append(node_id)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        return [_alert_out(r) for r in self._query(
+            f"SELECT * FROM alerts{where} ORDER BY id DESC LIMIT %s", (*params, limit))]
+
+    def alert(self, alert_id: int) -> dict | None:
+        rows = self._query("SELECT * FROM alerts WHERE id = %s", (alert_id,))
+        return _alert_out(rows[0]) if rows else None
+
+    def metrics(self, node_id: int, since: float, limit: int = 5000) -> list[dict]:
+        return self._query("SELECT * FROM metrics WHERE node_id = %s AND ts >= %s "
+                           "ORDER BY ts LIMIT %s", (node_id, since, limit))
+
+    def metrics_series(self, node_id: int, since: float, until: float, points: int) -> list[dict]:
+        width = max((until - since) / max(points, 1), 1e-3)
+        return self._query(
+            "SELECT MIN(ts) AS ts, AVG(cpu_percent) AS cpu_percent, "
+            "AVG(memory_percent) AS memory_percent, AVG(disk_percent) AS disk_percent, "
+            "AVG(load_1) AS load_1, COUNT(*) AS samples FROM metrics "
+            "WHERE node_id = %s AND ts >= %s AND ts <= %s "
+            "GROUP BY trunc((ts - %s::float8) / %s::float8) ORDER BY 1",
+            (node_id, since, until, since, width))
+
+    def audit(self, limit: int = 100, node: str | None = None) -> list[dict]:
+        where, params = ((" WHERE node = %s", (node,)) if node else ("", ()))
+        return self._query(f"SELECT * FROM ssh_audit{where} ORDER BY id DESC LIMIT %s",
+                           (*params, limit))
+
+    def count(self, table: str) -> int:
+        return self._scalar(f"SELECT COUNT(*) FROM {_table(table)}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _table(name: str) -> str:
+    if not _IDENT.fullmatch(name):
+        raise ValueError(f"not a table name: {name!r}")
+    return name
+
+
+def _task_out(row: dict) -> dict:
+    for col in JSON_TASK_COLUMNS:
+        row[col] = json.loads(row[col]) if row.get(col) else None
+    row["requirements"] = row["requirements"] or []
+    row["cancel_requested"] = bool(row["cancel_requested"])
+    return row
+
+
+def _alert_out(row: dict) -> dict:
+    row["reasons"] = json.loads(row["reasons"]) if row.get("reasons") else []
+    return row

@@ -1,0 +1,111 @@
+"""The PostgreSQL schema: the same tables and columns as the SQLite one (migrations.py), as
+plain SQL migrations applied in order when the broker opens the database (postgres.Store).
+
+Each runs once, in its own transaction, and is recorded by name in the `migrations` table.
+Every broker that starts takes a transaction-level advisory lock first, so several masters
+starting at once against one database apply each migration once. A change is a new
+migration, never an edit. The names match the SQLite migrations.
+
+Types: SQLite's REAL is DOUBLE PRECISION, INTEGER is BIGINT, TEXT is TEXT (JSON columns
+hold the same encoded text as in SQLite). Ids the broker assigns itself (nodes, tasks,
+alerts, ssh_audit: see Store.max_id) are plain BIGINT keys; the others are BIGSERIAL.
+"""
+
+from __future__ import annotations
+
+import time
+
+MIGRATIONS_LOCK = 0x61726368  # "arch": pg_advisory_xact_lock key while migrating
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("m001_nodes_metrics_alerts", """
+CREATE TABLE nodes (
+    id BIGINT PRIMARY KEY, name TEXT NOT NULL, hostname TEXT, ip_address TEXT,
+    capabilities TEXT, ssh TEXT, status TEXT, reasons TEXT, drained BIGINT,
+    registered_at DOUBLE PRECISION, last_seen DOUBLE PRECISION, last_metrics TEXT,
+    source TEXT);
+CREATE UNIQUE INDEX idx_nodes_name ON nodes (name);
+CREATE TABLE metrics (
+    id BIGSERIAL PRIMARY KEY, node_id BIGINT, ts DOUBLE PRECISION,
+    cpu_percent DOUBLE PRECISION, memory_percent DOUBLE PRECISION,
+    disk_percent DOUBLE PRECISION, load_1 DOUBLE PRECISION, load_5 DOUBLE PRECISION,
+    load_15 DOUBLE PRECISION, net_bytes_sent BIGINT, net_bytes_recv BIGINT,
+    process_count BIGINT);
+CREATE INDEX idx_metrics_node_id_ts ON metrics (node_id, ts);
+CREATE INDEX idx_metrics_ts ON metrics (ts);
+CREATE TABLE alerts (
+    id BIGINT PRIMARY KEY, node_id BIGINT, node_name TEXT, level TEXT, previous_level TEXT,
+    reasons TEXT, message TEXT, status TEXT, created_at DOUBLE PRECISION,
+    resolved_at DOUBLE PRECISION, acknowledged_at DOUBLE PRECISION, acknowledged_by TEXT);
+CREATE INDEX idx_alerts_status ON alerts (status);
+CREATE INDEX idx_alerts_node_id_created_at ON alerts (node_id, created_at);
+"""),
+    ("m002_tasks", """
+CREATE TABLE tasks (
+    id BIGINT PRIMARY KEY, task_type TEXT, payload TEXT, requirements TEXT, node TEXT,
+    priority BIGINT, status TEXT, attempt BIGINT, max_attempts BIGINT, retries BIGINT,
+    retry_count BIGINT, retry_backoff DOUBLE PRECISION, timeout DOUBLE PRECISION,
+    idempotency_key TEXT, created_at DOUBLE PRECISION, updated_at DOUBLE PRECISION,
+    assigned_at DOUBLE PRECISION, started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION,
+    assigned_node TEXT, worker_id TEXT, placement TEXT, result TEXT, error TEXT,
+    not_before DOUBLE PRECISION, cancel_requested BIGINT, submitted_by TEXT);
+CREATE INDEX idx_tasks_status ON tasks (status);
+CREATE INDEX idx_tasks_assigned_node_status ON tasks (assigned_node, status);
+CREATE UNIQUE INDEX idx_tasks_idempotency_key ON tasks (idempotency_key);
+CREATE INDEX idx_tasks_created_at ON tasks (created_at);
+CREATE TABLE task_events (
+    id BIGSERIAL PRIMARY KEY, task_id BIGINT, ts DOUBLE PRECISION, event TEXT,
+    attempt BIGINT, node TEXT, detail TEXT);
+CREATE INDEX idx_task_events_task_id ON task_events (task_id);
+CREATE TABLE task_output (
+    id BIGSERIAL PRIMARY KEY, task_id BIGINT, attempt BIGINT, seq BIGINT, stream TEXT,
+    data TEXT, ts DOUBLE PRECISION);
+CREATE INDEX idx_task_output_task_id_attempt_seq ON task_output (task_id, attempt, seq);
+"""),
+    ("m003_ssh_audit", """
+CREATE TABLE ssh_audit (
+    id BIGINT PRIMARY KEY, ts DOUBLE PRECISION, who TEXT, action TEXT, node TEXT,
+    node_id BIGINT, target TEXT, command TEXT, status TEXT, exit_code BIGINT,
+    duration DOUBLE PRECISION, error TEXT, finished_at DOUBLE PRECISION, batch TEXT);
+CREATE INDEX idx_ssh_audit_ts ON ssh_audit (ts);
+CREATE INDEX idx_ssh_audit_node ON ssh_audit (node);
+"""),
+    ("m004_roles_audit", """
+ALTER TABLE alerts ADD COLUMN kind TEXT;
+ALTER TABLE alerts ADD COLUMN source TEXT;
+CREATE TABLE users (
+    name TEXT PRIMARY KEY, role TEXT, password_hash TEXT, created_at DOUBLE PRECISION,
+    updated_at DOUBLE PRECISION, created_by TEXT);
+CREATE TABLE tokens (
+    id BIGSERIAL PRIMARY KEY, kind TEXT, name TEXT, role TEXT, token_hash TEXT,
+    created_at DOUBLE PRECISION, created_by TEXT, expires_at DOUBLE PRECISION,
+    uses_left BIGINT, used_count BIGINT, last_used_at DOUBLE PRECISION,
+    revoked_at DOUBLE PRECISION);
+CREATE UNIQUE INDEX idx_tokens_token_hash ON tokens (token_hash);
+CREATE TABLE audit (
+    id BIGSERIAL PRIMARY KEY, ts DOUBLE PRECISION, who TEXT, role TEXT, via TEXT,
+    addr TEXT, method TEXT, target TEXT, params TEXT, outcome TEXT, error TEXT);
+CREATE INDEX idx_audit_ts ON audit (ts);
+CREATE INDEX idx_audit_who_ts ON audit (who, ts);
+"""),
+]
+
+
+def apply(conn) -> list[str]:
+    """Apply the migrations not applied yet (conn: psycopg, autocommit off, no transaction
+    open); returns the names applied now. Idempotent."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATIONS_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, "
+                     "applied_at DOUBLE PRECISION NOT NULL)")
+        done = {r[0] for r in conn.execute("SELECT name FROM migrations").fetchall()}
+        applied = []
+        for name, sql in MIGRATIONS:
+            if name in done:
+                continue
+            with conn.transaction():   # a savepoint: one migration, all or nothing
+                conn.execute(sql)
+                conn.execute("INSERT INTO migrations (name, applied_at) VALUES (%s, %s)",
+                             (name, time.time()))
+            applied.append(name)
+    return applied
