@@ -43,6 +43,21 @@ __all__ = ["BaseStore", "TASK_COLUMNS", "JSON_TASK_COLUMNS", "NODE_COLUMNS", "JS
            "TOKEN_COLUMNS", "TABLES"]
 
 
+def write_sql(mark: str) -> tuple[str, str, str, str, str]:
+    """The group commit's statements in a backend's placeholder style ("?" or "%s"):
+    upserts of nodes, ssh_audit, tasks and alerts by id, and the metrics insert (the SQL is
+    the same on SQLite and PostgreSQL)."""
+    def upsert(table: str, columns: tuple[str, ...]) -> str:
+        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "id")
+        return (f"INSERT INTO {table} ({', '.join(columns)}) "
+                f"VALUES ({', '.join(mark for _ in columns)}) "
+                f"ON CONFLICT (id) DO UPDATE SET {sets}")
+    metrics = (f"INSERT INTO metrics ({', '.join(METRIC_COLUMNS)}) "
+               f"VALUES ({', '.join(mark for _ in METRIC_COLUMNS)})")
+    return (upsert("nodes", NODE_COLUMNS), upsert("ssh_audit", AUDIT_COLUMNS),
+            upsert("tasks", TASK_COLUMNS), upsert("alerts", ALERT_COLUMNS), metrics)
+
+
 class BaseStore(ABC):
     path: str  # where the database is (shown in stats; for SQLite the file)
     errors: tuple = ()  # the exception classes of a failing database (locked, gone, ...)

@@ -29,8 +29,8 @@ from psycopg.rows import dict_row, tuple_row
 
 from architect.broker.store import postgres_migrations
 from architect.broker.store.base import (
-    ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, JSON_TASK_COLUMNS, METRIC_COLUMNS,
-    NODE_COLUMNS, TASK_COLUMNS, BaseStore)
+    ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, JSON_TASK_COLUMNS, NODE_COLUMNS,
+    BaseStore, write_sql)
 from architect.broker.store.postgres_accounts import AccountStore
 
 CONNECT_TIMEOUT = 10       # seconds, at start
@@ -39,19 +39,7 @@ LOCK_TIMEOUT = "1s"        # like SQLite's busy_timeout: the loop must not stall
 _IDENT = re.compile(r"[a-z_][a-z0-9_]*")
 
 
-def _upsert_sql(table: str, columns: tuple[str, ...]) -> str:
-    cols = ", ".join(columns)
-    marks = ", ".join("%s" for _ in columns)
-    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "id")
-    return f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {sets}"
-
-
-_NODE_UPSERT = _upsert_sql("nodes", NODE_COLUMNS)
-_AUDIT_UPSERT = _upsert_sql("ssh_audit", AUDIT_COLUMNS)
-_TASK_UPSERT = _upsert_sql("tasks", TASK_COLUMNS)
-_ALERT_UPSERT = _upsert_sql("alerts", ALERT_COLUMNS)
-_METRIC_INSERT = (f"INSERT INTO metrics ({', '.join(METRIC_COLUMNS)}) "
-                  f"VALUES ({', '.join('%s' for _ in METRIC_COLUMNS)})")
+_NODE_UPSERT, _AUDIT_UPSERT, _TASK_UPSERT, _ALERT_UPSERT, _METRIC_INSERT = write_sql("%s")
 
 
 def _clean(value):

@@ -20,25 +20,13 @@ from typing import Iterable
 import sqlite_utils
 
 from architect.broker.store.base import (
-    ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, JSON_TASK_COLUMNS, METRIC_COLUMNS,
-    NODE_COLUMNS, TASK_COLUMNS, BaseStore)
+    ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, JSON_TASK_COLUMNS, NODE_COLUMNS,
+    BaseStore, write_sql)
 from architect.broker.store.migrations import migrations
 from architect.broker.store.sqlite_accounts import AccountStore
 
 
-def _upsert_sql(table: str, columns: tuple[str, ...]) -> str:
-    cols = ", ".join(columns)
-    marks = ", ".join("?" for _ in columns)
-    sets = ", ".join(f"{c}=excluded.{c}" for c in columns if c != "id")
-    return f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET {sets}"
-
-
-_NODE_UPSERT = _upsert_sql("nodes", NODE_COLUMNS)
-_AUDIT_UPSERT = _upsert_sql("ssh_audit", AUDIT_COLUMNS)
-_TASK_UPSERT = _upsert_sql("tasks", TASK_COLUMNS)
-_ALERT_UPSERT = _upsert_sql("alerts", ALERT_COLUMNS)
-_METRIC_INSERT = (f"INSERT INTO metrics ({', '.join(METRIC_COLUMNS)}) "
-                  f"VALUES ({', '.join('?' for _ in METRIC_COLUMNS)})")
+_NODE_UPSERT, _AUDIT_UPSERT, _TASK_UPSERT, _ALERT_UPSERT, _METRIC_INSERT = write_sql("?")
 
 
 def open_db(path: str, readonly: bool = False, busy_timeout_ms: int = 5000) -> sqlite_utils.Database:
