@@ -7,18 +7,12 @@ import time
 
 import click
 
+from architect import backup_pg
 from architect.backup import BackupError, backup as do_backup, restore as do_restore
 from architect.bus.errors import BusError
 from architect.bus.transport import local_bus_dir
 from architect.cli.common import cli_key_name, load_config, print_json
 from architect.client import ArchitectError, Client
-
-
-def _sqlite_only(cfg, what: str) -> None:
-    if cfg.database_url:
-        raise click.ClickException(
-            f"architect {what} copies the SQLite database; with ARCHITECT_DATABASE_URL "
-            "(PostgreSQL) use pg_dump / pg_restore instead")
 
 
 @click.command()
@@ -27,19 +21,24 @@ def _sqlite_only(cfg, what: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def backup(ctx, out, data_dir, as_json):
-    """Copy the database while the cluster runs (SQLite online backup, then an integrity
-    check). OUT defaults to DATA_DIR/backups/architect-YYYYmmdd-HHMMSS.db."""
+    """Copy the database while the cluster runs: SQLite's online backup then an integrity
+    check, or on PostgreSQL (ARCHITECT_DATABASE_URL) pg_dump in custom format then
+    pg_restore --list. OUT defaults to DATA_DIR/backups/architect-YYYYmmdd-HHMMSS.db (.dump
+    on PostgreSQL)."""
     cfg = load_config(ctx, data_dir=data_dir)
-    _sqlite_only(cfg, "backup")
-    out = out or f"{cfg.data_dir}/backups/architect-{time.strftime('%Y%m%d-%H%M%S')}.db"
+    stamp = time.strftime('%Y%m%d-%H%M%S')
     try:
-        result = do_backup(cfg.db_path, out)
+        if cfg.database_url:
+            result = backup_pg.backup(cfg.database_url,
+                                      out or f"{cfg.data_dir}/backups/architect-{stamp}.dump")
+        else:
+            result = do_backup(cfg.db_path, out or f"{cfg.data_dir}/backups/architect-{stamp}.db")
     except BackupError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         return print_json(result)
-    click.echo(f"backup {result['backup']}: {result['bytes']} bytes, integrity ok, "
-               f"{result['seconds']}s")
+    click.echo(f"backup {result['backup']}: {result['bytes']} bytes, integrity "
+               f"{result['integrity']}, {result['seconds']}s")
 
 
 @click.command()
@@ -48,9 +47,9 @@ def backup(ctx, out, data_dir, as_json):
 @click.pass_context
 def restore(ctx, backup_file, data_dir):
     """Replace the database with BACKUP_FILE. The broker must be stopped; the current
-    database is kept as architect.db.before-restore.<time>."""
+    database is kept as architect.db.before-restore.<time> (on PostgreSQL: a pg_dump of it in
+    DATA_DIR/backups/, then pg_restore in one transaction)."""
     cfg = load_config(ctx, data_dir=data_dir)
-    _sqlite_only(cfg, "restore")
     from architect.bus import localbus
     running = click.ClickException("a broker is running on this bus: stop it first "
                                    "(./deploy.sh stop, or architect broker --stop)")
@@ -64,7 +63,10 @@ def restore(ctx, backup_file, data_dir):
     except (ArchitectError, BusError):
         pass  # nobody answers: safe to replace the file
     try:
-        result = do_restore(backup_file, cfg.db_path)
+        if cfg.database_url:
+            result = backup_pg.restore(backup_file, cfg.database_url, f"{cfg.data_dir}/backups")
+        else:
+            result = do_restore(backup_file, cfg.db_path)
     except BackupError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"restored {result['restored']} from {result['from']}"
