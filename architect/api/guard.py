@@ -29,6 +29,7 @@ import os
 import re
 import socket
 import threading
+import weakref
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request
@@ -282,12 +283,39 @@ def _check_write(req, host: str | None) -> None:
             f"{req.headers.get('Content-Type') or 'an untyped body'}")
 
 
+# Reading /proc/net/tcp costs milliseconds here, so the owner is looked up once per
+# connection (keep-alive requests reuse it): the key is the server's reader object for that
+# connection, held weakly, so it goes with the connection and can never match a new one
+# (a reused client port is a new connection, a new reader).
+_VOUCHED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _connection(environ: dict):
+    """cheroot's per-connection reader under this request's input wrappers, or None."""
+    reader = environ.get("wsgi.input")
+    for _ in range(4):
+        inner = getattr(reader, "rfile", None)
+        if inner is None:
+            break
+        reader = inner
+    if reader is None or reader is environ.get("wsgi.input"):
+        return None  # not cheroot's wrappers: no connection to remember
+    try:
+        weakref.ref(reader)
+    except TypeError:
+        return None
+    return reader
+
+
 def _check_peer(environ: dict, own_uids: frozenset) -> None:
     """No login: answer only the server's own user and root (connections from the same
     machine; the server is on loopback). A request with no REMOTE_PORT at all did not come
     through a socket (the Flask test client, in-process): nobody to check."""
     if "REMOTE_PORT" not in environ:
         return
+    conn = _connection(environ)
+    if conn is not None and conn in _VOUCHED:
+        return  # this connection's owner was checked on its first request
     uid = None
     try:
         client_port, server_port = int(environ["REMOTE_PORT"]), int(environ["SERVER_PORT"])
@@ -298,6 +326,10 @@ def _check_peer(environ: dict, own_uids: frozenset) -> None:
         log.debug("no owner found for the connection from %s:%s to port %s; refused",
                   environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT"),
                   environ.get("SERVER_PORT"))
+    if uid is not None and uid in own_uids:
+        if conn is not None:
+            _VOUCHED[conn] = True
+        return
     if uid is None or uid not in own_uids:
         me = os.geteuid()
         raise Forbidden(
