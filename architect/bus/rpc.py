@@ -46,9 +46,21 @@ class RpcClient:
         `on_behalf` {user, role, addr}: the master's web server calling for a web user."""
         req_id = self._prefix + str(next(self._ids))
         sock = self._socket()
-        sock.send(encode(Request(id=req_id, method=method, params=params or {},
-                                 on_behalf=on_behalf)))
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        # a DEALER with no live connection (the broker down, or refusing this key's handshake)
+        # would block in send: wait for room until the deadline instead
+        if not sock.poll(max(int((deadline - time.monotonic()) * 1000), 0) + 1, zmq.POLLOUT):
+            self._reset()
+            raise RequestTimeout(f"could not send '{method}' to the broker at {self.endpoint} "
+                                 f"within {self.timeout if timeout is None else timeout:g}s "
+                                 "(not running, or not accepting this client's key)")
+        try:
+            sock.send(encode(Request(id=req_id, method=method, params=params or {},
+                                     on_behalf=on_behalf)), zmq.NOBLOCK)
+        except zmq.Again:  # the connection went between poll and send
+            self._reset()
+            raise RequestTimeout(f"could not send '{method}' to the broker at "
+                                 f"{self.endpoint}") from None
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not sock.poll(int(left * 1000) + 1):
