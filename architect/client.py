@@ -115,17 +115,38 @@ class Client:
         if status == "pending":
             raise KeyPending(key_name)
         self._open(endpoints["control"], curve, timeout)
+        if cfg.dashboard_url:   # found through the dashboard(s): follow the active master
+            self._found = (cfg, key_name)
 
     def _open(self, endpoint: str, curve: dict | None, timeout: float) -> None:
         self.endpoint = endpoint  # the control socket this client talks to
         self.timeout = timeout
         self._rpc = RpcClient(endpoint, timeout=timeout, curve=curve)
 
+    def _follow(self) -> None:
+        """After a timeout: ask the dashboards again which broker is active, so the next
+        call goes there (several masters: a failover)."""
+        found = getattr(self, "_found", None)
+        if found is None:
+            return
+        from architect.discovery import DiscoveryError, connect_info
+        try:
+            endpoints, curve, _status = connect_info(found[0], found[1], timeout=2.0)
+        except DiscoveryError:
+            return
+        if endpoints["control"] != self.endpoint or curve != self._rpc.curve:
+            self._rpc.close()
+            self._open(endpoints["control"], curve, self.timeout)
+
     def call(self, method: str, params: dict | None = None, timeout: float | None = None) -> Any:
-        """Any control method (see docs/PROTOCOL.md)."""
+        """Any control method (see docs/PROTOCOL.md). With dashboard URLs, a call that
+        times out makes the client find the active broker again for the next call; the
+        timed-out call itself raises BrokerUnavailable (it may or may not have been done:
+        give submits an idempotency_key to retry them safely)."""
         try:
             return self._rpc.call(method, params or {}, timeout=timeout)
         except RequestTimeout as exc:
+            self._follow()
             raise BrokerUnavailable(str(exc)) from None
         except RemoteError as exc:
             cls = NotFound if exc.code == "not_found" else RequestRejected

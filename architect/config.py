@@ -106,6 +106,11 @@ class Config:
     ssh_accept_new_hosts: bool = False   # trust on first use; off: `architect ssh trust NODE`
     # storage
     database_url: str = ""         # postgresql://user@host:port/db; empty: SQLite in data_dir
+    # several masters on one PostgreSQL (lease.py): a standby takes over lease_ttl seconds
+    # after the active one stops renewing (at once when its database session is gone)
+    lease_ttl: float = 5.0
+    advertise_host: str = ""       # the address other masters and nodes reach this master's
+    #                                bus at, when it binds 0.0.0.0 [the hostname's address]
     metrics_retention_days: float = 7.0
     audit_retention_days: float = 365.0
     # wire
@@ -126,6 +131,9 @@ class Config:
                 if not 0 <= value <= 100:
                     raise ConfigError(f"{metric}_{level} must be a percentage 0-100, got {value:g}",
                                       f"{metric}_{level}")
+        if not 1.0 <= self.lease_ttl <= 300:
+            raise ConfigError(f"lease_ttl must be 1-300 seconds, got {self.lease_ttl:g}",
+                              "lease_ttl")
         for name in ("heartbeat_interval", "heartbeat_timeout", "request_timeout",
                      "metrics_retention_days", "audit_retention_days", "load_warning",
                      "load_critical",

@@ -80,13 +80,38 @@ def from_broker(host: str, base_port: int, data_dir: str = "./data",
     return connect_endpoints(host, base_port, data_dir=data_dir, bus_local=bus_local).as_dict()
 
 
-def join(config: Config, name: str, server_key: str) -> tuple[dict, str]:
-    """Make (once) this client's CURVE key pair and ask config.dashboard_url to let it on the
-    bus, with config.join_token and the web login. → (curve options for sockets,
-    "authorized" | "pending")."""
+def dashboard_urls(config: Config) -> list[str]:
+    """ARCHITECT_DASHBOARD_URL may list several masters, comma-separated (or name a load
+    balancer in front of them)."""
+    return [u.strip() for u in (config.dashboard_url or "").split(",") if u.strip()]
+
+
+def from_dashboards(urls: list[str], timeout: float = 5.0,
+                    auth: tuple[str, str] | None = None) -> tuple[dict, str]:
+    """(bus endpoints, the URL that gave them) from the first master that knows the active
+    broker; a standby answers with the active one's bus, and 503 during a failover."""
+    errors = []
+    for url in urls:
+        try:
+            return from_dashboard(url, timeout=timeout, auth=auth), url
+        except DiscoveryError as exc:
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    denied = [e for e in errors if e.status in (401, 403)]
+    raise DiscoveryError("no dashboard knows the active broker: " +
+                         "; ".join(str(e) for e in errors),
+                         denied[0].status if len(denied) == len(errors) else None)
+
+
+def join(config: Config, name: str, server_key: str, url: str | None = None) -> tuple[dict, str]:
+    """Make (once) this client's CURVE key pair and ask the dashboard (`url`, else the first
+    of config.dashboard_url) to let it on the bus, with config.join_token and the web login.
+    → (curve options for sockets, "authorized" | "pending")."""
     from architect.bus.security import ensure_keypair
     public, secret = ensure_keypair(config.state_path / "keys", name)
-    answer = _request(config.dashboard_url.rstrip("/") + "/api/bus/join",
+    url = url or dashboard_urls(config)[0]
+    answer = _request(url.rstrip("/") + "/api/bus/join",
                       {"name": name, "public_key": public.decode(),
                        "token": config.join_token or None}, auth=_auth(config))
     status = answer.get("status") if isinstance(answer, dict) else None
@@ -95,15 +120,17 @@ def join(config: Config, name: str, server_key: str) -> tuple[dict, str]:
     return {"public": public, "secret": secret, "server": server_key.encode()}, status
 
 
-def connect_info(config: Config, key_name: str) -> tuple[dict, dict | None, str]:
+def connect_info(config: Config, key_name: str,
+                 timeout: float = 5.0) -> tuple[dict, dict | None, str]:
     """(endpoints, curve options or None, status) for an agent, worker, CLI or client."""
     from architect.bus.security import local_client
     if config.dashboard_url:
-        endpoints = from_dashboard(config.dashboard_url, auth=_auth(config))
+        endpoints, url = from_dashboards(dashboard_urls(config), timeout=timeout,
+                                         auth=_auth(config))
         key = endpoints.get("server_key")
         if not key:
             return endpoints, None, "open"
-        curve, status = join(config, key_name, key)
+        curve, status = join(config, key_name, key, url)
         return endpoints, curve, status
     endpoints = client_endpoints(config).as_dict()
     if endpoints["control"].startswith("ipc://"):

@@ -64,6 +64,24 @@ def resolve_endpoints(config: Config, stop: threading.Event) -> tuple[dict, dict
     return endpoints, curve
 
 
+def rediscover(config: Config, endpoints: dict, curve: dict | None):
+    """The bus went quiet: ask the dashboard(s) again once (several masters: a standby or
+    the load balancer names the active broker). New (endpoints, curve) when they changed,
+    else None."""
+    if not config.dashboard_url:
+        return None
+    try:
+        found, new_curve, _status = connect_info(config, config.node_name, timeout=2.0)
+    except DiscoveryError as exc:
+        log.debug("rediscovery failed: %s", exc)
+        return None
+    if found.get("control") == endpoints.get("control") and new_curve == curve:
+        return None
+    log.warning("the active broker is now at %s (was %s)", found["control"],
+                endpoints.get("control"))
+    return found, new_curve
+
+
 def _unusable(config: Config, endpoints: dict) -> tuple[str, str] | None:
     """Why `endpoints` cannot work from this process, or None (see localbus.why_unreachable).
     Without a dashboard, on loopback, the tcp ports were picked because no ipc socket was
@@ -95,6 +113,7 @@ class NodeAgent:
         self._pub: zmq.Socket | None = None
         self._curve: dict | None = None
         self._rpc: RpcClient | None = None
+        self._quiet = 0           # beats in a row the broker did not answer a ping
 
     def start(self) -> None:
         self.endpoints, self._curve = resolve_endpoints(self.config, self.stop_event)
@@ -102,6 +121,29 @@ class NodeAgent:
         self._connect_pub()
         self._rpc = RpcClient(self.endpoints["control"], timeout=self.config.request_timeout,
                               curve=self._curve)
+
+    def check_broker(self, now: float) -> None:
+        """With dashboard URLs: a ping per beat (a short timeout); two unanswered in a row
+        mean the bus is quiet: find the active broker again (a failover) and move there."""
+        if not self.config.dashboard_url:
+            return
+        try:
+            self._rpc.call("ping", timeout=min(1.0, self.config.heartbeat_interval / 2))
+            self._quiet = 0
+            return
+        except BusError:
+            self._quiet += 1
+        if self._quiet < 2:
+            return
+        moved = rediscover(self.config, self.endpoints, self._curve)
+        if moved is None:
+            return
+        self.endpoints, self._curve = moved
+        self._rpc.close()
+        self._rpc = RpcClient(self.endpoints["control"], timeout=self.config.request_timeout,
+                              curve=self._curve)
+        self._connect_pub()
+        self._quiet, self.registered, self._next_register = 0, False, 0.0
 
     def _connect_pub(self) -> None:
         """(Re)open the heartbeat socket. A CURVE handshake refused while this node's key was
@@ -152,6 +194,7 @@ class NodeAgent:
                 if not self.registered and now >= self._next_register:
                     self.register(now)
                 self.beat(now)
+                self.check_broker(now)
                 next_beat += self.config.heartbeat_interval
                 self.stop_event.wait(max(0.0, next_beat - time.monotonic()))
         finally:

@@ -24,7 +24,7 @@ import zmq
 
 from architect.agent import executors
 from architect.agent import metrics as node_metrics
-from architect.agent.node_agent import resolve_endpoints
+from architect.agent.node_agent import rediscover, resolve_endpoints
 from architect.bus.codec import decode, encode
 from architect.bus.errors import ProtocolError
 from architect.bus.messages import (BrokerPing, TaskAck, TaskAssign, TaskCancel, TaskOutput,
@@ -191,6 +191,9 @@ class TaskWorker:
                                 clock.silence(now))
                     poller.unregister(self._sock)
                     self.stop_event.wait(clock.next_backoff())
+                    moved = rediscover(self.config, self.endpoints, self._curve)
+                    if moved is not None:   # another master is active (a failover)
+                        self.endpoints, self._curve = moved
                     self._connect()
                     clock.reconnected(time.monotonic())
                     continue

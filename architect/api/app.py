@@ -27,8 +27,18 @@ class AppState:
     broker: BrokerGateway
     metrics: Metrics
     routes: tuple
+    ha: object = None   # ha.Master when several masters share PostgreSQL, else None
 
-    def bus_info(self) -> dict:
+    def master_info(self) -> dict:
+        """Active or standby, the epoch and since when (/healthz, cluster status)."""
+        if self.ha is not None:
+            return self.ha.info()
+        return {"role": "active", "epoch": None, "since": None, "ha": False}
+
+    def bus_info(self) -> dict | None:
+        """The active broker's bus; None while no master is active (a failover)."""
+        if self.ha is not None:
+            return self.ha.leader_bus()
         info = bus_endpoints(self.config).as_dict()  # ipc:// paths on the loopback bus
         curve = local_client(self.config.data_dir) if self.config.curve_enabled else None
         info["server_key"] = curve["server"].decode() if curve else None  # CURVE public key
@@ -84,7 +94,7 @@ def _api_options(app: Flask) -> None:
 
 
 def create_app(config: Config, credentials=None, with_ui: bool = True,
-               control_endpoint: str | None = None) -> Flask:
+               control_endpoint: str | None = None, ha=None) -> Flask:
     """The Flask app. `credentials` (user, password) turns on Basic auth for every route but
     /healthz; pass auth.resolve_credentials(config) to follow the configuration."""
     app = Flask("architect")
@@ -94,8 +104,9 @@ def create_app(config: Config, credentials=None, with_ui: bool = True,
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     endpoint = control_endpoint or client_endpoints(config).control
     gateway = BrokerGateway(endpoint, timeout=config.request_timeout,
-                            curve=local_client(config.data_dir) if config.curve_enabled else None)
-    app.extensions["architect"] = AppState(config, gateway, Metrics(gateway), routes.ROUTES)
+                            curve=local_client(config.data_dir) if config.curve_enabled else None,
+                            route=ha.route if ha is not None else None)
+    app.extensions["architect"] = AppState(config, gateway, Metrics(gateway), routes.ROUTES, ha)
     errors.install(app)
     _api_options(app)
     guard.install(app, config)

@@ -17,18 +17,40 @@ _STATUS = {"bad_request": BadRequest, "not_found": NotFound, "unknown_method": B
 
 
 class BrokerGateway:
-    def __init__(self, control_endpoint: str, timeout: float = 5.0, curve: dict | None = None):
+    """`route`, with several masters: a function giving the active broker's (control
+    endpoint, CURVE options), or None during a failover; a standby's web server forwards
+    every call there (ha.Master.route)."""
+
+    def __init__(self, control_endpoint: str, timeout: float = 5.0, curve: dict | None = None,
+                 route=None):
         self.endpoint = control_endpoint
         self.curve = curve
         self.timeout = timeout
+        self.route = route
         self._local = threading.local()
 
     def _client(self) -> RpcClient:
+        target = (self.endpoint, self.curve)
+        if self.route is not None:
+            target = self.route()
+            if target is None:
+                raise Unavailable("no master is active right now (a failover is under way); "
+                                  "try again in a few seconds", code="no_leader")
         client = getattr(self._local, "client", None)
+        if client is not None and getattr(self._local, "target", None) != target:
+            client.close()
+            client = None
         if client is None:
-            client = self._local.client = RpcClient(self.endpoint, timeout=self.timeout,
-                                                    curve=self.curve)
+            client = self._local.client = RpcClient(target[0], timeout=self.timeout,
+                                                    curve=target[1])
+            self._local.target = target
         return client
+
+    def where(self) -> str:
+        if self.route is None:
+            return self.endpoint
+        target = self.route()
+        return target[0] if target else "no active master"
 
     def call(self, method: str, params: dict | None = None, timeout: float | None = None,
              as_server: bool = False):
@@ -41,7 +63,7 @@ class BrokerGateway:
             raise BadRequest(f"a value in the request cannot be sent on: {exc}") from None
         except RequestTimeout:
             raise Unavailable("the broker did not answer in time; is it running? "
-                              f"({self.endpoint})") from None
+                              f"({self.where()})") from None
         except RemoteError as exc:
             if exc.code == "store_unavailable":
                 raise Unavailable(exc.message, code="store_unavailable") from None

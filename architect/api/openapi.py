@@ -158,7 +158,10 @@ SCHEMAS = {
                    "minProperties": 1},
     "User": obj({"name": STR, "role": STR}, ("name", "role")),
     "UserList": obj({"users": ARR | {"items": OBJ}, "count": INT}, ("users", "count")),
-    "Healthz": obj({"status": STR, "broker": STR, "store": OBJ}, ("status", "broker")),
+    "Healthz": obj({"status": STR, "broker": STR, "store": OBJ,
+                    "role": {"type": "string", "enum": ["active", "standby"]},
+                    "epoch": nullable(INT), "since": nullable(NUM), "master": OBJ},
+                   ("status", "broker", "role")),
 }
 _DESCRIPTIONS = {200: "OK", 201: "Created", 202: "Accepted (pending)", 400: "Bad request",
                  409: "Conflict (e.g. the bus is not secured)", 401: "Authentication required",

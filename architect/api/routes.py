@@ -107,7 +107,7 @@ ROUTES = (
     Route("/api/ssh/audit", ("GET",), ssh.audit, "SSH audit log, newest first", "ssh", "AuditList",
           query=(("limit", rng(1, 10_000), "1-10000 (100)"), ("node", "string", "one node"))),
     Route("/api/bus", ("GET",), tasks.bus, "Bus endpoints and server key (open route)", "cluster",
-          "Bus", errors=(), auth=False),
+          "Bus", errors=(503,), auth=False),
     Route("/api/bus/join", ("POST",), keys.join, "A node asks to join the secured bus (open route)",
           "cluster", "JoinStatus", body="JoinRequest", errors=(400, 409, 413, 503), auth=False,
           extra_ok=(202,)),

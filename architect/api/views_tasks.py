@@ -85,14 +85,23 @@ def dashboard_stats():
 
 def bus():
     ext = current_app.extensions["architect"]
-    return jsonify(ext.bus_info())
+    info = ext.bus_info()
+    if info is None:
+        from architect.api.errors import Unavailable
+        raise Unavailable("no master is active right now (a failover is under way); nodes "
+                          "ask again", code="no_leader")
+    return jsonify(info)
 
 
 def healthz():
+    """200 when this master can serve: its broker (or, on a standby, the active one it
+    forwards to) answers. `master`: active or standby, the epoch, since when."""
     ext = current_app.extensions["architect"]
     up = ext.broker.reachable()
+    master = ext.master_info()
     body = {"status": "ok" if up else "degraded", "broker": "reachable" if up else "unreachable",
-            "store": ext.store_state()}
+            "role": master["role"], "epoch": master["epoch"], "since": master["since"],
+            "master": master, "store": ext.store_state()}
     return jsonify(body), 200 if up else 503
 
 

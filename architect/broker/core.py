@@ -17,7 +17,7 @@ from architect.broker.methods import LOCAL, WEB_ROLES, Caller, Ctx, allowed
 from architect.broker.params import Deferred, RequestError
 from architect.broker.persist import RowBuffer, Stream
 from architect.broker.registry import InvalidNode, Registry, check_name
-from architect.broker.store import BaseStore, open_store
+from architect.broker.store import BaseStore, Fenced, open_store
 from architect.broker.task_core import TaskCore
 from architect.broker.ssh_handlers import SSH_METHODS
 from architect.broker.ssh_service import SSHService
@@ -39,6 +39,7 @@ class Broker(TaskCore):
         now = time.time() if now is None else now
         self.config = config
         self.security = None  # set by the loop when the bus is secured (CURVE)
+        self.fenced = False   # the database refused our leader epoch (several masters)
         self.subscribed: dict = {}  # the events socket's subscriptions (the loop's, shared)
         self.started_at = now
         self.store = store or open_store(config)
@@ -253,6 +254,9 @@ class Broker(TaskCore):
                     for stream, data in zip(self.streams, encoded):
                         stream.write(self.store, data)
             except Exception as exc:
+                if isinstance(exc, Fenced):  # another master leads: this broker must stop
+                    self.fenced = True
+                    log.error("%s; this broker stops", exc)
                 self.counters.inc("persist_errors")
                 self._write_backoff_until = now + 1.0
                 log.error("could not write state (%s); will retry", exc)

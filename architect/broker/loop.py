@@ -272,10 +272,14 @@ class BrokerLoop:
         self._replies = [(env, Reply(id=r.id, ok=False, error={"code": code, "message": message})
                           if writes and r.ok else r, writes) for env, r, writes in self._replies]
 
-    def run(self) -> None:
+    def run(self, guard=None) -> None:
+        """Until stop(); with several masters also until guard() (the lease) says no or
+        the database fences this broker: then it stops at once, dispatching nothing more."""
         log.info("broker listening: %s", self.endpoints.as_dict())
         try:
             while not self.stop_event.is_set():
+                if self.broker.fenced or (guard is not None and not guard()):
+                    break
                 try:
                     self.run_once()
                 except Exception:

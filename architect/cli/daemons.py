@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import click
 
@@ -91,7 +92,7 @@ def broker(ctx, bus_host, bus_port, data_dir, heartbeat_timeout, database_url, a
         cfg = load_config(ctx, bus_host=bus_host, bus_port=bus_port, data_dir=data_dir,
                           heartbeat_timeout=heartbeat_timeout, database_url=database_url)
         setup_logging(cfg.log_level)
-        _run_with_signals(_broker_loop(cfg))
+        _run_with_signals(_broker_runner(cfg)[0])
     run_as(ctx, "broker", as_daemon, show_status, do_stop, start)
 
 
@@ -163,10 +164,10 @@ class _LocalBus:
     def __init__(self, loop, directory, lock):
         self.loop, self.directory, self.lock = loop, directory, lock
 
-    def run(self) -> None:
+    def run(self, guard=None) -> None:
         from architect.bus import localbus
         try:
-            self.loop.run()
+            self.loop.run(guard)
         finally:
             localbus.release(self.directory, self.lock)
 
@@ -174,9 +175,13 @@ class _LocalBus:
         self.loop.stop()
 
 
-def _broker_loop(cfg):
+def _broker_loop(cfg, epoch: int | None = None, holder: str = ""):
+    """The broker loop, its bus bound. With several masters (ha.Master calls this when it
+    wins the lease) every transaction is fenced by `epoch`, and the CURVE keys come from the
+    database first."""
     from architect.broker.core import Broker
     from architect.broker.loop import BrokerLoop
+    from architect.broker.store import open_store
     from architect.bus import localbus
     from architect.bus.security import ServerSecurity
     from architect.bus.transport import bus_endpoints, context, local_bus_dir
@@ -187,8 +192,15 @@ def _broker_loop(cfg):
             lock = localbus.prepare(endpoints.ipc_dir)
         elif cfg.bus_host in ("127.0.0.1", "localhost", "::1"):
             localbus.clear_stale(local_bus_dir(cfg.data_dir))
+        store = open_store(cfg, epoch, holder)
+        if cfg.database_url and cfg.curve_enabled:
+            from architect.broker import keymirror
+            keymirror.pull(store.conn, Path(cfg.data_dir) / "keys")
+            store.conn.commit()
         security = ServerSecurity(cfg.data_dir, context()) if cfg.curve_enabled else None
-        loop = BrokerLoop(Broker(cfg), endpoints, security)
+        if security is not None and cfg.database_url:
+            security.on_change = lambda: keymirror.push(store, security.keys_dir)
+        loop = BrokerLoop(Broker(cfg, store=store), endpoints, security)
     except Exception as exc:  # e.g. address in use, unwritable data dir, another's bus dir
         localbus.release(endpoints.ipc_dir, lock, remove=False)
         raise click.ClickException(f"broker cannot start: {exc}") from None
@@ -219,19 +231,71 @@ def _user() -> str:
         return f"uid {os.geteuid()}"
 
 
-def _web_server(cfg, use_ssl: bool, local_broker: bool = False):
+def _local_control(cfg) -> str:
+    """Where this process's own broker answers control requests."""
+    from architect.bus.transport import Endpoints, bus_endpoints
+    endpoints = bus_endpoints(cfg)
+    if endpoints.ipc_dir is None and cfg.bus_host in ("0.0.0.0", "::", ""):
+        endpoints = Endpoints("127.0.0.1", cfg.bus_port)
+    return endpoints.control
+
+
+def _advert(cfg, use_ssl: bool) -> dict:
+    """What the leader row tells nodes and the other masters: this master's bus (with an
+    address they can reach, not 0.0.0.0) and web URL."""
+    import socket
+    from architect.bus.security import ensure_keypair
+    from architect.bus.transport import bus_endpoints
+    host = cfg.advertise_host
+    if not host:
+        host = cfg.bus_host if cfg.bus_host not in ("0.0.0.0", "::", "") else None
+    if not host:
+        try:
+            host = socket.gethostbyname(socket.gethostname())
+        except OSError:
+            host = socket.gethostname()
+    bus = {k: v.replace("tcp://0.0.0.0:", f"tcp://{host}:", 1).replace(
+        "tcp://[::]:", f"tcp://{host}:", 1) for k, v in bus_endpoints(cfg).as_dict().items()}
+    bus["server_key"] = ensure_keypair(Path(cfg.data_dir) / "keys", "server")[0].decode() \
+        if cfg.curve_enabled else None
+    web_host = host if cfg.host in ("0.0.0.0", "::", "") else cfg.host
+    return {"bus": bus, "web": f"{'https' if use_ssl else 'http'}://{web_host}:{cfg.port}"}
+
+
+def _broker_runner(cfg, use_ssl: bool = False):
+    """(runner, ha): the broker loop on SQLite; on PostgreSQL a Master (several masters:
+    standby until it holds the lease, ha.py), also given to the web server."""
+    if not cfg.database_url:
+        return _broker_loop(cfg), None
+    from architect.broker.ha import Master
+    from architect.bus.security import local_client
+    if cfg.curve_enabled:   # the masters' shared keys, before anything advertises one
+        from architect.broker import keymirror
+        from architect.broker.store.postgres import connect
+        try:
+            with connect(cfg.database_url, readonly=False) as conn:
+                from architect.broker.store import postgres_migrations
+                postgres_migrations.apply(conn)
+                conn.commit()
+                conn.autocommit = True
+                keymirror.pull(conn, Path(cfg.data_dir) / "keys")
+        except Exception as exc:
+            raise click.ClickException(f"master cannot start: {exc}") from None
+    local = (_local_control(cfg), local_client(cfg.data_dir) if cfg.curve_enabled else None)
+    master = Master(cfg, lambda epoch, holder: _broker_loop(cfg, epoch, holder),
+                    _advert(cfg, use_ssl), local)
+    click.echo(f"master {master.holder}: several masters may share {cfg.database_url.split('@')[-1]}"
+               "; this one is standby until it holds the lease", err=True)
+    return master, master
+
+
+def _web_server(cfg, use_ssl: bool, local_broker: bool = False, ha=None):
     from architect.api import auth, create_app
     from architect.api.server import WebServer
-    from architect.bus.transport import Endpoints, bus_endpoints
-    control = None
-    if local_broker:  # the broker of this process, wherever its bus is bound
-        endpoints = bus_endpoints(cfg)
-        if endpoints.ipc_dir is None and cfg.bus_host in ("0.0.0.0", "::", ""):
-            endpoints = Endpoints("127.0.0.1", cfg.bus_port)
-        control = endpoints.control
+    control = _local_control(cfg) if local_broker else None
     app = create_app(cfg, credentials=auth.resolve_credentials(
         cfg, announce=lambda text, file=None: click.echo(text, err=True)),
-        control_endpoint=control)
+        control_endpoint=control, ha=ha)
     try:
         server = WebServer(app, cfg.host, cfg.port, cfg.web_threads,
                            (cfg.cert_file, cfg.key_file) if use_ssl else None)
@@ -268,8 +332,8 @@ def up(ctx, data_dir, bus_port, node_name, database_url, host, port, use_ssl, ce
         from architect.agent.node_agent import NodeAgent
         from architect.agent.worker import TaskWorker
         from architect.bus.transport import bus_endpoints
-        loop = _broker_loop(cfg)
-        web = _web_server(cfg, use_ssl, local_broker=True)
+        loop, ha = _broker_runner(cfg, use_ssl)
+        web = _web_server(cfg, use_ssl, local_broker=True, ha=ha)
         click.echo(f"architect up: bus on {bus_endpoints(cfg).describe()}, data in "
                    f"{cfg.data_dir}, local node '{cfg.node_name}'", err=True)
         _run_with_signals(_Together([loop, web, NodeAgent(cfg), TaskWorker(cfg)]))
@@ -293,8 +357,9 @@ def server(ctx, data_dir, bus_host, bus_port, database_url, host, port, use_ssl,
                           host=host, port=port, cert_file=cert_file, key_file=key_file,
                           database_url=database_url)
         setup_logging(cfg.log_level)
-        _run_with_signals(_Together([_broker_loop(cfg),
-                                     _web_server(cfg, use_ssl, local_broker=True)]))
+        runner, ha = _broker_runner(cfg, use_ssl)
+        _run_with_signals(_Together([runner, _web_server(cfg, use_ssl, local_broker=True,
+                                                         ha=ha)]))
     run_as(ctx, "server", as_daemon, show_status, do_stop, start)
 
 

@@ -38,7 +38,7 @@ TOKEN_COLUMNS = ("id", "kind", "name", "role", "token_hash", "created_at", "crea
                  "expires_at", "uses_left", "used_count", "last_used_at", "revoked_at")
 TABLES = ("nodes", "metrics", "tasks", "task_events", "task_output", "alerts", "ssh_audit",
           "users", "tokens", "audit")
-__all__ = ["BaseStore", "TASK_COLUMNS", "JSON_TASK_COLUMNS", "NODE_COLUMNS", "JSON_NODE_COLUMNS",
+__all__ = ["BaseStore", "Fenced", "TASK_COLUMNS", "JSON_TASK_COLUMNS", "NODE_COLUMNS", "JSON_NODE_COLUMNS",
            "METRIC_COLUMNS", "ALERT_COLUMNS", "AUDIT_COLUMNS", "AUDIT_LOG_COLUMNS",
            "TOKEN_COLUMNS", "TABLES"]
 
@@ -58,9 +58,17 @@ def write_sql(mark: str) -> tuple[str, str, str, str, str]:
             upsert("tasks", TASK_COLUMNS), upsert("alerts", ALERT_COLUMNS), metrics)
 
 
+class Fenced(RuntimeError):
+    """The database refused a write: this broker's leader epoch is no longer the current
+    one (another master took over). The broker must stop at once (lease.py)."""
+
+
 class BaseStore(ABC):
     path: str  # where the database is (shown in stats; for SQLite the file)
     errors: tuple = ()  # the exception classes of a failing database (locked, gone, ...)
+    # the leader epoch every transaction carries (PostgreSQL with several masters); the
+    # database refuses a transaction from an old epoch (Fenced). None: not fenced
+    epoch: int | None = None
 
     # --- transactions -------------------------------------------------------------------
     @abstractmethod

@@ -30,7 +30,7 @@ from psycopg.rows import dict_row, tuple_row
 from architect.broker.store import postgres_migrations
 from architect.broker.store.base import (
     ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, JSON_TASK_COLUMNS, NODE_COLUMNS,
-    BaseStore, write_sql)
+    BaseStore, Fenced, write_sql)
 from architect.broker.store.postgres_accounts import AccountStore
 
 CONNECT_TIMEOUT = 10       # seconds, at start
@@ -64,13 +64,22 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{netloc[-1]}"))
 
 
+def broker_app_name(holder: str) -> str:
+    """The application_name of a broker's connections: a new leader ends the old one's
+    sessions by it (lease.py)."""
+    return f"architect-broker {holder}".strip()
+
+
 def connect(url: str, readonly: bool = False, timeout: float = CONNECT_TIMEOUT,
-            **kw) -> psycopg.Connection:
-    """A connection to `url`; readonly: autocommit, default_transaction_read_only on."""
+            name: str | None = None, **kw) -> psycopg.Connection:
+    """A connection to `url`; readonly: autocommit, default_transaction_read_only on.
+    TCP keepalives are short, so a session whose peer vanished does not linger for hours."""
     options = "-c default_transaction_read_only=on" if readonly else None
     return psycopg.connect(url, autocommit=readonly, connect_timeout=max(1, int(timeout)),
-                           application_name="architect-reader" if readonly else "architect-broker",
-                           options=options, **kw)
+                           application_name=name or ("architect-reader" if readonly
+                                                     else "architect-broker"),
+                           options=options, keepalives=1, keepalives_idle=5,
+                           keepalives_interval=2, keepalives_count=3, **kw)
 
 
 def open_reader(url: str, timeout: float = CONNECT_TIMEOUT) -> psycopg.Connection:
@@ -95,15 +104,17 @@ class Store(AccountStore, BaseStore):
     broker loop thread. Method contracts: base.BaseStore."""
     errors = (psycopg.Error,)
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, epoch: int | None = None, holder: str = ""):
         self.url = url
+        self.epoch = epoch      # set: every transaction is fenced by it (lease.py)
+        self.holder = holder    # in application_name, so a new leader can cut this one off
         self.path = redact(url)   # shown in stats; not a file
         self._depth = 0
         self._durable = True
         self.conn = self._connect()
 
     def _connect(self, timeout: float = CONNECT_TIMEOUT) -> psycopg.Connection:
-        conn = connect(self.url, timeout=timeout)
+        conn = connect(self.url, timeout=timeout, name=broker_app_name(self.holder))
         try:
             postgres_migrations.apply(conn)
             conn.execute("SET synchronous_commit = on")
@@ -132,10 +143,12 @@ class Store(AccountStore, BaseStore):
         if outer:
             self._ready()
         before = self._durable
-        with self.conn.transaction():
+        with _fencing(), self.conn.transaction():
             self._depth += 1
             try:
                 if outer:
+                    if self.epoch is not None:  # first, so an old leader writes nothing
+                        self.conn.execute("SELECT architect_fence(%s)", (self.epoch,))
                     self._durable = durable
                     if not durable:
                         self.conn.execute("SET LOCAL synchronous_commit = off")
@@ -350,6 +363,20 @@ class Store(AccountStore, BaseStore):
 
     def close(self) -> None:
         self.conn.close()
+
+
+FENCED = "AR001"   # the SQLSTATE architect_fence() raises (postgres_migrations.m005)
+
+
+@contextmanager
+def _fencing():
+    """A refusal by architect_fence() comes out as base.Fenced."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if exc.sqlstate == FENCED:
+            raise Fenced(str(exc).strip().splitlines()[0]) from None
+        raise
 
 
 def _table(name: str) -> str:

@@ -9,6 +9,11 @@ migration, never an edit. The names match the SQLite migrations.
 Types: SQLite's REAL is DOUBLE PRECISION, INTEGER is BIGINT, TEXT is TEXT (JSON columns
 hold the same encoded text as in SQLite). Ids the broker assigns itself (nodes, tasks,
 alerts, ssh_audit: see Store.max_id) are plain BIGINT keys; the others are BIGSERIAL.
+
+PostgreSQL only (several masters, see lease.py): the `leader` row (the lease: epoch, holder,
+expiry, the active broker's bus and web addresses), architect_fence(epoch), which every
+transaction of a broker calls first and which refuses an old epoch (fencing), and
+`bus_keys`, the CURVE key store every master shares (keymirror.py).
 """
 
 from __future__ import annotations
@@ -87,6 +92,23 @@ CREATE TABLE audit (
     addr TEXT, method TEXT, target TEXT, params TEXT, outcome TEXT, error TEXT);
 CREATE INDEX idx_audit_ts ON audit (ts);
 CREATE INDEX idx_audit_who_ts ON audit (who, ts);
+"""),
+    ("m005_leader", """
+CREATE TABLE leader (
+    id BIGINT PRIMARY KEY CHECK (id = 1), epoch BIGINT NOT NULL, holder TEXT,
+    since DOUBLE PRECISION, renewed_at DOUBLE PRECISION, expires_at DOUBLE PRECISION,
+    bus TEXT, web TEXT);
+INSERT INTO leader (id, epoch) VALUES (1, 0);
+CREATE FUNCTION architect_fence(e BIGINT) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM leader WHERE id = 1 AND epoch = e FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'fenced: epoch % is no longer the leader''s', e USING ERRCODE = 'AR001';
+    END IF;
+END $$;
+CREATE TABLE bus_keys (
+    folder TEXT NOT NULL, name TEXT NOT NULL, public TEXT NOT NULL, secret TEXT,
+    role TEXT, PRIMARY KEY (folder, name));
 """),
 ]
 
