@@ -132,6 +132,13 @@ class Broker(TaskCore):
                 Reply(id=req.id, ok=True, result=result)
         except RequestError as exc:
             reply = self._error(req, exc.code, str(exc))
+        except self.store.errors as exc:  # a read the database could not answer: retry
+            self.counters.inc("store_read_errors")
+            log.warning("%s: the database could not answer (%s)", req.method,
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else
+                        type(exc).__name__)
+            reply = self._error(req, "store_unavailable",
+                                "the broker could not read its database; try again")
         except Exception:  # a bug in one handler must not take the broker down
             log.exception("handler %s failed", req.method)
             reply = self._error(req, "internal", f"{req.method} failed inside the broker; see its log")

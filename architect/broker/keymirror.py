@@ -46,21 +46,21 @@ def rows_of(keys_dir: str | Path) -> list[tuple]:
     for name in SELF:
         pub, sec = ensure_keypair(keys_dir, name)
         rows.append(("self", name, pub.decode(), sec.decode(), None))
-    store = KeyStore(keys_dir)
+    keys = KeyStore(keys_dir)
     for folder in FOLDERS:
         for path in sorted((keys_dir / folder).glob("*.key")):
             try:
                 pub = zmq.auth.load_certificate(path)[0].decode()
             except (OSError, ValueError):
                 continue
-            rows.append((folder, path.stem, pub, None, store._role_in(path)))
+            rows.append((folder, path.stem, pub, None, keys.role_in(path)))
     return rows
 
 
 def write_files(keys_dir: str | Path, rows: list[tuple]) -> bool:
     """Make the key files match `rows`; True if anything changed."""
     keys_dir = Path(keys_dir)
-    store = KeyStore(keys_dir)   # makes the folders (0700)
+    keys = KeyStore(keys_dir)   # makes the folders (0700)
     changed = False
     wanted = {(f, n): (p, s, r) for f, n, p, s, r in rows}
     for name in SELF:
@@ -86,11 +86,11 @@ def write_files(keys_dir: str | Path, rows: list[tuple]) -> bool:
             path = have.get(name)
             try:
                 same = path is not None and zmq.auth.load_certificate(path)[0] == \
-                    public.encode() and store._role_in(path) == (role or "node")
+                    public.encode() and keys.role_in(path) == (role or "node")
             except (OSError, ValueError):
                 same = False
             if not same:
-                store._write(keys_dir / folder, name, public.encode(), role or "node")
+                keys.write_key(keys_dir / folder, name, public.encode(), role or "node")
                 changed = True
     return changed
 
@@ -110,8 +110,4 @@ def pull(conn, keys_dir: str | Path) -> bool:
 def push(store, keys_dir: str | Path) -> None:
     """Replace the database's keys with the files' (PostgreSQL store; in a fenced
     transaction, so an old leader cannot change them)."""
-    rows = rows_of(keys_dir)
-    with store.transaction(durable=True):
-        store._query("DELETE FROM bus_keys")
-        store._many("INSERT INTO bus_keys (folder, name, public, secret, role) "
-                    "VALUES (%s, %s, %s, %s, %s)", rows)
+    store.replace_bus_keys(rows_of(keys_dir))

@@ -89,7 +89,7 @@ class KeyStore:
             raise KeyStoreError(f"key name {name!r} must be 1-128 letters, digits, '.', '_' or '-'")
         return name
 
-    def _write(self, folder: Path, name: str, public: bytes, role: str = DEFAULT_ROLE) -> None:
+    def write_key(self, folder: Path, name: str, public: bytes, role: str = DEFAULT_ROLE) -> None:
         if role not in ROLES:
             raise KeyStoreError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         path = folder / f"{self._check(name)}.key"
@@ -103,7 +103,7 @@ class KeyStore:
         return zmq.auth.load_certificate(path)[0] if path.exists() else None
 
     @staticmethod
-    def _role_in(path: Path) -> str:
+    def role_in(path: Path) -> str:
         """The role written in a key file's metadata; keys from before roles: local is
         admin, every other key a node."""
         try:
@@ -118,7 +118,7 @@ class KeyStore:
 
     def role_of(self, name: str) -> str | None:
         path = self.authorized / f"{self._check(name)}.key"
-        return self._role_in(path) if path.exists() else None
+        return self.role_in(path) if path.exists() else None
 
     def set_role(self, name: str, role: str) -> None:
         public = self.public_of(self.authorized, name)
@@ -126,7 +126,7 @@ class KeyStore:
             raise KeyStoreError(f"no authorized key {name!r}")
         if name == LOCAL and role != "admin":
             raise KeyStoreError("the master's own key stays admin")
-        self._write(self.authorized, name, public, role)
+        self.write_key(self.authorized, name, public, role)
 
     def entries(self) -> dict[bytes, tuple[str, str]]:
         """Z85 public key → (name, role) of every authorized key."""
@@ -136,7 +136,7 @@ class KeyStore:
                 public = zmq.auth.load_certificate(path)[0]
             except (OSError, ValueError):
                 continue
-            out[public] = (path.stem, self._role_in(path))
+            out[public] = (path.stem, self.role_in(path))
         return out
 
     def authorize(self, name: str, public: bytes, role: str | None = None) -> None:
@@ -144,7 +144,7 @@ class KeyStore:
         if role is None:
             same = self.public_of(self.authorized, name) == public
             role = (self.role_of(name) if same else None) or DEFAULT_ROLE
-        self._write(self.authorized, name, public, role)
+        self.write_key(self.authorized, name, public, role)
         (self.pending / f"{name}.key").unlink(missing_ok=True)
 
     def taken(self, name: str, public: bytes) -> bool:
@@ -163,7 +163,7 @@ class KeyStore:
             raise KeyConflict(f"another key is already waiting under the name {name!r} "
                               f"({fingerprint(pending)}); if that is not this node, "
                               f"`architect keys revoke {name}` and join again")
-        self._write(self.pending, name, public)
+        self.write_key(self.pending, name, public)
         return "pending"
 
     def accept(self, name: str) -> None:
@@ -193,7 +193,7 @@ class KeyStore:
                     continue
             return out
         return {"authorized": names(self.authorized), "pending": names(self.pending),
-                "roles": {p.stem: self._role_in(p) for p in self.authorized.glob("*.key")},
+                "roles": {p.stem: self.role_in(p) for p in self.authorized.glob("*.key")},
                 "fingerprints": {**prints(self.pending), **prints(self.authorized)}}
 
 

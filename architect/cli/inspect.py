@@ -151,3 +151,61 @@ def stats(ctx, as_json):
     click.echo(f"broker     pid {data['pid']}, up {ago(data['uptime'])}, db {data['db']['path']}")
     for key, value in sorted(data["counters"].items()):
         click.echo(f"  {key:24} {value}")
+
+
+def _master_urls(cfg) -> list[str]:
+    from architect.discovery import dashboard_urls
+    urls = dashboard_urls(cfg)
+    if urls:
+        return urls
+    host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::", "") else cfg.host
+    return [f"http://{host}:{cfg.port}"]
+
+
+@cluster.command()
+@click.option("--url", "urls", multiple=True, help="A master's web URL (repeatable) "
+              "[ARCHITECT_DASHBOARD_URL, comma-separated; else this machine's web port].")
+@json_option
+@click.pass_context
+def status(ctx, urls, as_json):
+    """Each master: active or standby, its leader epoch and since when (GET /healthz).
+
+    Exit 0 when exactly one master is active, 1 otherwise (none, or a split brain)."""
+    import json
+    import urllib.error
+    import urllib.request
+    from architect.cli.common import load_config
+    cfg = load_config(ctx)
+    rows = []
+    for url in [u for arg in urls for u in arg.split(",") if u.strip()] or _master_urls(cfg):
+        url = url.strip().rstrip("/")
+        row = {"url": url}
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=3) as resp:  # noqa: S310
+                body = json.loads(resp.read(1 << 20))
+        except urllib.error.HTTPError as exc:   # 503: degraded, still a body
+            try:
+                body = json.loads(exc.read(1 << 20))
+            except ValueError:
+                body = {"status": f"HTTP {exc.code}"}
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            body = {"status": "unreachable", "error": str(getattr(exc, "reason", exc))}
+        master = body.get("master") or {}
+        leader = master.get("leader") or {}
+        row.update(role=body.get("role"), status=body.get("status"), epoch=body.get("epoch"),
+                   since=body.get("since"), holder=master.get("holder"),
+                   leader=leader.get("holder"), leader_epoch=leader.get("epoch"),
+                   error=body.get("error"))
+        rows.append(row)
+    if as_json:
+        print_json(rows)
+    else:
+        now = time.time()
+        print_table([{**r, "since": f"{ago(now - r['since'])} ago" if r["since"] else None,
+                      "epoch": r["epoch"] if r["epoch"] is not None else r["leader_epoch"]}
+                     for r in rows],
+                    [("master", "url"), ("role", "role"), ("status", "status"),
+                     ("epoch", "epoch"), ("since", "since"), ("holder", "holder"),
+                     ("leader", "leader")])
+    active = sum(1 for r in rows if r["role"] == "active" and r["status"] == "ok")
+    raise SystemExit(0 if active == 1 else 1)

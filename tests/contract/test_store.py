@@ -214,6 +214,19 @@ class TestStore:
         third = backend.reopen(store)
         third.close()
 
+    def test_bus_keys_are_replaced_whole(self, store):
+        rows = [("authorized", "n1", "P" * 40, None, "node"),
+                ("self", "server", "S" * 40, "s" * 40, None)]
+        store.replace_bus_keys(rows)
+        assert store.bus_keys() == sorted(rows)
+        store.replace_bus_keys(rows[1:])          # n1 revoked: gone
+        assert store.bus_keys() == rows[1:]
+        with pytest.raises(Exception):
+            with store.transaction():
+                store.replace_bus_keys([])
+                raise RuntimeError("rolled back")
+        assert store.bus_keys() == rows[1:]
+
     def test_the_backend_implements_the_interface_the_broker_uses(self, store):
         assert isinstance(store, BaseStore) and not BaseStore.__abstractmethods__ - set(
             name for name in dir(type(store)) if not getattr(getattr(type(store), name),

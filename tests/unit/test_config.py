@@ -215,7 +215,8 @@ def test_every_setting_has_an_env_var(no_file):
                "bus_curve": "on", "join_token": "t0k", "bus_server_key": "k" * 40,
                "allowed_hosts": "a.example,.b.example", "bus_local": "tcp",
                "audit_retention_days": "30", "state_dir": "/state",
-               "database_url": "postgresql://architect@db.example:5432/architect"}
+               "database_url": "postgresql://architect@db.example:5432/architect",
+               "lease_ttl": "7.5", "advertise_host": "10.0.0.9"}
     names = {f.name for f in config.fields(Config)}
     assert names == set(samples), "a new setting needs a sample here"
     cfg = config.load(env={config.env_name(k): v for k, v in samples.items()},

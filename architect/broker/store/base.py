@@ -37,7 +37,7 @@ AUDIT_LOG_COLUMNS = ("id", "ts", "who", "role", "via", "addr", "method", "target
 TOKEN_COLUMNS = ("id", "kind", "name", "role", "token_hash", "created_at", "created_by",
                  "expires_at", "uses_left", "used_count", "last_used_at", "revoked_at")
 TABLES = ("nodes", "metrics", "tasks", "task_events", "task_output", "alerts", "ssh_audit",
-          "users", "tokens", "audit")
+          "users", "tokens", "audit", "bus_keys")
 __all__ = ["BaseStore", "Fenced", "TASK_COLUMNS", "JSON_TASK_COLUMNS", "NODE_COLUMNS", "JSON_NODE_COLUMNS",
            "METRIC_COLUMNS", "ALERT_COLUMNS", "AUDIT_COLUMNS", "AUDIT_LOG_COLUMNS",
            "TOKEN_COLUMNS", "TABLES"]
@@ -248,6 +248,17 @@ class BaseStore(ABC):
     @abstractmethod
     def count(self, table: str) -> int:
         """Rows in `table`. A read: any time."""
+
+    # --- the CURVE key store of several masters (keymirror.py) ----------------------------
+    @abstractmethod
+    def bus_keys(self) -> list[tuple]:
+        """Every `bus_keys` row as (folder, name, public, secret, role), by folder and
+        name. A read: any time."""
+
+    @abstractmethod
+    def replace_bus_keys(self, rows: list[tuple]) -> None:
+        """Replace every `bus_keys` row with `rows` (folder, name, public, secret, role),
+        in one durable transaction (joining the caller's)."""
 
     # --- users, tokens, control audit -----------------------------------------------------
     @abstractmethod

@@ -87,3 +87,11 @@ def m004_roles_audit(db: sqlite_utils.Database) -> None:
                         "outcome": str, "error": str}, pk="id")
     db["audit"].create_index(["ts"])
     db["audit"].create_index(["who", "ts"])
+
+
+@migrations()
+def m005_leader(db: sqlite_utils.Database) -> None:
+    """The CURVE key store of several masters (keymirror.py). The lease row and fencing of
+    PostgreSQL's m005_leader have no SQLite twin: on SQLite there is one master."""
+    db["bus_keys"].create({"folder": str, "name": str, "public": str, "secret": str,
+                           "role": str}, pk=("folder", "name"), not_null={"public"})

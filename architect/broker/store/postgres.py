@@ -361,6 +361,17 @@ class Store(AccountStore, BaseStore):
     def count(self, table: str) -> int:
         return self._scalar(f"SELECT COUNT(*) FROM {_table(table)}")
 
+    def bus_keys(self) -> list[tuple]:
+        return [tuple(r) for r in self._query(
+            "SELECT folder, name, public, secret, role FROM bus_keys ORDER BY folder, name",
+            rows=tuple_row)]
+
+    def replace_bus_keys(self, rows: list[tuple]) -> None:
+        with self.transaction(durable=True):
+            self._query("DELETE FROM bus_keys")
+            self._many("INSERT INTO bus_keys (folder, name, public, secret, role) "
+                       "VALUES (%s, %s, %s, %s, %s)", [_row(r) for r in rows])
+
     def close(self) -> None:
         self.conn.close()
 

@@ -267,6 +267,16 @@ class Store(AccountStore, BaseStore):
     def count(self, table: str) -> int:
         return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
+    def bus_keys(self) -> list[tuple]:
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT folder, name, public, secret, role FROM bus_keys ORDER BY folder, name")]
+
+    def replace_bus_keys(self, rows: list[tuple]) -> None:
+        with self.transaction(durable=True):
+            self.conn.execute("DELETE FROM bus_keys")
+            self.conn.executemany("INSERT INTO bus_keys (folder, name, public, secret, role) "
+                                  "VALUES (?, ?, ?, ?, ?)", rows)
+
     @staticmethod
     def _alert_out(row: dict) -> dict:
         row = dict(row)
