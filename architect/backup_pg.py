@@ -90,11 +90,25 @@ def backup(url: str, out: str | Path) -> dict:
             "integrity": f"ok ({entries} entries)", "seconds": round(time.monotonic() - started, 3)}
 
 
+def masters_connected(url: str) -> list[str]:
+    """The brokers and lease holders (any master) connected to this database now."""
+    import psycopg
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        return sorted(r[0] for r in conn.execute(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND (application_name LIKE 'architect-broker%%' "
+            "OR application_name LIKE 'architect-lease%%')").fetchall())
+
+
 def restore(archive: str | Path, url: str, keep_dir: str | Path) -> dict:
     archive = Path(archive)
     if not archive.exists():
         raise BackupError(f"no backup at {archive}")
     check(archive)
+    connected = masters_connected(url)
+    if connected:   # with several masters, another machine's broker may still run
+        raise BackupError("masters are connected to this database (" + ", ".join(connected)
+                          + "): stop every master first")
     kept = Path(keep_dir) / f"architect-before-restore-{time.strftime('%Y%m%d-%H%M%S')}.dump"
     previous = backup(url, kept)["backup"]
     plain, env = _split(url)

@@ -8,8 +8,8 @@ The files in DATA_DIR/keys stay what the broker's ZAP authenticator and the web 
   anyway; keep its access tight, see docs/HA.md);
 - folders 'authorized' and 'pending': client public keys with their role.
 
-pull() makes the files match the database (a standby does it every few seconds, a new
-leader before it opens the bus); push() writes the files to the database, replacing what
+pull() makes the files match the database (every master when it starts, so its web
+server holds the shared `local` key; a new leader again before it opens the bus); push() writes the files to the database, replacing what
 was there, inside the active broker's fenced transaction (after every join, accept, revoke
 or role change). The first master to start on an empty database seeds it with its keys.
 """

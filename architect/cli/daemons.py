@@ -351,7 +351,12 @@ def up(ctx, data_dir, bus_port, node_name, database_url, host, port, use_ssl, ce
 @click.pass_context
 def server(ctx, data_dir, bus_host, bus_port, database_url, host, port, use_ssl, cert_file,
            key_file, as_daemon, show_status, do_stop):
-    """Run the master: broker and web server (dashboard, REST API, /metrics) in one process."""
+    """Run the master: broker and web server (dashboard, REST API, /metrics) in one process.
+
+    On PostgreSQL (--database-url / ARCHITECT_DATABASE_URL) it is one of several masters
+    that share the database: active while it holds the leader lease, else standby (its web
+    server forwards every call to the active broker, and it takes over when the active one
+    goes away). `architect cluster status` and GET /healthz say which; see docs/HA.md."""
     def start():
         cfg = load_config(ctx, data_dir=data_dir, bus_host=bus_host, bus_port=bus_port,
                           host=host, port=port, cert_file=cert_file, key_file=key_file,

@@ -65,3 +65,26 @@ def test_a_broken_archive_is_refused_and_changes_nothing(tmp_path, pg_server):
         assert cluster.rpc("task.get", {"id": task["id"]})["id"] == task["id"]
     finally:
         cluster.stop_all()
+
+
+def test_restore_is_refused_while_another_master_is_connected(tmp_path, pg_server):
+    """With several masters, the broker that still runs may be on another machine (the
+    local pid file knows nothing of it): the database's own session list does."""
+    from architect.broker.lease import Lease
+    url = pg_server.create_database()
+    cluster = Cluster(tmp_path, extra_env={"ARCHITECT_DATABASE_URL": url})
+    out = tmp_path / "backup.dump"
+    other = Lease(url, "master2:99")
+    try:
+        cluster.start_broker()
+        assert cluster.cli("backup", str(out)).returncode == 0
+        cluster.stop_all()
+        other.acquire()          # a master elsewhere, holding the lease
+        refused = cluster.cli("restore", str(out), check=False)
+        assert refused.returncode != 0 and "architect-lease master2:99" in refused.stderr + \
+            refused.stdout and "stop every master" in refused.stderr + refused.stdout
+        other.release()
+        assert cluster.cli("restore", str(out)).returncode == 0
+    finally:
+        other.release()
+        cluster.stop_all()
