@@ -46,7 +46,7 @@ class Master:
 
     # --- what the web server reads ---------------------------------------------------
     def info(self) -> dict:
-        leader = self.lease.leader
+        leader = self.lease.leader if self.role == "active" else self.lease.known_leader()
         return {"role": self.role, "epoch": self.lease.epoch if self.role == "active" else None,
                 "since": self.since, "holder": self.holder, "ha": True,
                 "lease_ttl": self.config.lease_ttl,
@@ -58,10 +58,8 @@ class Master:
         """The active broker's bus (what /api/bus answers), or None during a failover."""
         if self.role == "active":
             return self.lease.advert.get("bus")
-        leader = self.lease.leader
-        if not leader or leader.get("expired") or not leader.get("bus"):
-            return None
-        return leader["bus"]
+        leader = self.lease.known_leader()
+        return leader.get("bus") if leader else None
 
     def route(self):
         """(control endpoint, CURVE options or None) of the active broker, or None."""

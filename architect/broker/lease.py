@@ -124,8 +124,19 @@ class Lease:
         epoch, holder, since, renewed, expires, bus, web, now = row
         self.leader = {"epoch": epoch, "holder": holder, "since": since, "renewed_at": renewed,
                        "expires_at": expires, "expired": expires is None or expires <= now,
-                       "bus": json.loads(bus) if bus else None, "web": web, "read_at": now}
+                       "bus": json.loads(bus) if bus else None, "web": web, "read_at": now,
+                       "read_mono": time.monotonic()}
         return self.leader
+
+    def known_leader(self) -> dict | None:
+        """The leader row as read within the last ttl, if it names a live leader other than
+        us; None when we cannot tell (the database is out of reach) or nobody leads."""
+        row = self.leader
+        if not row or row.get("expired") or not row.get("holder") or \
+                row["holder"] == self.holder or \
+                time.monotonic() - row.get("read_mono", 0.0) > self.ttl:
+            return None
+        return row
 
     def acquire(self) -> int | None:
         """One attempt to become the leader: the epoch, or None (another leads)."""

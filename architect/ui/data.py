@@ -52,6 +52,11 @@ def safe(fn, *args, default=None, **kwargs):
         return default, exc.message
 
 
+def master() -> dict:
+    """This master's role (several masters: active or standby, the epoch, the leader)."""
+    return current_app.extensions["architect"].master_info()
+
+
 def summary() -> dict:
     return call("cluster.summary")
 

@@ -271,7 +271,9 @@ def test_task_routes_with_a_worker(cluster, api):
     metrics = api.get("/metrics")
     assert metrics.status_code == 200 and metrics.headers["Content-Type"].startswith("text/plain")
     text = metrics.text
-    assert re.search(r'^architect_nodes\{level="healthy"\} [1-9]', text, re.M), text[:2000]
+    # w1 is graded from this machine's real CPU (a worker's own metrics): any live level
+    assert re.search(r'^architect_nodes\{level="(healthy|warning|critical)"\} [1-9]', text,
+                     re.M), text[:2000]
     assert 'architect_dispatch_latency_seconds_bucket{le="+Inf"}' in text
     inf = re.search(r'^architect_dispatch_latency_seconds_bucket\{le="\+Inf"\} (\S+)', text, re.M)
     assert float(inf.group(1)) >= 3, text          # three tasks started on the worker

@@ -47,6 +47,13 @@ def cards(s: dict) -> list:
                  cid="card-workers"),
             card("Alerts", s["alerts"]["active"], color=data.COLORS["critical"]
                  if s["alerts"]["active"] else None, cid="card-alerts")]
+    m = data.master()
+    if m.get("ha"):   # several masters: which one this page comes from
+        leader = m.get("leader") or {}
+        out.append(card("This master", m["role"], f"epoch {m['epoch']}" if m["role"] == "active"
+                        else f"forwarding to {leader.get('holder') or 'nobody yet'}",
+                        color=data.COLORS["healthy"] if m["role"] == "active" else None,
+                        cid="card-master"))
     return out
 
 
