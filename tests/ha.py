@@ -98,7 +98,7 @@ class Masters:
                                 timeout=timeout, **kw)
 
     def wait_workers(self, count: int, timeout: float = 20.0) -> list:
-        return wait_for(lambda: len(w := self.api("/api/workers").json()) >= count and w,
+        return wait_for(lambda: len(w := self.api("/api/workers").json()["workers"]) >= count and w,
                         timeout, what=f"{count} workers on the active master")
 
     def stop_all(self) -> None:

@@ -35,7 +35,7 @@ log = logging.getLogger("architect.lease")
 
 LEASE_LOCK = 0x61726369        # pg_advisory_lock key of the lease ("arci")
 HOLD_FRACTION = 0.6            # of ttl: how long after a renewal began the holder trusts it
-ACQUIRE_EVERY = 0.5            # seconds between a standby's attempts
+ACQUIRE_EVERY = 0.2            # seconds between a standby's attempts (one cheap query each)
 _NOW = "extract(epoch from clock_timestamp())"
 
 
