@@ -89,13 +89,22 @@ def dashboard_urls(config: Config) -> list[str]:
 def from_dashboards(urls: list[str], timeout: float = 5.0,
                     auth: tuple[str, str] | None = None) -> tuple[dict, str]:
     """(bus endpoints, the URL that gave them) from the first master that knows the active
-    broker; a standby answers with the active one's bus, and 503 during a failover."""
+    broker; a standby answers with the active one's bus, and 503 during a failover. Several
+    URLs are asked at once (a dead master must not cost a timeout before the next)."""
+    if len(urls) == 1:
+        return from_dashboard(urls[0], timeout=timeout, auth=auth), urls[0]
+    from concurrent.futures import ThreadPoolExecutor, as_completed
     errors = []
-    for url in urls:
-        try:
-            return from_dashboard(url, timeout=timeout, auth=auth), url
-        except DiscoveryError as exc:
-            errors.append(exc)
+    pool = ThreadPoolExecutor(max_workers=len(urls), thread_name_prefix="discover")
+    try:
+        futures = {pool.submit(from_dashboard, url, timeout, auth): url for url in urls}
+        for future in as_completed(futures):
+            try:
+                return future.result(), futures[future]
+            except DiscoveryError as exc:
+                errors.append(exc)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     if len(errors) == 1:
         raise errors[0]
     denied = [e for e in errors if e.status in (401, 403)]

@@ -71,7 +71,7 @@ def rediscover(config: Config, endpoints: dict, curve: dict | None):
     if not config.dashboard_url:
         return None
     try:
-        found, new_curve, _status = connect_info(config, config.node_name, timeout=2.0)
+        found, new_curve, _status = connect_info(config, config.node_name, timeout=1.0)
     except DiscoveryError as exc:
         log.debug("rediscovery failed: %s", exc)
         return None

@@ -9,7 +9,7 @@ from flask import g, has_request_context
 
 from architect.api.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, Unavailable
 from architect.bus.errors import RemoteError, RequestTimeout
-from architect.bus.rpc import RpcClient
+from architect.bus.rpc import RequestAborted, RpcClient
 
 _STATUS = {"bad_request": BadRequest, "not_found": NotFound, "unknown_method": BadRequest,
            "not_secured": Conflict, "conflict": Conflict, "forbidden": Forbidden,
@@ -29,6 +29,9 @@ class BrokerGateway:
         self.route = route
         self._local = threading.local()
 
+    def _target(self):
+        return self.route() if self.route is not None else (self.endpoint, self.curve)
+
     def _client(self) -> RpcClient:
         target = (self.endpoint, self.curve)
         if self.route is not None:
@@ -46,6 +49,23 @@ class BrokerGateway:
             self._local.target = target
         return client
 
+    def _forward(self, method, params, timeout, as_server):
+        """One call; with several masters it is given up as soon as the active broker
+        changes, and a read (a GET, or no web request) is then asked again of the new one."""
+        on_behalf = _open_route() if as_server else _on_behalf()
+        for attempt in range(2):
+            client = self._client()
+            if self.route is None:
+                return client.call(method, params or {}, timeout=timeout, on_behalf=on_behalf)
+            target = self._local.target
+            try:
+                return client.call(method, params or {}, timeout=timeout, on_behalf=on_behalf,
+                                   abort=lambda: self._target() != target)
+            except RequestAborted:
+                if attempt or not _is_read():
+                    raise
+        raise AssertionError("unreachable")
+
     def where(self) -> str:
         if self.route is None:
             return self.endpoint
@@ -57,10 +77,13 @@ class BrokerGateway:
         """Call the broker for the current request's user (its role is checked there), or
         as the web server itself (`as_server`: open routes such as joining the bus)."""
         try:
-            return self._client().call(method, params or {}, timeout=timeout,
-                                       on_behalf=_open_route() if as_server else _on_behalf())
+            return self._forward(method, params, timeout, as_server)
         except (OverflowError, ValueError, TypeError) as exc:  # e.g. an integer msgpack can't hold
             raise BadRequest(f"a value in the request cannot be sent on: {exc}") from None
+        except RequestAborted:
+            raise Unavailable("the active master changed while this request was under way: it "
+                              "may or may not have been carried out; try again (with an "
+                              "idempotency key for a submit)", code="no_leader") from None
         except RequestTimeout:
             raise Unavailable("the broker did not answer in time; is it running? "
                               f"({self.where()})") from None
@@ -78,6 +101,13 @@ class BrokerGateway:
             return True
         except Exception:
             return False
+
+
+def _is_read() -> bool:
+    if not has_request_context():
+        return True
+    from flask import request
+    return request.method in ("GET", "HEAD", "OPTIONS")
 
 
 def _on_behalf() -> dict | None:

@@ -262,7 +262,7 @@ class Broker(TaskCore):
                         stream.write(self.store, data)
             except Exception as exc:
                 if isinstance(exc, Fenced):  # another master leads: this broker must stop
-                    self.fenced = True
+                    self.fenced = str(exc) or "fenced"
                     log.error("%s; this broker stops", exc)
                 self.counters.inc("persist_errors")
                 self._write_backoff_until = now + 1.0

@@ -29,7 +29,8 @@ def holder_name(config) -> str:
 
 class Master:
     """Runs as one of _Together's runners (run / stop), beside the web server.
-    make_loop(epoch, holder) builds the broker loop for a won lease (binds the bus)."""
+    make_loop(epoch, holder, guard) builds the broker loop for a won lease (binds the bus);
+    guard() is False as soon as the lease is in doubt (the store then writes nothing)."""
 
     def __init__(self, config, make_loop, advert: dict, local_route):
         self.config = config
@@ -95,8 +96,9 @@ class Master:
             keeper.join(10)
 
     def _lead(self, epoch: int) -> None:
+        guard = lambda: self.lease.held(epoch)  # noqa: E731
         try:
-            loop = self.make_loop(epoch, self.holder)
+            loop = self.make_loop(epoch, self.holder, guard)
         except Exception as exc:  # e.g. the database went away while the broker loaded
             log.error("master %s: the broker could not start with epoch %d: %s", self.holder,
                       epoch, exc)
@@ -106,23 +108,50 @@ class Master:
         self._loop = loop
         self.role, self.since = "active", time.time()
         log.info("master %s: active, epoch %d", self.holder, epoch)
+        done = threading.Event()
+        watchdog = threading.Thread(target=self._watch, args=(loop, guard, done),
+                                    name="lease-watchdog", daemon=True)
+        watchdog.start()
         try:
-            loop.run(guard=lambda: self.lease.held(epoch))
+            loop.run(guard=guard)
         finally:
+            done.set()
             self._loop = None
             self.role, self.since = "standby", time.time()
         if self.stop_event.is_set():
             return
-        broker = getattr(loop, "broker", None) or getattr(getattr(loop, "loop", None), "broker", None)
-        why = "the database refused its epoch (another master took over)" \
-            if getattr(broker, "fenced", False) else "its lease was in doubt"
+        broker = _broker_of(loop)
+        fenced = getattr(broker, "fenced", False)
+        why = f"fenced ({fenced})" if fenced else "its lease was in doubt"
         self.last_demotion = f"epoch {epoch} ended at {time.time():.3f}: {why}"
         log.warning("master %s: standby again, %s", self.holder, why)
         if self.lease.epoch == epoch:
             self.lease.give_up(why)   # a fenced or failed loop: hand over at once
+
+    def _watch(self, loop, guard, done: threading.Event) -> None:
+        """When the lease goes into doubt while the broker's thread waits on the database
+        (a partition: the statement would wait for TCP), cut that wait short, so the loop
+        sees its guard at once and stops dispatching."""
+        while not done.wait(0.05):
+            if not guard():
+                store = _store_of(loop)
+                if store is not None and hasattr(store, "interrupt"):
+                    store.interrupt()
+                loop.stop()
+                return
 
     def stop(self) -> None:
         self.stop_event.set()
         loop = self._loop
         if loop is not None:
             loop.stop()
+
+
+def _broker_of(loop):
+    """The Broker of a BrokerLoop, or of the loop inside a local-bus runner."""
+    return getattr(loop, "broker", None) or getattr(getattr(loop, "loop", None), "broker", None)
+
+
+def _store_of(loop):
+    broker = _broker_of(loop)
+    return getattr(broker, "store", None)

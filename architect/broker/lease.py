@@ -94,7 +94,7 @@ class Lease:
         if self.conn is None or self.conn.closed or self.conn.broken:
             self._drop_conn()
             conn = connect(self.url, timeout=max(1.0, self.ttl / 2),
-                           name=lease_app_name(self.holder))
+                           name=lease_app_name(self.holder), io_timeout=self.ttl / 5)
             try:
                 postgres_migrations.apply(conn)  # the leader row must exist
                 conn.commit()

@@ -19,6 +19,13 @@ from architect.bus.messages import Reply, Request
 from architect.bus.transport import make_socket
 
 
+ABORT_EVERY = 0.2   # seconds between abort() checks while a call waits
+
+
+class RequestAborted(RequestTimeout):
+    """The caller's abort() said to stop waiting (no reply came in the meantime)."""
+
+
 class RpcClient:
     def __init__(self, endpoint: str, timeout: float = 5.0, curve: dict | None = None):
         self.endpoint = endpoint
@@ -41,15 +48,27 @@ class RpcClient:
             self._sock = None
 
     def call(self, method: str, params: dict | None = None, timeout: float | None = None,
-             on_behalf: dict | None = None):
+             on_behalf: dict | None = None, abort=None):
         """Send one request and return its result; raise RemoteError or RequestTimeout.
-        `on_behalf` {user, role, addr}: the master's web server calling for a web user."""
+        `on_behalf` {user, role, addr}: the master's web server calling for a web user.
+        `abort()`, asked every 0.2 s while waiting: True gives up at once (RequestAborted),
+        e.g. a standby's web server whose active broker changed under a forwarded call."""
         req_id = self._prefix + str(next(self._ids))
         sock = self._socket()
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         # a DEALER with no live connection (the broker down, or refusing this key's handshake)
         # would block in send: wait for room until the deadline instead
-        if not sock.poll(max(int((deadline - time.monotonic()) * 1000), 0) + 1, zmq.POLLOUT):
+        while True:
+            left = deadline - time.monotonic()
+            step = min(left, ABORT_EVERY) if abort is not None else left
+            if sock.poll(max(int(step * 1000), 0) + 1, zmq.POLLOUT):
+                break
+            if abort is not None and left > ABORT_EVERY and not abort():
+                continue
+            if abort is not None and left > ABORT_EVERY:
+                self._reset()
+                raise RequestAborted(f"'{method}' to {self.endpoint} abandoned: the broker "
+                                     "there is no longer the one to ask")
             self._reset()
             raise RequestTimeout(f"could not send '{method}' to the broker at {self.endpoint} "
                                  f"within {self.timeout if timeout is None else timeout:g}s "
@@ -63,7 +82,16 @@ class RpcClient:
                                  f"{self.endpoint}") from None
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not sock.poll(int(left * 1000) + 1):
+            if abort is not None and left > 0:
+                if not sock.poll(int(min(left, ABORT_EVERY) * 1000) + 1):
+                    if abort():
+                        self._reset()
+                        raise RequestAborted(f"'{method}' to {self.endpoint} abandoned: "
+                                             "the broker there is no longer the one to ask")
+                    continue
+            elif left <= 0 or not sock.poll(int(left * 1000) + 1):
+                left = 0
+            if left <= 0:
                 self._reset()
                 raise RequestTimeout(f"no reply from the broker at {self.endpoint} to "
                                      f"'{method}' within {self.timeout if timeout is None else timeout:g}s")

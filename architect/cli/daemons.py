@@ -175,7 +175,7 @@ class _LocalBus:
         self.loop.stop()
 
 
-def _broker_loop(cfg, epoch: int | None = None, holder: str = ""):
+def _broker_loop(cfg, epoch: int | None = None, holder: str = "", guard=None):
     """The broker loop, its bus bound. With several masters (ha.Master calls this when it
     wins the lease) every transaction is fenced by `epoch`, and the CURVE keys come from the
     database first."""
@@ -192,7 +192,7 @@ def _broker_loop(cfg, epoch: int | None = None, holder: str = ""):
             lock = localbus.prepare(endpoints.ipc_dir)
         elif cfg.bus_host in ("127.0.0.1", "localhost", "::1"):
             localbus.clear_stale(local_bus_dir(cfg.data_dir))
-        store = open_store(cfg, epoch, holder)
+        store = open_store(cfg, epoch, holder, guard)
         if cfg.database_url and cfg.curve_enabled:
             from architect.broker import keymirror
             keymirror.pull(store.conn, Path(cfg.data_dir) / "keys")
@@ -282,7 +282,7 @@ def _broker_runner(cfg, use_ssl: bool = False):
         except Exception as exc:
             raise click.ClickException(f"master cannot start: {exc}") from None
     local = (_local_control(cfg), local_client(cfg.data_dir) if cfg.curve_enabled else None)
-    master = Master(cfg, lambda epoch, holder: _broker_loop(cfg, epoch, holder),
+    master = Master(cfg, lambda epoch, holder, guard: _broker_loop(cfg, epoch, holder, guard),
                     _advert(cfg, use_ssl), local)
     click.echo(f"master {master.holder}: several masters may share {cfg.database_url.split('@')[-1]}"
                "; this one is standby until it holds the lease", err=True)

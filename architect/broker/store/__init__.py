@@ -16,13 +16,15 @@ from architect.broker.store.sqlite_accounts import AccountStore
 SQLiteStore = Store
 
 
-def open_store(config, epoch: int | None = None, holder: str = "") -> BaseStore:
+def open_store(config, epoch: int | None = None, holder: str = "", guard=None) -> BaseStore:
     """The broker's store for this Config: PostgreSQL when database_url is set, else SQLite
     in the data dir (config.db_path). `epoch`: the leader epoch that fences every
-    transaction (PostgreSQL with several masters, lease.py); `holder` names the lease."""
+    transaction (PostgreSQL with several masters, lease.py); `holder` names the lease and
+    guard() says whether it is still held (no write begins when it is not)."""
     if config.database_url:
         from architect.broker.store.postgres import Store as PostgresStore
-        return PostgresStore(config.database_url, epoch=epoch, holder=holder)
+        return PostgresStore(config.database_url, epoch=epoch, holder=holder, guard=guard,
+                             io_timeout=config.lease_ttl / 5 if epoch is not None else None)
     return Store(config.db_path)
 
 

@@ -71,10 +71,16 @@ def broker_app_name(holder: str) -> str:
 
 
 def connect(url: str, readonly: bool = False, timeout: float = CONNECT_TIMEOUT,
-            name: str | None = None, **kw) -> psycopg.Connection:
+            name: str | None = None, io_timeout: float | None = None,
+            **kw) -> psycopg.Connection:
     """A connection to `url`; readonly: autocommit, default_transaction_read_only on.
-    TCP keepalives are short, so a session whose peer vanished does not linger for hours."""
+    TCP keepalives are short, so a session whose peer vanished does not linger for hours.
+    io_timeout (seconds, TCP connections): a statement whose packets go unacknowledged
+    that long fails (tcp_user_timeout) instead of waiting out TCP's retransmissions: a
+    master cut off from the database must find out within its lease's hold time."""
     options = "-c default_transaction_read_only=on" if readonly else None
+    if io_timeout is not None:
+        kw["tcp_user_timeout"] = max(200, int(io_timeout * 1000))
     return psycopg.connect(url, autocommit=readonly, connect_timeout=max(1, int(timeout)),
                            application_name=name or ("architect-reader" if readonly
                                                      else "architect-broker"),
@@ -104,17 +110,23 @@ class Store(AccountStore, BaseStore):
     broker loop thread. Method contracts: base.BaseStore."""
     errors = (psycopg.Error,)
 
-    def __init__(self, url: str, epoch: int | None = None, holder: str = ""):
+    def __init__(self, url: str, epoch: int | None = None, holder: str = "",
+                 guard=None, io_timeout: float | None = None):
         self.url = url
         self.epoch = epoch      # set: every transaction is fenced by it (lease.py)
         self.holder = holder    # in application_name, so a new leader can cut this one off
+        # several masters: guard() is the lease (held?); without it no transaction begins
+        # and no lost connection is reopened, so a demoted leader never waits on the network
+        self.guard = guard
+        self.io_timeout = io_timeout
         self.path = redact(url)   # shown in stats; not a file
         self._depth = 0
         self._durable = True
         self.conn = self._connect()
 
     def _connect(self, timeout: float = CONNECT_TIMEOUT) -> psycopg.Connection:
-        conn = connect(self.url, timeout=timeout, name=broker_app_name(self.holder))
+        conn = connect(self.url, timeout=timeout, name=broker_app_name(self.holder),
+                       io_timeout=self.io_timeout)
         try:
             postgres_migrations.apply(conn)
             conn.execute("SET synchronous_commit = on")
@@ -129,6 +141,7 @@ class Store(AccountStore, BaseStore):
         """Before an outer transaction or a statement on its own: a live connection with no
         transaction open."""
         if self.conn.closed or self.conn.broken:
+            self._check_guard()
             try:
                 self.conn.close()
             finally:
@@ -136,11 +149,33 @@ class Store(AccountStore, BaseStore):
         elif self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             self.conn.rollback()
 
+    def _check_guard(self) -> None:
+        if self.guard is not None and not self.guard():
+            raise Fenced(f"the lease of epoch {self.epoch} is in doubt: not writing")
+
+    def interrupt(self) -> None:
+        """From another thread (the master's watchdog): make a statement that waits on a
+        dead network fail now, by shutting the connection's socket down."""
+        import os
+        import socket
+        try:
+            fd = self.conn.pgconn.socket
+            sock = socket.socket(fileno=os.dup(fd))
+        except (OSError, psycopg.Error, ValueError):
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
     # --- transactions ---------------------------------------------------------------
     @contextmanager
     def transaction(self, durable: bool = True):
         outer = self._depth == 0
         if outer:
+            self._check_guard()
             self._ready()
         before = self._durable
         with _fencing(), self.conn.transaction():
