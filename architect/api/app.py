@@ -93,6 +93,19 @@ def _api_options(app: Flask) -> None:
     app.make_default_options_response = options_response
 
 
+def _database_view(config: Config):
+    from architect.broker.standby_reads import DatabaseView
+    return DatabaseView(config)
+
+
+def _mark_source(response):
+    """A read answered from the database (no active broker to ask) says so."""
+    from flask import g
+    if g.get("architect_source"):
+        response.headers["X-Architect-Source"] = g.architect_source
+    return response
+
+
 def create_app(config: Config, credentials=None, with_ui: bool = True,
                control_endpoint: str | None = None, ha=None) -> Flask:
     """The Flask app. `credentials` (user, password) turns on Basic auth for every route but
@@ -105,9 +118,11 @@ def create_app(config: Config, credentials=None, with_ui: bool = True,
     endpoint = control_endpoint or client_endpoints(config).control
     gateway = BrokerGateway(endpoint, timeout=config.request_timeout,
                             curve=local_client(config.data_dir) if config.curve_enabled else None,
-                            route=ha.route if ha is not None else None)
+                            route=ha.route if ha is not None else None,
+                            fallback=_database_view(config) if ha is not None else None)
     app.extensions["architect"] = AppState(config, gateway, Metrics(gateway), routes.ROUTES, ha)
     errors.install(app)
+    app.after_request(_mark_source)
     _api_options(app)
     guard.install(app, config)
     auth.install(app, credentials)

@@ -22,11 +22,14 @@ class BrokerGateway:
     every call there (ha.Master.route)."""
 
     def __init__(self, control_endpoint: str, timeout: float = 5.0, curve: dict | None = None,
-                 route=None):
+                 route=None, fallback=None):
         self.endpoint = control_endpoint
         self.curve = curve
         self.timeout = timeout
         self.route = route
+        # several masters: reads nobody active can answer come from the database
+        # (standby_reads.DatabaseView), marked X-Architect-Source: database
+        self.fallback = fallback
         self._local = threading.local()
 
     def _target(self):
@@ -50,21 +53,35 @@ class BrokerGateway:
         return client
 
     def _forward(self, method, params, timeout, as_server):
-        """One call; with several masters it is given up as soon as the active broker
-        changes, and a read (a GET, or no web request) is then asked again of the new one."""
+        """One call. With several masters it is given up as soon as the active broker
+        changes, and a read (a GET, or no web request) is then asked again of the new one;
+        a read nobody active answers comes from the database."""
         on_behalf = _open_route() if as_server else _on_behalf()
+        if self.route is None:
+            return self._client().call(method, params or {}, timeout=timeout,
+                                       on_behalf=on_behalf)
         for attempt in range(2):
+            if self.route() is None:   # a failover under way: nobody to forward to
+                break
             client = self._client()
-            if self.route is None:
-                return client.call(method, params or {}, timeout=timeout, on_behalf=on_behalf)
             target = self._local.target
             try:
                 return client.call(method, params or {}, timeout=timeout, on_behalf=on_behalf,
                                    abort=lambda: self._target() != target)
             except RequestAborted:
-                if attempt or not _is_read():
+                if not _is_read():
                     raise
-        raise AssertionError("unreachable")
+            except RequestTimeout:
+                if not _is_read() or self.fallback is None:
+                    raise
+                break
+        if self.fallback is None or not _is_read():
+            raise Unavailable("no master is active right now (a failover is under way); "
+                              "try again in a few seconds", code="no_leader")
+        result = self.fallback.call(method, params, on_behalf)
+        if has_request_context():
+            g.architect_source = "database"
+        return result
 
     def where(self) -> str:
         if self.route is None:
@@ -88,8 +105,8 @@ class BrokerGateway:
             raise Unavailable("the broker did not answer in time; is it running? "
                               f"({self.where()})") from None
         except RemoteError as exc:
-            if exc.code == "store_unavailable":
-                raise Unavailable(exc.message, code="store_unavailable") from None
+            if exc.code in ("store_unavailable", "no_leader"):
+                raise Unavailable(exc.message, code=exc.code) from None
             cls = _STATUS.get(exc.code)
             if cls is None:
                 raise ApiError(exc.message, code=exc.code, status=502) from None
