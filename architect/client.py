@@ -125,15 +125,21 @@ class Client:
 
     def _follow(self) -> None:
         """After a timeout: ask the dashboards again which broker is active, so the next
-        call goes there (several masters: a failover)."""
+        call goes there (several masters: a failover). The client keeps its key: it does
+        not join again (a revoked key stays out)."""
         found = getattr(self, "_found", None)
         if found is None:
             return
-        from architect.discovery import DiscoveryError, connect_info
+        from architect.discovery import DiscoveryError, dashboard_urls, from_dashboards
+        cfg = found[0]
+        login = (cfg.user, cfg.password) if cfg.user and cfg.password else None
         try:
-            endpoints, curve, _status = connect_info(found[0], found[1], timeout=2.0)
+            endpoints, _url = from_dashboards(dashboard_urls(cfg), timeout=2.0, auth=login)
         except DiscoveryError:
             return
+        curve, server = self._rpc.curve, endpoints.get("server_key")
+        if curve and server:
+            curve = {**curve, "server": server.encode()}
         if endpoints["control"] != self.endpoint or curve != self._rpc.curve:
             self._rpc.close()
             self._open(endpoints["control"], curve, self.timeout)

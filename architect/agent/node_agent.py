@@ -21,7 +21,7 @@ from architect.bus.rpc import RpcClient
 from architect.bus.localbus import why_unreachable
 from architect.bus.transport import LOOPBACK_HOSTS, local_bus_dir, make_socket
 from architect.config import Config
-from architect.discovery import DiscoveryError, connect_info
+from architect.discovery import DiscoveryError, connect_info, dashboard_urls, from_dashboards
 
 log = logging.getLogger("architect.agent")
 
@@ -67,11 +67,18 @@ def resolve_endpoints(config: Config, stop: threading.Event) -> tuple[dict, dict
 def rediscover(config: Config, endpoints: dict, curve: dict | None):
     """The bus went quiet: ask the dashboard(s) again once (several masters: a standby or
     the load balancer names the active broker). New (endpoints, curve) when they changed,
-    else None."""
+    else None. This node keeps its key: it does not join again (a revoked key stays out
+    until an operator lets it back), unless the bus became secured meanwhile."""
     if not config.dashboard_url:
         return None
     try:
-        found, new_curve, _status = connect_info(config, config.node_name, timeout=1.0)
+        found, _url = from_dashboards(dashboard_urls(config), timeout=1.0,
+                                      auth=_login(config))
+        server = found.get("server_key")
+        if server and curve is None:   # the bus was open and is secured now: join it
+            found, new_curve, _status = connect_info(config, config.node_name, timeout=1.0)
+        else:
+            new_curve = {**curve, "server": server.encode()} if curve and server else curve
     except DiscoveryError as exc:
         log.debug("rediscovery failed: %s", exc)
         return None
@@ -80,6 +87,10 @@ def rediscover(config: Config, endpoints: dict, curve: dict | None):
     log.warning("the active broker is now at %s (was %s)", found["control"],
                 endpoints.get("control"))
     return found, new_curve
+
+
+def _login(config: Config):
+    return (config.user, config.password) if config.user and config.password else None
 
 
 def _unusable(config: Config, endpoints: dict) -> tuple[str, str] | None:

@@ -135,7 +135,7 @@ class Master:
         while not done.wait(0.05):
             if not guard():
                 store = _store_of(loop)
-                if store is not None and hasattr(store, "interrupt"):
+                if store is not None:
                     store.interrupt()
                 loop.stop()
                 return

@@ -83,6 +83,11 @@ class BaseStore(ABC):
     def close(self) -> None:
         """Close the connection. Nothing may be called after."""
 
+    @abstractmethod
+    def interrupt(self) -> None:
+        """From another thread: make the statement running now fail at once (a broker whose
+        lease went into doubt while it waits on the database, ha.py). Harmless when idle."""
+
     # --- loading at start ---------------------------------------------------------------
     @abstractmethod
     def load_nodes(self) -> list[dict]:

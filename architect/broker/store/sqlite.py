@@ -267,6 +267,9 @@ class Store(AccountStore, BaseStore):
     def count(self, table: str) -> int:
         return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
+    def interrupt(self) -> None:
+        self.conn.interrupt()
+
     def bus_keys(self) -> list[tuple]:
         return [tuple(r) for r in self.conn.execute(
             "SELECT folder, name, public, secret, role FROM bus_keys ORDER BY folder, name")]
