@@ -39,7 +39,11 @@ def pg_bin() -> Path:
 class PgServer:
     """initdb + pg_ctl on 127.0.0.1:`port`; `url(db)`, `create_database()`, `stop()`."""
 
-    def __init__(self, tmp: Path | None = None, port: int | None = None):
+    def __init__(self, tmp: Path | None = None, port: int | None = None,
+                 listen: tuple[str, ...] = (), hba: tuple[str, ...] = ()):
+        """listen: addresses to listen on besides 127.0.0.1 (a test's bridge); hba: lines
+        appended to pg_hba.conf at initdb (who may connect from there, and how)."""
+        self.listen, self.hba = tuple(listen), tuple(hba)
         self.bin = pg_bin()
         self.dir = Path(tmp or tempfile.mkdtemp(prefix="architect-pg-"))
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +69,11 @@ class PgServer:
         if not (self.data / "PG_VERSION").exists():
             self._run(self.bin / "initdb", "-D", self.data, "-A", "trust", "-U", USER,
                       "--no-sync", "-E", "UTF8", "--locale", "C.UTF-8")
-        opts = (f"-k {self.dir} -p {self.port} -c listen_addresses=127.0.0.1 "
+            if self.hba:
+                with open(self.data / "pg_hba.conf", "a") as conf:
+                    conf.write("".join(f"{line}\n" for line in self.hba))
+        listen = ",".join(("127.0.0.1", *self.listen))
+        opts = (f"-k {self.dir} -p {self.port} -c listen_addresses={listen} "
                 "-c fsync=on -c max_connections=200")
         done = self._run(self.bin / "pg_ctl", "-D", self.data, "-o", opts, "-l", self.log,
                          "-w", "-t", "60", "start", check=False)

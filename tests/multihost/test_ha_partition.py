@@ -112,23 +112,11 @@ class BridgePg(PgServer):
     a password). Loopback stays trusted, for the test's own queries."""
 
     def __init__(self, ip: str, subnet: str):
-        super().__init__()
+        super().__init__(listen=(ip,), hba=(f"host all {USER} {subnet} scram-sha-256",))
         self.ip, self.subnet = ip, subnet
 
     def start(self) -> "BridgePg":
-        if not (self.data / "PG_VERSION").exists():
-            self._run(self.bin / "initdb", "-D", self.data, "-A", "trust", "-U", USER,
-                      "--no-sync", "-E", "UTF8", "--locale", "C.UTF-8")
-            with open(self.data / "pg_hba.conf", "a") as hba:
-                hba.write(f"host all {USER} {self.subnet} scram-sha-256\n")
-        opts = (f"-k {self.dir} -p {self.port} -c listen_addresses=127.0.0.1,{self.ip} "
-                "-c fsync=on -c max_connections=200")
-        done = self._run(self.bin / "pg_ctl", "-D", self.data, "-o", opts, "-l", self.log,
-                         "-w", "-t", "60", "start", check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"PostgreSQL did not start: {done.stderr.strip()}\n"
-                               f"{self.log.read_text() if self.log.exists() else ''}")
-        self.wait()
+        super().start()
         import psycopg
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f"ALTER USER {USER} PASSWORD '{PG_PASSWORD}'")
