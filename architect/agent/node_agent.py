@@ -124,7 +124,6 @@ class NodeAgent:
         self._pub: zmq.Socket | None = None
         self._curve: dict | None = None
         self._rpc: RpcClient | None = None
-        self._quiet = 0           # beats in a row the broker did not answer a ping
 
     def start(self) -> None:
         self.endpoints, self._curve = resolve_endpoints(self.config, self.stop_event)
@@ -133,28 +132,27 @@ class NodeAgent:
         self._rpc = RpcClient(self.endpoints["control"], timeout=self.config.request_timeout,
                               curve=self._curve)
 
-    def check_broker(self, now: float) -> None:
-        """With dashboard URLs: a ping per beat (a short timeout); two unanswered in a row
-        mean the bus is quiet: find the active broker again (a failover) and move there."""
+    def check_broker(self, now: float) -> bool:
+        """With dashboard URLs: a ping per beat (a short timeout); an unanswered one means
+        the bus is quiet: ask the dashboards which broker is active (a failover) and move
+        there. The same broker still named: nothing changes. True when it moved."""
         if not self.config.dashboard_url:
-            return
+            return False
         try:
             self._rpc.call("ping", timeout=min(1.0, self.config.heartbeat_interval / 2))
-            self._quiet = 0
-            return
+            return False
         except BusError:
-            self._quiet += 1
-        if self._quiet < 2:
-            return
+            pass
         moved = rediscover(self.config, self.endpoints, self._curve)
         if moved is None:
-            return
+            return False
         self.endpoints, self._curve = moved
         self._rpc.close()
         self._rpc = RpcClient(self.endpoints["control"], timeout=self.config.request_timeout,
                               curve=self._curve)
         self._connect_pub()
-        self._quiet, self.registered, self._next_register = 0, False, 0.0
+        self.registered, self._next_register = False, 0.0
+        return True
 
     def _connect_pub(self) -> None:
         """(Re)open the heartbeat socket. A CURVE handshake refused while this node's key was
@@ -205,7 +203,8 @@ class NodeAgent:
                 if not self.registered and now >= self._next_register:
                     self.register(now)
                 self.beat(now)
-                self.check_broker(now)
+                if self.check_broker(now):
+                    continue   # moved to the new broker: register and beat there now
                 next_beat += self.config.heartbeat_interval
                 self.stop_event.wait(max(0.0, next_beat - time.monotonic()))
         finally:
