@@ -73,6 +73,12 @@ class PirateClock:
         self.backoff = min(self.backoff * 2, self.reconnect_max)
         return wait
 
+    def gone(self) -> None:
+        """The broker said it is leaving: count it dead now; reconnect after half an
+        interval (another master needs a moment to take over)."""
+        self.heard_at = float("-inf")
+        self.backoff = self.interval / 2
+
     def reconnected(self, now: float) -> None:
         """A new socket: give the broker a full liveness window (the backoff stays)."""
         self.heard_at = now
@@ -262,7 +268,9 @@ class TaskWorker:
         self._sent_at.pop((msg.task_id, msg.attempt), None)
 
     def _on_ping(self, msg: BrokerPing) -> None:
-        pass  # hearing anything counts
+        if msg.leaving:   # hearing anything counts; a broker that stops says so
+            log.info("the broker is stopping; looking for the active one")
+            self.clock.gone()
 
     BROKER_HANDLERS = {TaskAssign: _on_task, TaskCancel: _on_cancel, TaskAck: _on_ack,
                        BrokerPing: _on_ping}

@@ -19,7 +19,7 @@ from architect.broker.methods import LOCAL
 from architect.broker.work import WORK_HANDLERS, BadWorkerMessage
 from architect.bus.codec import decode, encode
 from architect.bus.errors import ProtocolError
-from architect.bus.messages import Event, Heartbeat, Reply, Request
+from architect.bus.messages import BrokerPing, Event, Heartbeat, Reply, Request
 from architect.bus.transport import (WORK_MAX_MESSAGE, Endpoints, make_socket,
                                      split_router_frames)
 
@@ -291,12 +291,25 @@ class BrokerLoop:
     def stop(self) -> None:
         self.stop_event.set()
 
+    def _say_goodbye(self) -> None:
+        """A clean stop: tell every worker, so each looks for the active broker at once
+        (several masters) instead of after its liveness window."""
+        bye = encode(BrokerPing(ts=time.time(), leaving=True))
+        for worker in list(self.broker.pool.by_id.values()):
+            try:
+                self.work.send_multipart([worker.identity, bye], zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+
     def close(self) -> None:
+        if self.stop_event.is_set() and not self.broker.fenced:
+            self._say_goodbye()
         try:
             self.broker.close()
         finally:
-            for sock in (self.hb, self.control, self.events, self.work):
+            for sock in (self.hb, self.control, self.events):
                 sock.close(0)
+            self.work.close(200)   # the goodbyes still go out (linger 200 ms)
             if self.security is not None:
                 self.security.stop()
 

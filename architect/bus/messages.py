@@ -108,9 +108,12 @@ class WorkerBye:
 @message
 class BrokerPing:
     """Broker → worker every interval. A worker that hears nothing from the broker for
-    `liveness` intervals reconnects and sends `ready` again (Paranoid Pirate)."""
+    `liveness` intervals reconnects and sends `ready` again (Paranoid Pirate). `leaving`:
+    the broker is stopping (several masters: another may take over): reconnect now, asking
+    the dashboards where the active broker is, instead of waiting out the liveness."""
     TYPE = "bping"
     ts: float
+    leaving: bool = False
 
 
 @message

@@ -363,8 +363,10 @@ def server(ctx, data_dir, bus_host, bus_port, database_url, host, port, use_ssl,
                           database_url=database_url)
         setup_logging(cfg.log_level)
         runner, ha = _broker_runner(cfg, use_ssl)
-        _run_with_signals(_Together([runner, _web_server(cfg, use_ssl, local_broker=True,
-                                                         ha=ha)]))
+        web = _web_server(cfg, use_ssl, local_broker=True, ha=ha)
+        # _Together stops the last runner first: a master hands its lease over before the
+        # web server takes its time to stop
+        _run_with_signals(_Together([web, runner] if ha is not None else [runner, web]))
     run_as(ctx, "server", as_daemon, show_status, do_stop, start)
 
 
