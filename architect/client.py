@@ -121,6 +121,8 @@ class Client:
     def _open(self, endpoint: str, curve: dict | None, timeout: float) -> None:
         self.endpoint = endpoint  # the control socket this client talks to
         self.timeout = timeout
+        if not hasattr(self, "_inflight"):   # kept across a reconnect (_follow)
+            self._inflight: list[Submission] = []
         self._rpc = RpcClient(endpoint, timeout=timeout, curve=curve)
 
     def _follow(self) -> None:
@@ -164,6 +166,51 @@ class Client:
         max_attempts, retries, retry_backoff, priority, idempotency_key."""
         return self.call("task.submit", {"task_type": task_type, "payload": payload or {},
                                          **_clean(options)})
+
+    def submit_async(self, task_type: str, payload: dict | None = None,
+                     **options) -> "Submission":
+        """Submit one task without waiting for the broker: returns when the request is
+        sent — nothing is durable yet. The Submission's id / status / created (or
+        .result()) wait for the broker's answer, which comes once the task is committed
+        (durable); flush() waits for every submission in flight. Submits in flight share
+        the broker's group commits, so a loop of submit_async() pays about one commit per
+        loop iteration of the broker, not one per task. Same options as submit()."""
+        rpc = self._rpc
+        if rpc.in_flight >= MAX_IN_FLIGHT:   # back-pressure: settle the oldest first
+            self._settle(self._inflight[0])
+        req_id = rpc.send("task.submit", {"task_type": task_type, "payload": payload or {},
+                                          **_clean(options)})
+        handle = Submission(self, req_id)
+        self._inflight.append(handle)
+        return handle
+
+    def flush(self, timeout: float | None = None) -> list["Submission"]:
+        """Wait until every submission in flight is answered: on return, every one that
+        was accepted is durable. The submissions; the first refused one raises its error
+        (RequestRejected) after all are settled (the others' handles stay readable)."""
+        done, self._inflight = list(getattr(self, "_inflight", [])), []
+        for handle in done:
+            self._settle(handle, timeout)
+        for handle in done:
+            if handle.error is not None:
+                raise handle.error
+        return done
+
+    def _settle(self, handle: "Submission", timeout: float | None = None) -> None:
+        if handle.settled:
+            return
+        try:
+            handle.value = self._rpc.receive(handle.req_id, timeout)
+        except RequestTimeout as exc:
+            handle.error = BrokerUnavailable(f"submission not answered: {exc}")
+        except RemoteError as exc:
+            handle.error = RequestRejected(exc.code, exc.message)
+        except KeyError:   # the socket was reset (a timeout): its reply will never come
+            handle.error = BrokerUnavailable("submission lost: the connection to the broker "
+                                             "was reset before its answer came")
+        handle.settled = True
+        if handle in self._inflight:
+            self._inflight.remove(handle)
 
     def submit_many(self, specs: Iterable[dict]) -> list[dict]:
         """Submit many task specs (dicts of submit's params) in one request per 5,000."""
@@ -241,13 +288,65 @@ class Client:
         return self.call("placement.recommend", {"count": count, "requirements": requirements or []})
 
     def close(self) -> None:
-        self._rpc.close()
+        """Close the connection (after waiting for submissions in flight: see flush())."""
+        try:
+            for handle in list(self._inflight):
+                self._settle(handle)
+        finally:
+            self._rpc.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+MAX_IN_FLIGHT = 1000   # submit_async() requests unanswered at once (the socket's queue)
+
+
+class Submission:
+    """A task submitted with submit_async(). Reading id, status, created or result() waits
+    for the broker's answer (the task is then durable), or raises why it was refused."""
+
+    def __init__(self, client: Client, req_id: str):
+        self.client, self.req_id = client, req_id
+        self.settled = False
+        self.value: dict | None = None
+        self.error: Exception | None = None
+
+    def result(self, timeout: float | None = None) -> dict:
+        """{id, status, created}, once durable; RequestRejected / BrokerUnavailable."""
+        self.client._settle(self, timeout)
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    @property
+    def id(self) -> int:
+        return self.result()["id"]
+
+    @property
+    def status(self) -> str:
+        return self.result()["status"]
+
+    @property
+    def created(self) -> bool:
+        return self.result()["created"]
+
+    @property
+    def done(self) -> bool:
+        """Answered already (no waiting)?"""
+        if not self.settled:
+            self.client._rpc.take_replies()
+            if self.client._rpc.has_reply(self.req_id):
+                self.client._settle(self)
+        return self.settled
+
+    def __repr__(self) -> str:
+        state = self.value if self.settled and self.error is None else \
+            f"error {self.error}" if self.settled else "in flight"
+        return f"<Submission {state}>"
 
 
 def default_key_name() -> str:

@@ -32,17 +32,19 @@ def raw_body() -> bytes:
     return g.raw_body
 
 
-def json_body() -> dict:
-    """The request's JSON object; 400 when it is missing, not JSON, or not an object."""
+def json_body(arrays: bool = False) -> dict | list:
+    """The request's JSON object (or, with `arrays`, a JSON array too); 400 when it is
+    missing, not JSON, or neither."""
     raw = raw_body()
+    wanted = "a JSON object or array" if arrays else "a JSON object"
     if not raw.strip():
-        raise BadRequest("request body must be a JSON object")
+        raise BadRequest(f"request body must be {wanted}")
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadRequest("request body must be a JSON object")
+    if not isinstance(data, dict) and not (arrays and isinstance(data, list)):
+        raise BadRequest(f"request body must be {wanted}")
     return data  # integers beyond 64 bits in what is forwarded: the gateway answers 400
 
 

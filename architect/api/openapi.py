@@ -95,6 +95,14 @@ SCHEMAS = {
                           "requirements": nullable(CAPS), "payload": nullable(OBJ)},
                          ("task_type",)),
     "Submitted": obj({"id": INT, "status": STATE, "created": BOOL}, ("id", "status")),
+    # POST /api/tasks takes one task or a JSON array of them (one commit for the batch)
+    "TaskSubmissions": {"oneOf": [ref("TaskSubmission"), {
+        "type": "array", "minItems": 1, "maxItems": 10000, "items": ref("TaskSubmission")}]},
+    "SubmittedOrBatch": {"oneOf": [ref("Submitted"), obj({
+        "tasks": {"type": "array", "items": {"oneOf": [ref("Submitted"), obj(
+            {"error": obj({"code": STR, "message": STR}, ("code", "message"))},
+            ("error",))]}},
+        "count": INT, "created": INT, "rejected": INT}, ("tasks", "count"))]},
     "Task": obj({"id": INT, "task_type": STR, "status": STATE, "payload": OBJ, "attempt": INT,
                  "assigned_node": nullable(STR), "result": nullable(OBJ), "error": nullable(STR),
                  "placement": nullable(OBJ), "final": BOOL}, ("id", "status", "task_type")),

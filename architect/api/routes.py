@@ -72,8 +72,9 @@ ROUTES = (
           "Place tasks on a node again", "nodes", "Node"),
     Route("/api/tasks", ("GET",), tasks.list_tasks, "List tasks, newest first", "tasks", "TaskList",
           query=TASK_Q, errors=(400, 503)),
-    Route("/api/tasks", ("POST",), tasks.submit_task, "Submit a task", "tasks", "Submitted", 201,
-          body="TaskSubmission", errors=(400, 404, 413, 503), extra_ok=(200,)),
+    Route("/api/tasks", ("POST",), tasks.submit_task, "Submit a task, or a JSON array of "
+          "tasks in one commit", "tasks", "SubmittedOrBatch", 201,
+          body="TaskSubmissions", errors=(400, 404, 413, 503), extra_ok=(200,)),
     Route("/api/tasks/assign-optimal", ("POST",), tasks.assign_optimal,
           "Best node for a task now; with a payload, submit it there", "placement", "Assignment",
           body="AssignRequest", errors=(400, 404, 413, 503)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Response, current_app, jsonify, request
 
+from architect.api.errors import BadRequest
 from architect.api.inputs import (field, json_body, path_id, query_flag, query_int,
                                   query_str)
 from architect.api.views_nodes import _check_json_list, broker
@@ -34,9 +35,37 @@ def list_tasks():
     return jsonify({"tasks": tasks, "count": len(tasks)})
 
 
+MAX_BATCH = 10_000   # tasks in one POST /api/tasks array (the broker's submit_many limit)
+
+
 def submit_task():
-    out = broker().call("task.submit", _spec(json_body()))
-    return jsonify(out), 201 if out["created"] else 200
+    """One task (an object), or a JSON array of tasks committed together: the answer
+    comes once the whole batch is durable; each item is {id, status, created} or, for an
+    item that is not a valid task, {error: {code, message}} (the others still go in)."""
+    data = json_body(arrays=True)
+    if isinstance(data, dict):
+        out = broker().call("task.submit", _spec(data))
+        return jsonify(out), 201 if out["created"] else 200
+    if not data:
+        raise BadRequest("the array of tasks is empty")
+    if len(data) > MAX_BATCH:
+        raise BadRequest(f"at most {MAX_BATCH} tasks in one request, got {len(data)}")
+    specs, out = [], [None] * len(data)
+    for i, item in enumerate(data):
+        try:
+            if not isinstance(item, dict):
+                raise BadRequest("each task must be a JSON object")
+            specs.append((i, _spec(item)))
+        except BadRequest as exc:
+            out[i] = {"error": {"code": exc.code, "message": f"task {i}: {exc.message}"}}
+    if specs:
+        done = broker().call("task.submit_many", {"tasks": [s for _, s in specs]})
+        for (i, _), item in zip(specs, done):
+            out[i] = item
+    created = sum(1 for item in out if item.get("created"))
+    rejected = sum(1 for item in out if "error" in item)
+    return jsonify({"tasks": out, "count": len(out), "created": created,
+                    "rejected": rejected}), 201 if created else 200
 
 
 def get_task(task_id):

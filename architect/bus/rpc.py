@@ -34,6 +34,8 @@ class RpcClient:
         self._ids = itertools.count(1)
         self._prefix = f"{os.getpid()}-{id(self):x}-"
         self._sock: zmq.Socket | None = None
+        self._pending: set[str] = set()       # sent with send(), no reply read yet
+        self._replies: dict[str, Reply] = {}  # read, not yet receive()d
 
     def _socket(self) -> zmq.Socket:
         if self._sock is None:
@@ -46,6 +48,7 @@ class RpcClient:
         if self._sock is not None:
             self._sock.close(0)
             self._sock = None
+        self._pending.clear()   # whatever was in flight has no reply coming any more
 
     def call(self, method: str, params: dict | None = None, timeout: float | None = None,
              on_behalf: dict | None = None, abort=None):
@@ -99,12 +102,80 @@ class RpcClient:
                 reply = decode(sock.recv(), max_size=1 << 30, trusted=True)
             except ProtocolError:
                 continue
+            if isinstance(reply, Reply) and reply.id in self._pending:
+                self._pending.discard(reply.id)   # one of send()'s: kept for receive()
+                self._replies[reply.id] = reply
+                continue
             if not isinstance(reply, Reply) or (reply.id != req_id and reply.id is not None):
                 continue  # a late reply to an earlier request
             if reply.ok:
                 return reply.result
             err = reply.error or {}
             raise RemoteError(str(err.get("code", "error")), str(err.get("message", "")))
+
+    # --- several requests in flight on one DEALER (pipelining) ----------------------------
+    def send(self, method: str, params: dict | None = None,
+             on_behalf: dict | None = None) -> str:
+        """Send a request without waiting for its reply; its id, for receive(). The broker
+        answers requests in the order of its loop, each reply after the commit it needs;
+        many in flight share one commit. RequestTimeout if it cannot be sent within the
+        timeout (no broker)."""
+        req_id = self._prefix + str(next(self._ids))
+        sock = self._socket()
+        if not sock.poll(int(self.timeout * 1000) + 1, zmq.POLLOUT):
+            self._reset()
+            raise RequestTimeout(f"could not send '{method}' to the broker at {self.endpoint} "
+                                 f"within {self.timeout:g}s")
+        sock.send(encode(Request(id=req_id, method=method, params=params or {},
+                                 on_behalf=on_behalf)), zmq.NOBLOCK)
+        self._pending.add(req_id)
+        return req_id
+
+    def receive(self, req_id: str, timeout: float | None = None):
+        """The result of a request sent with send(): waits for its reply, keeping the
+        replies of other requests in flight that come first. RemoteError, or
+        RequestTimeout (then every request in flight is lost: the socket is reset)."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while req_id not in self._replies:
+            if req_id not in self._pending:
+                raise KeyError(f"no request {req_id} in flight")
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._sock.poll(int(left * 1000) + 1):
+                self._reset()
+                raise RequestTimeout(f"no reply from the broker at {self.endpoint} within "
+                                     f"{self.timeout if timeout is None else timeout:g}s")
+            self.take_replies()
+        reply = self._replies.pop(req_id)
+        if reply.ok:
+            return reply.result
+        err = reply.error or {}
+        raise RemoteError(str(err.get("code", "error")), str(err.get("message", "")))
+
+    def take_replies(self) -> int:
+        """Read every reply waiting on the socket (no blocking); how many."""
+        got = 0
+        while self._sock is not None:
+            try:
+                frame = self._sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            try:
+                reply = decode(frame, max_size=1 << 30, trusted=True)
+            except ProtocolError:
+                continue
+            if isinstance(reply, Reply) and reply.id in self._pending:
+                self._pending.discard(reply.id)
+                self._replies[reply.id] = reply
+                got += 1
+        return got
+
+    def has_reply(self, req_id: str) -> bool:
+        """Has the reply of this request been read (receive() will not wait)?"""
+        return req_id in self._replies
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
 
     def close(self) -> None:
         self._reset()

@@ -693,3 +693,34 @@ def test_every_route_is_in_the_spec_and_back(tmp_path):
                 if code.startswith(("4", "5")) and path != "/healthz":
                     schema = resp["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/Error"}, (method, path, code)
+
+
+def test_an_array_of_tasks_in_one_post(cluster, api):
+    """POST /api/tasks with a JSON array: one commit for the batch; a bad item is reported
+    in its place and the others still go in."""
+    cluster.start_worker("wb", "-c", "2")
+    cluster.wait_workers(1)
+    body = [{"task_type": "shell", "payload": {"command": f"echo batch-{i}"}} for i in range(5)]
+    body.insert(2, {"task_type": "shell", "payload": "not an object"})
+    body.insert(4, "not a task")
+    body.append({"task_type": "shell", "payload": {"command": "true"},
+                 "idempotency_key": "batch-key"})
+    r = api.post("/api/tasks", json=body)
+    assert r.status_code == 201, r.text
+    out = r.json()
+    assert out["count"] == 8 and out["created"] == 6 and out["rejected"] == 2
+    items = out["tasks"]
+    assert items[2]["error"]["code"] == "bad_request" and "task 2" in items[2]["error"]["message"]
+    assert items[4]["error"]["code"] == "bad_request"
+    ids = [t["id"] for t in items if "id" in t]
+    assert len(ids) == 6 and ids == sorted(ids)
+    for task_id in ids:
+        assert api.wait_task(task_id)["status"] == "succeeded"
+    again = api.post("/api/tasks", json=[{"task_type": "shell", "payload": {"command": "true"},
+                                           "idempotency_key": "batch-key"}])
+    assert again.status_code == 200 and again.json()["tasks"][0] == {
+        "id": ids[-1], "status": "succeeded", "created": False}
+    for bad, why in (([], "empty"), ([{}] * 10_001, "at most 10000")):
+        r = api.post("/api/tasks", json=bad)
+        assert r.status_code in (400, 413) and (r.status_code == 413 or
+                                                why in r.json()["error"]["message"]), r.text

@@ -1,0 +1,61 @@
+"""Client.submit_async / flush: submits sent without waiting for each reply, durable when
+their handles resolve, in order, with a refused one reported in its place; and the raw
+protocol with several requests in flight on one DEALER."""
+
+from __future__ import annotations
+
+import pytest
+
+from architect.bus.rpc import RpcClient
+from architect.client import Client, RequestRejected
+from tests.helpers import db_rows
+
+pytestmark = pytest.mark.slow
+
+
+def test_submit_async_then_flush(cluster):
+    cluster.start_broker()
+    cluster.start_worker("p1", "-c", "4")
+    cluster.wait_workers(1)
+    client = Client(control_endpoint=cluster.endpoints.control, timeout=10)
+    try:
+        handles = [client.submit_async("shell", {"command": f"echo {i}"}) for i in range(300)]
+        bad = client.submit_async("shell", {"command": ""}, timeout=-1)
+        more = [client.submit_async("shell", {"command": "true"}) for _ in range(5)]
+        with pytest.raises(RequestRejected) as refused:
+            client.flush()
+        assert refused.value.code == "bad_request" and bad.error is refused.value
+        ids = [h.id for h in handles + more]            # every other one went in
+        assert ids == sorted(ids) and len(set(ids)) == 305
+        assert all(h.created for h in handles) and handles[0].done
+        # durable once flush() returned: the database has every one of them
+        rows = db_rows(cluster.tmp / "data" / "architect.db",
+                       "SELECT COUNT(*) AS n FROM tasks WHERE id BETWEEN ? AND ?",
+                       (ids[0], ids[-1]))
+        assert rows[0]["n"] == 305
+        done = client.wait(ids, timeout=60)
+        assert all(t["status"] == "succeeded" for t in done)
+        # an idempotency key still counts, in flight too
+        a = client.submit_async("shell", {"command": "true"}, idempotency_key="pipe-1")
+        b = client.submit_async("shell", {"command": "true"}, idempotency_key="pipe-1")
+        assert a.id == b.id and a.created and not b.created
+        # a synchronous call in between keeps the replies of those in flight
+        c = client.submit_async("shell", {"command": "true"})
+        assert client.get(ids[0])["id"] == ids[0]
+        assert c.id > b.id and client.flush() == []
+    finally:
+        client.close()
+
+
+def test_raw_dealer_with_many_requests_in_flight(cluster):
+    cluster.start_broker()
+    rpc = RpcClient(cluster.endpoints.control, timeout=10)
+    try:
+        sent = [rpc.send("task.submit", {"task_type": "shell", "payload": {"command": "true"}})
+                for _ in range(200)]
+        sent.append(rpc.send("ping"))
+        results = [rpc.receive(req_id) for req_id in reversed(sent)]  # any order
+        assert results[0] is not None and rpc.in_flight == 0
+        assert len({r["id"] for r in results[1:]}) == 200
+    finally:
+        rpc.close()
