@@ -106,6 +106,8 @@ class Master:
             self.stop_event.wait(1.0)
             return
         self._loop = loop
+        if self.stop_event.is_set():   # stopped while the broker was loading
+            loop.stop()
         self.role, self.since = "active", time.time()
         log.info("master %s: active, epoch %d", self.holder, epoch)
         done = threading.Event()

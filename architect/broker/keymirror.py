@@ -107,6 +107,21 @@ def pull(conn, keys_dir: str | Path) -> bool:
     return write_files(keys_dir, [tuple(r) for r in rows])
 
 
+def sync(store, security) -> None:
+    """After a key change on the leader (security.reload): the database first; if it
+    cannot take the change (fenced, or gone), the files go back to what the database says,
+    so a refused revoke or join can simply be tried again."""
+    try:
+        push(store, security.keys_dir)
+    except Exception:
+        try:
+            write_files(security.keys_dir, store.bus_keys())
+            security.load()
+        except Exception:
+            pass
+        raise
+
+
 def push(store, keys_dir: str | Path) -> None:
     """Replace the database's keys with the files' (PostgreSQL store; in a fenced
     transaction, so an old leader cannot change them)."""

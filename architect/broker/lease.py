@@ -88,6 +88,17 @@ class Lease:
         except psycopg.Error as exc:
             log.warning("lease: database error (%s)", str(exc).strip().splitlines()[0]
                         if str(exc).strip() else type(exc).__name__)
+            if self.conn is None or self.conn.closed or self.conn.broken:
+                # the session is gone, and the lock with it: another master may take it
+                # now, so we are no longer sure we lead (held() is False at once)
+                with self._lock:
+                    self._renewed = float("-inf")
+                self._drop_conn()
+            # else (a statement timed out, a lock wait): the session, and the lock, stay
+        except Exception:   # a bug must not end the lease thread (the master would hang)
+            log.exception("lease: step failed")
+            with self._lock:
+                self._renewed = float("-inf")
             self._drop_conn()
 
     def _connection(self) -> psycopg.Connection:
@@ -150,7 +161,10 @@ class Lease:
             if row["holder"] and row["expired"]:
                 self._cut_off(row["holder"])
             return None
-        with self._lock:
+        with self._lock, conn.transaction():
+            # FOR UPDATE waits for every fenced transaction in flight (their KEY SHARE
+            # lock on this row): an old leader's commit never lands after the new epoch
+            conn.execute("SELECT 1 FROM leader WHERE id = 1 FOR UPDATE")
             row = conn.execute(
                 f"UPDATE leader SET epoch = epoch + 1, holder = %s, since = {_NOW}, "
                 f"renewed_at = {_NOW}, expires_at = {_NOW} + %s, bus = %s, web = %s "
@@ -193,10 +207,11 @@ class Lease:
             self._renewed = started
         return True
 
-    def _lost(self, why: str) -> bool:
+    def _lost(self, why: str, epoch: int | None = None) -> bool:
         with self._lock:
-            if self.epoch is not None:
-                log.warning("lease: %s lost epoch %d: %s", self.holder, self.epoch, why)
+            epoch = self.epoch if epoch is None else epoch
+            if epoch is not None:
+                log.warning("lease: %s lost epoch %d: %s", self.holder, epoch, why)
             self.epoch, self.since, self.lost_reason = None, None, why
         if self.locked and self.conn is not None and not self.conn.broken:
             try:
@@ -222,9 +237,7 @@ class Lease:
             self.conn.execute(f"UPDATE leader SET expires_at = {_NOW} "
                               "WHERE id = 1 AND epoch = %s AND holder = %s",
                               (epoch, self.holder))
-        with self._lock:
-            self.epoch = epoch
-        self._lost(why)
+        self._lost(why, epoch)   # (the epoch stays None throughout: nobody re-promotes)
 
     def release(self) -> None:
         """On a clean stop (the lease thread): hand over at once, and close."""

@@ -55,10 +55,15 @@ class BrokerLoop:
             for sock, domain in ((self.hb, "heartbeat"), (self.control, "control"),
                                  (self.events, "events"), (self.work, "work")):
                 security.apply(sock, domain)
-        self.hb.bind(endpoints.heartbeat)
-        self.work.bind(endpoints.work)
-        self.control.bind(endpoints.control)
-        self.events.bind(endpoints.events)
+        try:
+            self.hb.bind(endpoints.heartbeat)
+            self.work.bind(endpoints.work)
+            self.control.bind(endpoints.control)
+            self.events.bind(endpoints.events)
+        except zmq.ZMQError:   # e.g. address in use: nothing stays bound or open
+            for sock in (self.hb, self.control, self.events, self.work):
+                sock.close(0)
+            raise
         self.poller = zmq.Poller()
         self.poller.register(self.hb, zmq.POLLIN)
         self.poller.register(self.control, zmq.POLLIN)
@@ -67,6 +72,7 @@ class BrokerLoop:
         self.poller.register(broker.ssh.wake, zmq.POLLIN)
         # (routing envelope, reply, whether it acknowledges a write)
         self._replies: list[tuple[list[bytes], Reply, bool]] = []
+        self._guard = None   # run(guard): the lease, with several masters
 
     # --- verbs ----------------------------------------------------------------------
     def _recv_secured(self, sock, multipart: bool):
@@ -257,7 +263,8 @@ class BrokerLoop:
             if self._replies:
                 self._fail_pending("store_unavailable",
                                    "the broker could not write its database; try again")
-            self.publish_events(now)
+            if not self.broker.fenced and (self._guard is None or self._guard()):
+                self.publish_events(now)   # (a fenced leader announces nothing it did)
             self.send_replies()
             return  # nothing goes to workers until their tasks' state is on disk
         self.broker.ssh.start_pending()  # their audit rows are on disk now
@@ -276,6 +283,7 @@ class BrokerLoop:
         """Until stop(); with several masters also until guard() (the lease) says no or
         the database fences this broker: then it stops at once, dispatching nothing more."""
         log.info("broker listening: %s", self.endpoints.as_dict())
+        self._guard = guard
         try:
             while not self.stop_event.is_set():
                 if self.broker.fenced or (guard is not None and not guard()):

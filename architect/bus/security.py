@@ -224,7 +224,7 @@ class ServerSecurity:
         self.by_public: dict[bytes, tuple[str, str]] = {}  # Z85 key → (name, role)
         self.roles: dict[str, str] = {}   # key name → role
         self.on_change = None  # called after a change (several masters: to the database)
-        self._load()
+        self.load()
         self.auth = _KeyAuthenticator(ctx, self)
         self.auth.start()
         for domain in SOCKET_ROLES:
@@ -232,11 +232,12 @@ class ServerSecurity:
 
     def reload(self) -> None:
         """Re-read the authorized keys (after a join, accept, revoke or role change)."""
-        self._load()
+        self.load()
         if self.on_change is not None:
             self.on_change()
 
-    def _load(self) -> None:
+    def load(self) -> None:
+        """Re-read the authorized keys from the files (no on_change)."""
         entries = self.store.entries()
         self.by_public = entries                      # swapped whole: the ZAP thread reads it
         self.roles = {name: role for name, role in entries.values()}

@@ -186,7 +186,7 @@ def _broker_loop(cfg, epoch: int | None = None, holder: str = "", guard=None):
     from architect.bus.security import ServerSecurity
     from architect.bus.transport import bus_endpoints, context, local_bus_dir
     endpoints = bus_endpoints(cfg)
-    lock = None
+    lock = store = security = broker = None
     try:
         if endpoints.ipc_dir is not None:
             lock = localbus.prepare(endpoints.ipc_dir)
@@ -199,9 +199,18 @@ def _broker_loop(cfg, epoch: int | None = None, holder: str = "", guard=None):
             store.conn.commit()
         security = ServerSecurity(cfg.data_dir, context()) if cfg.curve_enabled else None
         if security is not None and cfg.database_url:
-            security.on_change = lambda: keymirror.push(store, security.keys_dir)
-        loop = BrokerLoop(Broker(cfg, store=store), endpoints, security)
+            security.on_change = lambda: keymirror.sync(store, security)
+        broker = Broker(cfg, store=store)
+        loop = BrokerLoop(broker, endpoints, security)
     except Exception as exc:  # e.g. address in use, unwritable data dir, another's bus dir
+        # undo what was made, so a master can try again later in this process
+        for undo in (broker and broker.ssh.close, security and security.stop,
+                     store and store.close):
+            try:
+                if undo:
+                    undo()
+            except Exception:
+                pass
         localbus.release(endpoints.ipc_dir, lock, remove=False)
         raise click.ClickException(f"broker cannot start: {exc}") from None
     if security is not None:

@@ -90,3 +90,43 @@ def test_an_old_leader_cannot_change_the_keys(url, tmp_path, pg_server):
     finally:
         a.release()
         b.release()
+
+
+def test_a_key_change_the_database_refuses_is_undone_in_the_files(url, tmp_path):
+    """keymirror.sync: the database first; when it refuses (an old leader, fenced), the
+    files go back to what the database holds, so the revoke can simply be tried again."""
+    import time
+    from architect.broker.lease import Lease
+    from architect.broker.store import Fenced
+    keys = tmp_path / "m1" / "keys"
+    pull(url, keys)
+    public = client_key(tmp_path)
+    store = KeyStore(keys)
+    store.authorize("n1", public)
+    Store_ = Store(url)
+    keymirror.push(Store_, keys)
+    Store_.close()
+
+    class Files:   # what ServerSecurity gives sync(): its folder and a reload of it
+        keys_dir = keys
+        loads = 0
+
+        def load(self):
+            self.loads += 1
+    a, b = Lease(url, "a", 1.5), Lease(url, "b", 1.5)
+    try:
+        old = Store(url, epoch=a.acquire(), holder="a")
+        a.conn.close()
+        deadline = time.monotonic() + 5
+        while b.acquire() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.revoke("n1")                    # the file is gone ...
+        files = Files()
+        with pytest.raises(Fenced):
+            keymirror.sync(old, files)               # ... the database says no ...
+        assert store.public_of(store.authorized, "n1") == public   # ... so it is back
+        assert files.loads == 1
+        old.close()
+    finally:
+        a.release()
+        b.release()

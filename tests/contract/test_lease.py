@@ -154,3 +154,73 @@ def test_a_fenced_broker_acknowledges_nothing_and_stops(leases, url, tmp_path):
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 0
     broker.store.close()
+
+
+def test_a_long_broker_transaction_does_not_cost_the_lease(leases, url):
+    """The fence's key-share lock lets renewals through: a commit that takes longer than
+    a renewal may wait (0.4 × ttl) is not a failover."""
+    import threading
+    a, b = leases("a"), leases("b")
+    epoch = a.acquire()
+    store = Store(url, epoch=epoch, holder="a")
+    started = threading.Event()
+
+    def slow():
+        with store.transaction():
+            started.set()
+            store._query("SELECT pg_sleep(%s)", (TTL * 0.8,))
+    t = threading.Thread(target=slow)
+    t.start()
+    started.wait(5)
+    time.sleep(0.1)
+    assert a.renew() and a.held(epoch)          # not blocked by the open transaction
+    assert b.acquire() is None
+    t.join()
+    assert a.renew() and leader(url)["epoch"] == 1
+    store.close()
+
+
+def test_a_takeover_waits_for_a_fenced_commit_in_flight(leases, url):
+    """The old leader's transaction that passed the fence before the takeover commits
+    before the new epoch exists; nothing of the old epoch lands after it."""
+    import threading
+    a, b = leases("a"), leases("b", ttl=5)
+    epoch = a.acquire()
+    old = Store(url, epoch=epoch, holder="a")
+    inside, order = threading.Event(), []
+
+    def in_flight():
+        with old.transaction():
+            old._query("INSERT INTO users (name, role) VALUES ('in-flight', 'viewer')")
+            inside.set()
+            time.sleep(0.5)
+        order.append("old committed")
+    t = threading.Thread(target=in_flight)
+    t.start()
+    inside.wait(5)
+    a.conn.close()                      # the old leader's session dies: the lock is free
+    assert until(lambda: b.acquire()) == 2
+    order.append("new epoch")
+    t.join()
+    assert order == ["old committed", "new epoch"]
+    with pytest.raises(Fenced):
+        with old.transaction():
+            old._query("INSERT INTO users (name, role) VALUES ('late', 'viewer')")
+    with psycopg.connect(url, autocommit=True) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM users")}
+    assert names == {"in-flight"}
+    old.close()
+
+
+def test_the_leader_stops_trusting_a_lease_whose_session_broke(leases, url):
+    """Its lock went with the session: a standby may hold it already, so held() is False
+    at once (not after 0.6 × ttl)."""
+    a = leases("a", ttl=30)
+    epoch = a.acquire()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE application_name = 'architect-lease a'")
+    a.step()                            # the renewal finds the session gone
+    assert not a.held(epoch)
+    a.step()                            # nobody took over: the same epoch, trusted again
+    assert a.held(epoch)

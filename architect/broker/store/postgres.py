@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from contextlib import contextmanager
 from typing import Iterable
 from urllib.parse import urlsplit, urlunsplit
@@ -119,6 +120,7 @@ class Store(AccountStore, BaseStore):
         # and no lost connection is reopened, so a demoted leader never waits on the network
         self.guard = guard
         self.io_timeout = io_timeout
+        self._conn_lock = threading.Lock()   # interrupt() vs. replacing the connection
         self.path = redact(url)   # shown in stats; not a file
         self._depth = 0
         self._durable = True
@@ -142,10 +144,11 @@ class Store(AccountStore, BaseStore):
         transaction open."""
         if self.conn.closed or self.conn.broken:
             self._check_guard()
-            try:
-                self.conn.close()
-            finally:
-                self.conn = self._connect(RECONNECT_TIMEOUT)
+            with self._conn_lock:
+                try:
+                    self.conn.close()
+                finally:
+                    self.conn = self._connect(RECONNECT_TIMEOUT)
         elif self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             self.conn.rollback()
 
@@ -158,17 +161,18 @@ class Store(AccountStore, BaseStore):
         dead network fail now, by shutting the connection's socket down."""
         import os
         import socket
-        try:
-            fd = self.conn.pgconn.socket
-            sock = socket.socket(fileno=os.dup(fd))
-        except (OSError, psycopg.Error, ValueError):
-            return
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        finally:
-            sock.close()
+        with self._conn_lock:   # the connection cannot be closed or replaced meanwhile
+            try:
+                fd = self.conn.pgconn.socket
+                sock = socket.socket(fileno=os.dup(fd))
+            except (OSError, psycopg.Error, ValueError):
+                return
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            finally:
+                sock.close()
 
     # --- transactions ---------------------------------------------------------------
     @contextmanager
@@ -408,7 +412,8 @@ class Store(AccountStore, BaseStore):
                        "VALUES (%s, %s, %s, %s, %s)", [_row(r) for r in rows])
 
     def close(self) -> None:
-        self.conn.close()
+        with self._conn_lock:
+            self.conn.close()
 
 
 FENCED = "AR001"   # the SQLSTATE architect_fence() raises (postgres_migrations.m005)

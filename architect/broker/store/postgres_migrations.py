@@ -101,7 +101,9 @@ CREATE TABLE leader (
 INSERT INTO leader (id, epoch) VALUES (1, 0);
 CREATE FUNCTION architect_fence(e BIGINT) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM 1 FROM leader WHERE id = 1 AND epoch = e FOR SHARE;
+    -- KEY SHARE: renewals (UPDATE of other columns) do not wait for it; a takeover
+    -- (SELECT ... FOR UPDATE first) does, so no old-epoch commit lands after a new epoch
+    PERFORM 1 FROM leader WHERE id = 1 AND epoch = e FOR KEY SHARE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'fenced: epoch % is no longer the leader''s', e USING ERRCODE = 'AR001';
     END IF;
