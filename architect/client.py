@@ -302,7 +302,8 @@ class Client:
         self.close()
 
 
-MAX_IN_FLIGHT = 1000   # submit_async() requests unanswered at once (the socket's queue)
+MAX_IN_FLIGHT = 500    # submit_async() requests unanswered at once (below the broker's
+#                        reply queue per client, 1,000, which zmq may fill sooner)
 
 
 class Submission:

@@ -30,6 +30,7 @@ DRAIN_HEARTBEATS = 5000   # max heartbeats handled per iteration
 DRAIN_REQUESTS = 1000
 DRAIN_WORK = 5000
 HEARTBEAT_HWM = 200_000
+CONTROL_HWM = 50_000
 
 
 class BrokerLoop:
@@ -42,7 +43,9 @@ class BrokerLoop:
         size = broker.config.max_message_size
         self.hb = make_socket(zmq.SUB, max_msg_size=size, hwm=HEARTBEAT_HWM)
         self.hb.setsockopt(zmq.SUBSCRIBE, b"")
-        self.control = make_socket(zmq.ROUTER, max_msg_size=size)
+        # replies go out NOBLOCK (a full pipe drops them): room for clients that keep many
+        # requests in flight (zmq may refuse well below the HWM: credit comes back in chunks)
+        self.control = make_socket(zmq.ROUTER, max_msg_size=size, hwm=CONTROL_HWM)
         # XPUB: we see subscriptions, and encode only events somebody subscribed to
         self.events = make_socket(zmq.XPUB, max_msg_size=size)
         self.subscriptions: dict[bytes, int] = {}

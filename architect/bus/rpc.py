@@ -41,6 +41,9 @@ class RpcClient:
         if self._sock is None:
             self._sock = make_socket(zmq.DEALER, max_msg_size=-1,  # the broker is trusted
                                      curve=self.curve)
+            # replies are never refused here (the broker drops what a full pipe would not
+            # take): send() callers bound what they keep in flight themselves
+            self._sock.setsockopt(zmq.RCVHWM, 0)
             self._sock.connect(self.endpoint)
         return self._sock
 

@@ -43,6 +43,12 @@ def test_submit_async_then_flush(cluster):
         c = client.submit_async("shell", {"command": "true"})
         assert client.get(ids[0])["id"] == ids[0]
         assert c.id > b.id and client.flush() == []
+        # many rounds at the full in-flight limit: the broker drops no reply
+        for _ in range(4):
+            for _ in range(3000):
+                client.submit_async("shell", {"command": "true"})
+            client.flush()
+        assert client.call("cluster.stats")["counters"].get("replies_dropped", 0) == 0
     finally:
         client.close()
 
