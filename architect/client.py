@@ -123,6 +123,8 @@ class Client:
         self.timeout = timeout
         if not hasattr(self, "_inflight"):   # kept across a reconnect (_follow)
             self._inflight: list[Submission] = []
+            self._uncollected: dict[int, None] = {}   # submitted here, not waited for yet
+            self._finished: dict[int, dict] = {}      # final, fetched with another's wait
         self._rpc = RpcClient(endpoint, timeout=timeout, curve=curve)
 
     def _follow(self) -> None:
@@ -164,8 +166,10 @@ class Client:
     def submit(self, task_type: str, payload: dict | None = None, **options) -> dict:
         """Submit one task → {id, status, created}. options: requirements, node, timeout,
         max_attempts, retries, retry_backoff, priority, idempotency_key."""
-        return self.call("task.submit", {"task_type": task_type, "payload": payload or {},
-                                         **_clean(options)})
+        out = self.call("task.submit", {"task_type": task_type, "payload": payload or {},
+                                        **_clean(options)})
+        self._submitted(out["id"])
+        return out
 
     def submit_async(self, task_type: str, payload: dict | None = None,
                      **options) -> "Submission":
@@ -201,6 +205,7 @@ class Client:
             return
         try:
             handle.value = self._rpc.receive(handle.req_id, timeout)
+            self._submitted(handle.value["id"])
         except RequestTimeout as exc:
             handle.error = BrokerUnavailable(f"submission not answered: {exc}")
         except RemoteError as exc:
@@ -234,12 +239,47 @@ class Client:
         return self.call("task.output", {"id": task_id, "after_seq": after_seq})
 
     def wait(self, task_id: int | list[int], timeout: float = 60.0) -> dict | list[dict]:
-        """The task (or list of tasks) once final; WaitTimeout if not final in time."""
+        """The task (or list of tasks) once final; WaitTimeout if not final in time.
+
+        Waiting for one task that this client submitted asks the broker, in the same
+        request, about every other task it submitted and has not collected yet, and keeps
+        the final ones: collecting N results one wait() at a time costs about one round
+        trip per batch of tasks that finish together, not one per task."""
+        if isinstance(task_id, list):
+            return self._wait_all(task_id, timeout)
+        done = self._finished.pop(task_id, None)
+        if done is not None:
+            self._uncollected.pop(task_id, None)
+            return done
+        if task_id not in self._uncollected or len(self._uncollected) == 1:
+            self._uncollected.pop(task_id, None)
+            return self._wait_all(task_id, timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            ids = [task_id] + [i for i in self._uncollected if i != task_id][:4999]
+            step = min(max(0.0, deadline - time.monotonic()), 300.0)
+            try:
+                finals = self.call("task.wait", {"ids": ids, "any": True, "timeout": step},
+                                   timeout=step + self.timeout)
+            except NotFound:   # one of the others is gone (pruned): ask for this one alone
+                self._uncollected.clear()
+                return self._wait_all(task_id, max(0.0, deadline - time.monotonic()))
+            for task in finals:
+                self._finished[task["id"]] = task
+            done = self._finished.pop(task_id, None)
+            if done is not None:
+                self._uncollected.pop(task_id, None)
+                return done
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(self.get(task_id))
+
+    def _wait_all(self, task_id, timeout: float):
         if isinstance(task_id, list) and len(task_id) > 5000:
             deadline = time.monotonic() + timeout
             out = []
             for i in range(0, len(task_id), 5000):
-                out.extend(self.wait(task_id[i:i + 5000], max(0.0, deadline - time.monotonic())))
+                out.extend(self._wait_all(task_id[i:i + 5000],
+                                          max(0.0, deadline - time.monotonic())))
             return out
         ids = task_id if isinstance(task_id, list) else None
         deadline = time.monotonic() + timeout
@@ -250,9 +290,20 @@ class Client:
             result = self.call("task.wait", {**params, "timeout": step}, timeout=step + self.timeout)
             tasks = result if ids is not None else [result]
             if all(t["final"] for t in tasks):
+                for t in tasks:
+                    self._uncollected.pop(t["id"], None)
+                    self._finished.pop(t["id"], None)
                 return result
             if time.monotonic() >= deadline:
                 raise WaitTimeout(result)
+
+    def _submitted(self, task_id: int) -> None:
+        """A task this client submitted: wait() may ask about it with others."""
+        self._uncollected[task_id] = None
+        if len(self._uncollected) > MAX_TRACKED:   # a script that never waits: forget the oldest
+            oldest = next(iter(self._uncollected))
+            self._uncollected.pop(oldest)
+            self._finished.pop(oldest, None)
 
     def map(self, function: str, items: Iterable, timeout: float = 600.0, **options) -> list:
         """Run a python task "module:function" once per item (a tuple of args, or a dict of
@@ -302,6 +353,7 @@ class Client:
         self.close()
 
 
+MAX_TRACKED = 100_000  # submitted task ids wait() may ask about together
 MAX_IN_FLIGHT = 500    # submit_async() requests unanswered at once (below the broker's
 #                        reply queue per client, 1,000, which zmq may fill sooner)
 

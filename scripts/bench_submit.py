@@ -10,8 +10,15 @@ no workers: only the submit path is measured).
   batch    Client.submit_many() (one request and one commit per 1,000 tasks)
   rest     POST /api/tasks with a JSON array of 1,000 per request (an `architect server`)
 
-Each pattern runs --repeats times, interleaved; the table shows medians and the ratio to
-`sync`. Prints the table, writes JSON.
+Then end to end, on a second server with 2 worker processes x 4 slots running the built-in
+no-op python task, the pattern scripts use — one submit and one wait per task:
+
+  e2e-sync       for each task: submit(), then wait(id)
+  e2e-pipelined  submit_async() for every task, then wait(handle.id) for each: the submits
+                 share commits, and each wait also asks about the others still out
+
+Each pattern runs --repeats times, interleaved; the tables show medians and the ratio to
+the first pattern. Prints the tables, writes JSON.
 
     .venv/bin/python scripts/bench_submit.py [--tasks 5000] [--repeats 3] [--out bench-submit.json]
 """
@@ -60,10 +67,56 @@ def run(pattern: str, client: Client, n: int, web: str) -> float:
     return n / (time.perf_counter() - t0)
 
 
+NOOP = {"function": "architect.agent.builtin_tasks:noop"}
+E2E = ("e2e-sync", "e2e-pipelined")
+
+
+def run_e2e(pattern: str, client: Client, n: int) -> float:
+    t0 = time.perf_counter()
+    if pattern == "e2e-sync":
+        for _ in range(n):
+            t = client.submit("python", NOOP)
+            assert client.wait(t["id"], timeout=60)["status"] == "succeeded"
+    else:
+        handles = [client.submit_async("python", NOOP) for _ in range(n)]
+        for h in handles:
+            assert client.wait(h.id, timeout=60)["status"] == "succeeded"
+    return n / (time.perf_counter() - t0)
+
+
+def e2e(args, rates) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-submit-e2e-"))
+    env = dict(os.environ, ARCHITECT_DATA_DIR=str(tmp / "data"),
+               ARCHITECT_STATE_DIR=str(tmp / "state"), ARCHITECT_CONFIG=str(tmp / "none.json"),
+               ARCHITECT_LOG_LEVEL="WARNING")
+    env.pop("ARCHITECT_DATABASE_URL", None)
+    log = open(tmp / "architect.log", "ab")
+    procs = [spawn(["-m", "architect", "broker"], env, log)]
+    client = None
+    try:
+        wait_for(lambda: (tmp / "data" / "bus" / "control").exists(), 20, what="broker")
+        client = Client(control_endpoint=f"ipc://{tmp / 'data' / 'bus' / 'control'}",
+                        timeout=60)
+        for i in range(2):
+            procs.append(spawn(["-m", "architect", "worker", "--name", f"e2e{i}", "-c", "4",
+                                "--task-type", "python"], env, log))
+        wait_for(lambda: len(client.call("worker.list")) == 2, 20, what="workers")
+        run_e2e("e2e-pipelined", client, 200)   # warm up
+        for r in range(args.repeats):
+            for pattern in E2E:
+                rates[pattern].append(run_e2e(pattern, client, args.e2e_tasks))
+                print(f"  {pattern} run {r + 1}: {rates[pattern][-1]:,.0f} tasks/s", flush=True)
+    finally:
+        if client is not None:
+            client.close()
+        stop(procs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=5000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--e2e-tasks", type=int, default=2000)
     ap.add_argument("--out", default="bench-submit.json")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-submit-"))
@@ -76,7 +129,7 @@ def main() -> None:
     procs = [spawn(["-m", "architect", "server", "--port", str(port)], env, log)]
     web = f"http://127.0.0.1:{port}"
     client = None
-    rates: dict[str, list[float]] = {p: [] for p in PATTERNS}
+    rates: dict[str, list[float]] = {p: [] for p in PATTERNS + E2E}
     try:
         wait_for(lambda: requests.get(web + "/healthz", timeout=1).status_code == 200, 30,
                  what="server")
@@ -91,11 +144,17 @@ def main() -> None:
         if client is not None:
             client.close()
         stop(procs)
+    e2e(args, rates)
     med = {p: statistics.median(v) for p, v in rates.items()}
     print(f"\n{args.tasks} durable submits, median of {args.repeats}   tasks/s   ratio to sync")
     for p in PATTERNS:
         print(f"  {p:8}                                 {med[p]:>8,.0f}   {med[p] / med['sync']:.1f}x")
-    Path(args.out).write_text(json.dumps({"tasks": args.tasks, "repeats": args.repeats,
+    print(f"\n{args.e2e_tasks} tasks, submit + wait each, 2 workers x 4 slots   tasks/s   ratio")
+    for p in E2E:
+        print(f"  {p:14}                           {med[p]:>8,.0f}   "
+              f"{med[p] / med['e2e-sync']:.1f}x")
+    Path(args.out).write_text(json.dumps({"tasks": args.tasks, "e2e_tasks": args.e2e_tasks,
+                                          "repeats": args.repeats,
                                           "runs": rates, "median": med,
                                           "cpus": os.cpu_count()}, indent=2))
 

@@ -53,6 +53,12 @@ class Waiter:
     single: bool
     deadline: float
     pending: set
+    any: bool = False     # answer once any of the ids is final, with the final ones
+
+    def waiting(self, now: float) -> bool:
+        if now >= self.deadline or not self.pending:
+            return False
+        return len(self.pending) == len(self.ids) if self.any else True
 
 
 class TaskCore:
@@ -142,14 +148,16 @@ class TaskCore:
         row = self.store.task(task_id)
         return None if row is None else row["status"] in T.FINAL
 
-    def defer_wait(self, ctx, ids: list, single: bool, deadline: float):
+    def defer_wait(self, ctx, ids: list, single: bool, deadline: float, any_: bool = False):
         """The tasks if all are final (or the deadline is now), else a Deferred: the reply
-        goes to ctx's requester when they are, or at the deadline."""
+        goes to ctx's requester when they are, or at the deadline. any_: the final ones
+        among ids as soon as there is one (an empty list at the deadline)."""
+        if any_:
+            ids = list(dict.fromkeys(ids))   # each once: "none final yet" counts them
         pending = {i for i in ids if not self.is_final(i)}
-        if not pending or deadline <= ctx.now:
-            tasks = [self.task_public(i) for i in ids]
-            return tasks[0] if single else tasks
-        waiter = Waiter(ctx.token, ctx.req_id, ids, single, deadline, pending)
+        waiter = Waiter(ctx.token, ctx.req_id, ids, single, deadline, pending, any_)
+        if not waiter.waiting(ctx.now):
+            return self._wait_result(waiter)
         self.waiters.append(waiter)
         for task_id in waiter.pending:
             self._waits_by_task.setdefault(task_id, []).append(waiter)
@@ -241,17 +249,22 @@ class TaskCore:
                 waiter.pending.discard(task.id)
         keep = []
         for w in self.waiters:
-            if w.pending and now < w.deadline:
+            if w.waiting(now):
                 keep.append(w)
                 continue
             for task_id in w.pending:
                 peers = self._waits_by_task.get(task_id)
                 if peers and w in peers:
                     peers.remove(w)
-            result = [self.task_public(i) for i in w.ids]
             self._ready_waits.append((w.token, Reply(id=w.req_id, ok=True,
-                                                     result=result[0] if w.single else result)))
+                                                     result=self._wait_result(w))))
         self.waiters = keep
+
+    def _wait_result(self, w: Waiter):
+        if w.any:
+            return [self.task_public(i) for i in w.ids if i not in w.pending]
+        result = [self.task_public(i) for i in w.ids]
+        return result[0] if w.single else result
 
     def take_deferred(self) -> list[tuple[object, Reply]]:
         out, self._ready_waits = self._ready_waits, []

@@ -136,8 +136,10 @@ def task_cancel(b, params, ctx):
 
 
 def task_wait(b, params, ctx):
-    """{id | ids: [..], timeout? (30, max 300)} → the task (or list) once final, or as it is
-    when the timeout passes (check `final`)."""
+    """{id | ids: [..], timeout? (30, max 300), any?: bool} → the task (or list) once final,
+    or as it is when the timeout passes (check `final`). With ids and any: the list of those
+    that are final, as soon as there is one (empty when the timeout passes first): a client
+    collecting many results asks once for all it still waits for."""
     ids = get(params, "ids", list, None)
     single = ids is None
     ids = [get(params, "id", int)] if single else ids
@@ -145,10 +147,13 @@ def task_wait(b, params, ctx):
                                                   for i in ids):
         raise RequestError(f"ids must be 1-{MAX_BATCH} task ids")
     timeout = min(get(params, "timeout", float, 30.0), MAX_WAIT)
+    any_ = get(params, "any", bool, False)
+    if any_ and single:
+        raise RequestError("any needs ids (a list)")
     for task_id in ids:
         if b.is_final(task_id) is None:
             raise NotFound(f"no task {task_id}")
-    return b.defer_wait(ctx, ids, single, ctx.now + max(timeout, 0.0))
+    return b.defer_wait(ctx, ids, single, ctx.now + max(timeout, 0.0), any_)
 
 
 def task_output(b, params, ctx):

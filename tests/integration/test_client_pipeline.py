@@ -65,3 +65,34 @@ def test_raw_dealer_with_many_requests_in_flight(cluster):
         assert len({r["id"] for r in results[1:]}) == 200
     finally:
         rpc.close()
+
+
+def test_waiting_one_at_a_time_asks_about_the_others_too(cluster):
+    """wait(id) for tasks this client submitted: one task.wait (any) answers for every
+    one of them that is final, so N waits take far fewer than N requests."""
+    cluster.start_broker()
+    cluster.start_worker("p2", "-c", "4")
+    cluster.wait_workers(1)
+    client = Client(control_endpoint=cluster.endpoints.control, timeout=10)
+    try:
+        handles = [client.submit_async("shell", {"command": f"echo {i}"}) for i in range(200)]
+        client.flush()
+        ids = [h.id for h in handles]      # let them finish (asked on another connection)
+        cluster.rpc("task.wait", {"ids": ids, "timeout": 30}, timeout=40)
+        before = client.call("cluster.stats")["counters"]["requests"]
+        tasks = [client.wait(h.id) for h in handles]
+        after = client.call("cluster.stats")["counters"]["requests"]
+        assert [t["id"] for t in tasks] == [h.id for h in handles]
+        assert all(t["status"] == "succeeded" and t["final"] for t in tasks)
+        assert "0" in tasks[0]["result"]["stdout"]
+        asked = after - before - 1          # (the stats call itself)
+        assert asked <= 2, f"{asked} requests for 200 waits"
+        # the raw method: the final ones among ids, as soon as one is
+        slow = client.submit("shell", {"command": "sleep 30"})["id"]
+        quick = client.submit("shell", {"command": "true"})["id"]
+        got = client.call("task.wait", {"ids": [slow, quick, quick], "any": True, "timeout": 20})
+        assert [t["id"] for t in got] == [quick]
+        assert client.call("task.wait", {"ids": [slow], "any": True, "timeout": 0.2}) == []
+        client.cancel(slow)
+    finally:
+        client.close()
