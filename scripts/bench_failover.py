@@ -54,7 +54,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from scripts.benchlib.common import pct  # noqa: E402
+from scripts.benchlib.common import commit, interrupted, pct  # noqa: E402
 from tests.ha import Masters  # noqa: E402
 from tests.helpers import wait_for  # noqa: E402
 from tests.pg import PgServer, pg_bin  # noqa: E402
@@ -346,24 +346,6 @@ def bench(pg: PgServer, settings: str, args, tmp: Path, spent: list) -> list[dic
     finally:
         ha.stop_all()
     return rounds
-
-
-def commit() -> str:
-    """The commit measured (+ "-dirty" when the code in the work tree differs from it)."""
-    import subprocess
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                              capture_output=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                "architect", "tests"], cwd=ROOT, text=True,
-                               capture_output=True, timeout=10).stdout
-        return head + ("-dirty" if dirty.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def interrupted(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from scripts import bench_tasks  # noqa: E402
+from scripts.benchlib.common import commit, interrupted  # noqa: E402
 from tests.helpers import wait_for  # noqa: E402
 from tests.pg import PgServer, pg_bin  # noqa: E402
 
@@ -161,24 +162,6 @@ def run_one(kind: str, pg: PgServer | None, args, tmp: Path) -> dict:
                 pg.drop_database(pg.url(name))
             except Exception:
                 pass
-
-
-def commit() -> str:
-    """The commit measured (+ "-dirty" when the code in the work tree differs from it)."""
-    import subprocess
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                              capture_output=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                "architect", "tests"], cwd=ROOT, text=True,
-                               capture_output=True, timeout=10).stdout
-        return head + ("-dirty" if dirty.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def interrupted(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main() -> None:

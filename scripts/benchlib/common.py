@@ -9,6 +9,9 @@ import subprocess
 from pathlib import Path
 
 
+_ROOT = Path(__file__).resolve().parents[2]   # the repository
+
+
 def pct(values, q: float) -> float:
     """The q-quantile (0..1) of `values`, nearest rank."""
     values = sorted(values)
@@ -35,3 +38,21 @@ def stop(procs) -> None:
             p.wait(15)
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
+
+
+def commit() -> str:
+    """The commit measured (+ "-dirty" when the code in the work tree differs from it)."""
+    import subprocess
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_ROOT, text=True,
+                              capture_output=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                "architect", "tests"], cwd=_ROOT, text=True,
+                               capture_output=True, timeout=10).stdout
+        return head + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def interrupted(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")

@@ -27,6 +27,23 @@ def pull(url, keys_dir) -> bool:
         return keymirror.pull(conn, keys_dir)
 
 
+@pytest.fixture
+def old_leader(url):
+    """A Store of a leader whose epoch another master has since taken over (fenced)."""
+    import time
+    from architect.broker.lease import Lease
+    a, b = Lease(url, "a", 1.5), Lease(url, "b", 1.5)
+    old = Store(url, epoch=a.acquire(), holder="a")
+    a.conn.close()
+    deadline = time.monotonic() + 5
+    while b.acquire() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield old
+    old.close()
+    a.release()
+    b.release()
+
+
 def client_key(tmp_path) -> bytes:
     pub_file, _ = zmq.auth.create_certificates(tmp_path, "n1")
     return zmq.auth.load_certificate(pub_file)[0]
@@ -66,67 +83,41 @@ def test_changes_on_the_leader_reach_the_others(url, tmp_path):
     store.close()
 
 
-def test_an_old_leader_cannot_change_the_keys(url, tmp_path, pg_server):
+def test_an_old_leader_cannot_change_the_keys(url, tmp_path, old_leader):
     """push() runs in the broker's fenced transaction."""
-    from architect.broker.lease import Lease
     from architect.broker.store import Fenced
     one = tmp_path / "m1" / "keys"
     pull(url, one)
-    a, b = Lease(url, "a", 1.5), Lease(url, "b", 1.5)
-    try:
-        old = Store(url, epoch=a.acquire(), holder="a")
-        a.conn.close()
-        import time
-        deadline = time.monotonic() + 5
-        while b.acquire() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        KeyStore(one).authorize("intruder", client_key(tmp_path))
-        with pytest.raises(Fenced):
-            keymirror.push(old, one)
-        with psycopg.connect(url, autocommit=True) as conn:
-            assert conn.execute("SELECT count(*) FROM bus_keys WHERE name = 'intruder'"
-                                ).fetchone()[0] == 0
-        old.close()
-    finally:
-        a.release()
-        b.release()
+    KeyStore(one).authorize("intruder", client_key(tmp_path))
+    with pytest.raises(Fenced):
+        keymirror.push(old_leader, one)
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM bus_keys WHERE name = 'intruder'"
+                            ).fetchone()[0] == 0
 
 
-def test_a_key_change_the_database_refuses_is_undone_in_the_files(url, tmp_path):
+def test_a_key_change_the_database_refuses_is_undone_in_the_files(url, tmp_path, old_leader):
     """keymirror.sync: the database first; when it refuses (an old leader, fenced), the
     files go back to what the database holds, so the revoke can simply be tried again."""
-    import time
-    from architect.broker.lease import Lease
     from architect.broker.store import Fenced
     keys = tmp_path / "m1" / "keys"
     pull(url, keys)
     public = client_key(tmp_path)
-    store = KeyStore(keys)
-    store.authorize("n1", public)
-    Store_ = Store(url)
-    keymirror.push(Store_, keys)
-    Store_.close()
+    files = KeyStore(keys)
+    files.authorize("n1", public)
+    writer = Store(url)
+    keymirror.push(writer, keys)
+    writer.close()
 
-    class Files:   # what ServerSecurity gives sync(): its folder and a reload of it
+    class Security:   # what ServerSecurity gives sync(): its folder and a reload of it
         keys_dir = keys
         loads = 0
 
         def load(self):
             self.loads += 1
-    a, b = Lease(url, "a", 1.5), Lease(url, "b", 1.5)
-    try:
-        old = Store(url, epoch=a.acquire(), holder="a")
-        a.conn.close()
-        deadline = time.monotonic() + 5
-        while b.acquire() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert store.revoke("n1")                    # the file is gone ...
-        files = Files()
-        with pytest.raises(Fenced):
-            keymirror.sync(old, files)               # ... the database says no ...
-        assert store.public_of(store.authorized, "n1") == public   # ... so it is back
-        assert files.loads == 1
-        old.close()
-    finally:
-        a.release()
-        b.release()
+    security = Security()
+    assert files.revoke("n1")                          # the file is gone ...
+    with pytest.raises(Fenced):
+        keymirror.sync(old_leader, security)           # ... the database says no ...
+    assert files.public_of(files.authorized, "n1") == public   # ... so it is back
+    assert security.loads == 1
