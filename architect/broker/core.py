@@ -132,7 +132,7 @@ class Broker(TaskCore):
                 Reply(id=req.id, ok=True, result=result)
         except RequestError as exc:
             reply = self._error(req, exc.code, str(exc))
-        except self.store.errors as exc:  # a read the database could not answer: retry
+        except (*self.store.errors, Fenced) as exc:  # the database could not answer: retry
             self.counters.inc("store_read_errors")
             log.warning("%s: the database could not answer (%s)", req.method,
                         str(exc).strip().splitlines()[0] if str(exc).strip() else
