@@ -19,7 +19,8 @@ from architect.broker.methods import LOCAL
 from architect.broker.work import WORK_HANDLERS, BadWorkerMessage
 from architect.bus.codec import decode, encode
 from architect.bus.errors import ProtocolError
-from architect.bus.messages import BrokerPing, Event, Heartbeat, Reply, Request
+from architect.bus.messages import BrokerPing, Event, Heartbeat, Reply, Request, TaskAssign
+from architect.bus.protocol import ASSIGNED, RUNNING
 from architect.bus.transport import (WORK_MAX_MESSAGE, Endpoints, make_socket,
                                      split_router_frames)
 
@@ -186,14 +187,31 @@ class BrokerLoop:
             except Exception:
                 log.exception("work message handling failed")
 
-    def send_work(self) -> None:
+    def send_work(self, pings_only: bool = False) -> None:
+        """What the broker decided for workers. An assignment that was superseded while
+        commits failed (the task was lost and given to another worker meanwhile) is not
+        sent: the worker would start it only to be cancelled. pings_only: while the
+        database refuses writes, workers still hear the broker (no needless reconnects),
+        and everything else waits for the commit."""
         out, self.broker.work_out = self.broker.work_out, []
+        if pings_only:
+            self.broker.work_out = [(i, m) for i, m in out if type(m) is not BrokerPing]
+            out = [(i, m) for i, m in out if type(m) is BrokerPing]
         for ident, msg in out:
+            if type(msg) is TaskAssign and not self._still_assigned(ident, msg):
+                self.broker.counters.inc("assignments_superseded")
+                continue
             try:
                 self.work.send_multipart([ident, encode(msg)], zmq.NOBLOCK)
             except zmq.ZMQError:  # worker gone (ROUTER_MANDATORY) or its queue full
                 self.broker.counters.inc("work_unroutable")
                 self.broker.unsendable(ident, msg)
+
+    def _still_assigned(self, ident: bytes, msg) -> bool:
+        task = self.broker.tasks.active.get(msg.task_id)
+        worker = self.broker.pool.by_identity.get(ident)
+        return task is not None and worker is not None and task.attempt == msg.attempt \
+            and task.worker_id == worker.id and task.status in (ASSIGNED, RUNNING)
 
     def send_replies(self) -> None:
         replies, self._replies = self._replies, []
@@ -268,8 +286,9 @@ class BrokerLoop:
                                    "the broker could not write its database; try again")
             if not self.broker.fenced and (self._guard is None or self._guard()):
                 self.publish_events(now)   # (a fenced leader announces nothing it did)
+                self.send_work(pings_only=True)
             self.send_replies()
-            return  # nothing goes to workers until their tasks' state is on disk
+            return  # nothing else goes to workers until their tasks' state is on disk
         self.broker.ssh.start_pending()  # their audit rows are on disk now
         self._replies.extend((env, r, False) for env, r in self.broker.take_deferred())
         self._replies.extend((env, r, False) for env, r in self.broker.ssh.take_replies())
