@@ -353,7 +353,8 @@ def test_body_not_an_object_is_400(shared, path, body):
     response = shared.post(path, data=body, headers={"Content-Type": "application/json"})
     if path == "/api/tasks" and body.startswith(b"["):   # POST /api/tasks takes arrays
         if body == b"[]":
-            return assert_error_shape(response, 400, "bad_request", "empty")
+            assert_error_shape(response, 400, "bad_request", "empty")
+            return
         assert response.status_code == 200, response.text   # nothing created ...
         item = response.json()["tasks"][0]                  # ... and the item says why
         assert response.json()["rejected"] == 1 and "task_type" in item["error"]["message"]
