@@ -39,7 +39,6 @@ heartbeat interval (--jitter), so it falls at any phase of the nodes' timers.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import re
@@ -54,7 +53,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from scripts.benchlib.common import commit, interrupted, pct  # noqa: E402
+from scripts.benchlib.common import commit, interrupted, pct, write_results  # noqa: E402
 from tests.ha import Masters  # noqa: E402
 from tests.helpers import wait_for  # noqa: E402
 from tests.pg import PgServer, pg_bin  # noqa: E402
@@ -414,9 +413,7 @@ def main() -> None:
                            "jitter": args.jitter, "settings": kinds,
                            "cpus": os.cpu_count(), "load_average": os.getloadavg(),
                            "postgresql": pg_bin().parts[-2], "commit": measured}
-    if commit() != measured:
-        print(f"WARNING: the code changed during the run ({measured} -> {commit()})")
-    Path(args.out).write_text(json.dumps(results, indent=2))
+    write_results(results, args.out, measured)
 
 
 if __name__ == "__main__":

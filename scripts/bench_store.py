@@ -28,7 +28,6 @@ shows medians, with each figure's ratio to SQLite. Target: PostgreSQL >= 0.5x SQ
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -41,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from scripts import bench_tasks  # noqa: E402
-from scripts.benchlib.common import commit, interrupted  # noqa: E402
+from scripts.benchlib.common import commit, interrupted, write_results  # noqa: E402
 from tests.helpers import wait_for  # noqa: E402
 from tests.pg import PgServer, pg_bin  # noqa: E402
 
@@ -239,9 +238,7 @@ def main() -> None:
     results["runs"] = runs
     results["machine"] = {"cpus": os.cpu_count(), "load_average": os.getloadavg(),
                           "postgresql": pg_bin().parts[-2], "commit": measured}
-    if commit() != measured:
-        print(f"WARNING: the code changed during the run ({measured} -> {commit()})")
-    Path(args.out).write_text(json.dumps(results, indent=2))
+    write_results(results, args.out, measured)
 
 
 if __name__ == "__main__":

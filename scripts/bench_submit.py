@@ -17,8 +17,12 @@ no-op python task, the pattern scripts use — one submit and one wait per task:
   e2e-pipelined  submit_async() for every task, then wait(handle.id) for each: the submits
                  share commits, and each wait also asks about the others still out
 
-Each pattern runs --repeats times, interleaved; the tables show medians and the ratio to
-the first pattern. Prints the tables, writes JSON.
+and, in the same run, the peer: Huey (SqliteHuey, a consumer of 2 worker processes, from
+scripts/bench_tasks.py) in the same two patterns — `noop()` + `r.get()` per task, and
+`noop()` for every task then `r.get()` for each (`--skip-huey` without the bench extra).
+
+Each pattern runs --repeats times, interleaved; the tables show medians and the ratios.
+Prints the tables, writes JSON.
 
     .venv/bin/python scripts/bench_submit.py [--tasks 5000] [--repeats 3] [--out bench-submit.json]
 """
@@ -41,7 +45,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import requests  # noqa: E402
 
 from architect.client import Client  # noqa: E402
-from bench_tasks import spawn, stop  # noqa: E402
+from bench_tasks import bench_huey, spawn, stop  # noqa: E402
 from tests.helpers import free_port_block, wait_for  # noqa: E402
 
 SPEC = {"task_type": "shell", "payload": {"command": "true"}}
@@ -69,6 +73,7 @@ def run(pattern: str, client: Client, n: int, web: str) -> float:
 
 NOOP = {"function": "architect.agent.builtin_tasks:noop"}
 E2E = ("e2e-sync", "e2e-pipelined")
+HUEY = ("huey-sync", "huey-pipelined")
 
 
 def run_e2e(pattern: str, client: Client, n: int) -> float:
@@ -106,6 +111,14 @@ def e2e(args, rates) -> None:
             for pattern in E2E:
                 rates[pattern].append(run_e2e(pattern, client, args.e2e_tasks))
                 print(f"  {pattern} run {r + 1}: {rates[pattern][-1]:,.0f} tasks/s", flush=True)
+            if not args.skip_huey:
+                # one folder for every repeat: bench_huey's app reads its database path once
+                (tmp / "huey").mkdir(exist_ok=True)
+                peer = bench_huey(args.e2e_tasks, args.e2e_tasks, 2, tmp / "huey")
+                rates["huey-sync"].append(peer["one_at_a_time_per_second"])
+                rates["huey-pipelined"].append(peer["tasks_per_second"])
+                print(f"  huey run {r + 1}: {peer['one_at_a_time_per_second']:,} / "
+                      f"{peer['tasks_per_second']:,} tasks/s", flush=True)
     finally:
         if client is not None:
             client.close()
@@ -117,6 +130,7 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=5000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--e2e-tasks", type=int, default=2000)
+    ap.add_argument("--skip-huey", action="store_true")
     ap.add_argument("--out", default="bench-submit.json")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-submit-"))
@@ -129,7 +143,7 @@ def main() -> None:
     procs = [spawn(["-m", "architect", "server", "--port", str(port)], env, log)]
     web = f"http://127.0.0.1:{port}"
     client = None
-    rates: dict[str, list[float]] = {p: [] for p in PATTERNS + E2E}
+    rates: dict[str, list[float]] = {p: [] for p in PATTERNS + E2E + HUEY}
     try:
         wait_for(lambda: requests.get(web + "/healthz", timeout=1).status_code == 200, 30,
                  what="server")
@@ -145,14 +159,15 @@ def main() -> None:
             client.close()
         stop(procs)
     e2e(args, rates)
-    med = {p: statistics.median(v) for p, v in rates.items()}
+    med = {p: statistics.median(v) for p, v in rates.items() if v}
     print(f"\n{args.tasks} durable submits, median of {args.repeats}   tasks/s   ratio to sync")
     for p in PATTERNS:
         print(f"  {p:8}                                 {med[p]:>8,.0f}   {med[p] / med['sync']:.1f}x")
-    print(f"\n{args.e2e_tasks} tasks, submit + wait each, 2 workers x 4 slots   tasks/s   ratio")
-    for p in E2E:
-        print(f"  {p:14}                           {med[p]:>8,.0f}   "
-              f"{med[p] / med['e2e-sync']:.1f}x")
+    print(f"\n{args.e2e_tasks} tasks, submit + wait each    tasks/s   vs e2e-sync   vs Huey's same")
+    for p, peer in zip(E2E + HUEY, HUEY + HUEY):
+        if p in med:
+            vs_peer = f"{med[p] / med[peer]:.1f}x" if peer in med else "-"
+            print(f"  {p:16} {med[p]:>10,.0f}   {med[p] / med['e2e-sync']:>9.1f}x   {vs_peer:>8}")
     Path(args.out).write_text(json.dumps({"tasks": args.tasks, "e2e_tasks": args.e2e_tasks,
                                           "repeats": args.repeats,
                                           "runs": rates, "median": med,

@@ -56,3 +56,11 @@ def commit() -> str:
 
 def interrupted(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def write_results(results: dict, out: str, measured: str) -> None:
+    """Write the JSON, warning when the code changed while it was measured."""
+    now = commit()
+    if now != measured:
+        print(f"WARNING: the code changed during the run ({measured} -> {now})")
+    Path(out).write_text(json.dumps(results, indent=2))

@@ -70,3 +70,30 @@ def test_reads_from_the_database_while_nobody_leads(pg_server, tmp_path):
         if blocker is not None:
             blocker.close()
         ha.stop_all()
+
+
+def test_a_standby_forwards_the_callers_role_not_its_own(pg_server, tmp_path):
+    """A viewer's token sent to the standby is a viewer at the active broker: its write is
+    refused and nothing changes, while an operator's goes through."""
+    url = pg_server.create_database()
+    ha = Masters(tmp_path, url, count=2)
+    try:
+        active = ha.start()
+        standby = 1 - active
+        tokens = {role: ha.api("/api/tokens", "POST", i=active, json={
+            "role": role, "name": f"ha-{role}"}).json()["token"] for role in ("viewer", "operator")}
+        task = {"task_type": "shell", "payload": {"command": "echo through-the-standby"}}
+        for body in (task, [task, task]):
+            refused = requests.post(ha.urls[standby] + "/api/tasks", json=body, timeout=10,
+                                    headers={"Authorization": f"Bearer {tokens['viewer']}"})
+            assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 0
+            audit = conn.execute("SELECT who, role, outcome FROM audit WHERE method LIKE "
+                                 "'task.submit%' ORDER BY id").fetchall()
+        assert audit and all(r[1] == "viewer" and r[2] == "forbidden" for r in audit), audit
+        ok = requests.post(ha.urls[standby] + "/api/tasks", json=task, timeout=10,
+                           headers={"Authorization": f"Bearer {tokens['operator']}"})
+        assert ok.status_code == 201, ok.text
+    finally:
+        ha.stop_all()

@@ -438,3 +438,24 @@ def test_a_malformed_dash_callback_is_4xx_not_500(web, body):
                          body=None if isinstance(body, str) else body,
                          headers={"Content-Type": "application/json"})
     assert 400 <= answer.status_code < 500, (answer.status_code, answer.text[:200])
+
+
+@pytest.mark.parametrize("how", ["password", "token", "no login", "foreign site",
+                                 "foreign host"])
+def test_an_array_of_tasks_is_refused_like_one_task(web, how):
+    """POST /api/tasks with a JSON array goes through the same checks as one task: a
+    viewer, no login, a foreign Origin or a foreign Host changes nothing."""
+    body = [{"task_type": "shell", "payload": {"command": "echo by-a-viewer"}}] * 3
+    login = {"password": {"auth": VIEWER}, "token": {"token": web.viewer_token["token"]},
+             "no login": {},
+             "foreign site": {"auth": OPERATOR, "headers": {"Origin": "http://evil.example"}},
+             "foreign host": {"auth": OPERATOR, "headers": {"Host": "evil.example"}}}[how]
+    before = web.snapshot()
+    answer = web.request("POST", "/api/tasks", body=body, **login)
+    expected = {"password": 403, "token": 403, "no login": 401, "foreign site": 403,
+                "foreign host": 400}[how]
+    assert answer.status_code == expected, (how, answer.status_code, answer.text[:300])
+    if how in ("password", "token"):
+        assert_forbidden(answer, how)
+    assert web.snapshot() == before
+    assert not web.rows("SELECT id FROM tasks WHERE payload LIKE '%by-a-viewer%'")
