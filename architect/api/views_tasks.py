@@ -61,6 +61,9 @@ def submit_task():
     if specs:
         done = broker().call("task.submit_many", {"tasks": [s for _, s in specs]})
         for (i, _), item in zip(specs, done):
+            if "error" in item:   # the broker's refusal, named like the web's own
+                item = {"error": {**item["error"],
+                                  "message": f"task {i}: {item['error']['message']}"}}
             out[i] = item
     created = sum(1 for item in out if item.get("created"))
     rejected = sum(1 for item in out if "error" in item)

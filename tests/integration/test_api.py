@@ -720,6 +720,10 @@ def test_an_array_of_tasks_in_one_post(cluster, api):
     items = out["tasks"]
     assert items[2]["error"]["code"] == "bad_request" and "task 2" in items[2]["error"]["message"]
     assert items[4]["error"]["code"] == "bad_request"
+    bad = api.post("/api/tasks", json=[{"task_type": "shell", "payload": {"command": "true"}},
+                                       {"task_type": "shell", "payload": {}}]).json()["tasks"]
+    assert bad[1]["error"]["message"].startswith("task 1: ") and "command" in \
+        bad[1]["error"]["message"]
     ids = [t["id"] for t in items if "id" in t]
     assert len(ids) == 6 and ids == sorted(ids)
     for task_id in ids:
