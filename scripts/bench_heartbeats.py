@@ -7,6 +7,10 @@ SQLite) and the broker's resident memory per 1,000 tracked nodes. Prints a table
 JSON (--out). Targets from issue 2: >= 20,000 heartbeats/s, 10,000 nodes tracked.
 
     .venv/bin/python scripts/bench_heartbeats.py [--nodes 10000] [--count 1000000]
+
+With --duration S it then keeps every node beating at its real pace (one heartbeat per node
+every --interval seconds) for S seconds, samples the broker's RSS every 10 s and reports the
+slope after --warmup seconds (MiB per hour, least squares): memory under load, not a burst.
 """
 
 from __future__ import annotations
@@ -48,6 +52,51 @@ def frames_for(names: list[str], warn_share: float) -> list[bytes]:
     return out
 
 
+def slope_mib_per_hour(samples: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, MiB) samples, in MiB per hour."""
+    n = len(samples)
+    if n < 2:
+        return 0.0
+    mx = sum(t for t, _ in samples) / n
+    my = sum(m for _, m in samples) / n
+    var = sum((t - mx) ** 2 for t, _ in samples)
+    return 3600.0 * sum((t - mx) * (m - my) for t, m in samples) / var if var else 0.0
+
+
+def paced_phase(pub, frames, proc, rpc, args) -> dict:
+    """Every node beats once per interval for args.duration seconds; RSS every 10 s."""
+    per_tick = max(1, round(len(frames) * 0.1 / args.interval))   # ticks of 100 ms
+    samples, i, sent = [], 0, 0
+    before = rpc.call("cluster.stats")["counters"]["heartbeats"]
+    t0 = time.perf_counter()
+    next_tick, next_sample = t0, t0
+    while True:
+        now = time.perf_counter()
+        if now - t0 >= args.duration:
+            break
+        if now >= next_sample:
+            mib = proc.memory_info().rss / 2**20
+            samples.append((now - t0, mib))
+            print(f"  {now - t0:7.0f} s  rss {mib:7.1f} MiB", flush=True)
+            next_sample += 10.0
+        for _ in range(per_tick):
+            pub.send(frames[i % len(frames)])
+            i += 1
+            sent += 1
+        next_tick += 0.1
+        time.sleep(max(0.0, next_tick - time.perf_counter()))
+    time.sleep(2.0)
+    got = rpc.call("cluster.stats")["counters"]["heartbeats"] - before
+    warm = [(t, m) for t, m in samples if t >= args.warmup]
+    return {"paced_seconds": round(args.duration), "paced_rate_per_second": round(sent / args.duration),
+            "paced_sent": sent, "paced_ingested": got,
+            "paced_rss_start_mib": round(samples[0][1], 1) if samples else None,
+            "paced_rss_after_warmup_mib": round(warm[0][1], 1) if warm else None,
+            "paced_rss_end_mib": round(samples[-1][1], 1) if samples else None,
+            "paced_rss_max_mib": round(max(m for _, m in samples), 1) if samples else None,
+            "paced_rss_slope_mib_per_hour": round(slope_mib_per_hour(warm), 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nodes", type=int, default=10_000)
@@ -55,6 +104,12 @@ def main() -> None:
                     help="heartbeats to send in the timed phase (as fast as the sender can)")
     ap.add_argument("--warn-share", type=float, default=0.05,
                     help="share of nodes whose CPU is above the warning threshold")
+    ap.add_argument("--duration", type=float, default=0.0,
+                    help="then beat at the real pace for this many seconds, sampling RSS")
+    ap.add_argument("--interval", type=float, default=5.0,
+                    help="seconds between two heartbeats of one node in the paced phase")
+    ap.add_argument("--warmup", type=float, default=300.0,
+                    help="seconds of the paced phase left out of the RSS slope")
     ap.add_argument("--out", default="bench-heartbeats.json")
     args = ap.parse_args()
 
@@ -120,6 +175,7 @@ def main() -> None:
         ingested = last - start_count
         stats = rpc.call("cluster.stats")
         rss_end = proc.memory_info().rss
+        paced = paced_phase(pub, frames, proc, rpc, args) if args.duration > 0 else {}
         cpu = proc.cpu_times()
     finally:
         pub.close(0)
@@ -146,6 +202,7 @@ def main() -> None:
         "rss_per_1000_nodes_mib": round((rss_nodes - rss_empty) / 2**20 / (args.nodes / 1000), 2),
         "broker_cpu_seconds": round(cpu.user + cpu.system, 1),
         "protocol_errors": stats["counters"]["protocol_errors"],
+        **paced,
     }
     report(result, args.out)
     print(f"\ntarget: >= 20,000 heartbeats/s with {args.nodes} nodes tracked -> "

@@ -7,6 +7,10 @@ and resent until the broker acknowledges them, so a broker restart loses none.
 
 One thread owns the DEALER. Tasks run on a thread pool (`slots` threads); those threads
 talk to the socket thread through an inproc PUSH/PULL pair, each with its own socket.
+The worker takes `prefetch` tasks beyond its slots and keeps them queued, so a slot that
+frees starts the next task without waiting for the broker. What ends in one turn of the
+loop goes out as one `results` message; a task that ended before its `started` went out
+sends only its result (which says when it started).
 """
 
 from __future__ import annotations
@@ -27,13 +31,16 @@ from architect.agent import metrics as node_metrics
 from architect.agent.node_agent import rediscover, resolve_endpoints
 from architect.bus.codec import decode, encode
 from architect.bus.errors import ProtocolError
-from architect.bus.messages import (BrokerPing, TaskAck, TaskAssign, TaskCancel, TaskOutput,
-                                    TaskResult, TaskStarted, WorkerBye, WorkerPing, WorkerReady)
+from architect.bus.messages import (BrokerPing, TaskAck, TaskAcks, TaskAssign, TaskCancel,
+                                    TaskOutput, TaskResult, TaskResults, TaskStarted, WorkerBye,
+                                    WorkerPing, WorkerReady)
 from architect.bus.transport import WORK_MAX_MESSAGE, context, make_socket
 from architect.config import Config
 
 log = logging.getLogger("architect.worker")
 RECONNECT_MAX = 30.0
+BATCH_BYTES = WORK_MAX_MESSAGE // 2   # a `results` message stays under this (or is one result)
+BATCH_COUNT = 1000
 
 
 class PirateClock:
@@ -110,9 +117,12 @@ class Running:
 
 class TaskWorker:
     def __init__(self, config: Config, slots: int | None = None, task_types=None,
-                 max_output: int = 1 << 20, kill_grace: float = 5.0, shutdown_grace: float = 5.0):
+                 max_output: int = 1 << 20, kill_grace: float = 5.0, shutdown_grace: float = 5.0,
+                 prefetch: int | None = None):
         self.config = config
         self.slots = slots or os.cpu_count() or 1
+        # tasks taken beyond the slots, queued here (default: one per slot)
+        self.prefetch = self.slots if prefetch is None else prefetch
         self.task_types = sorted(task_types or executors.TASK_TYPES)
         self.max_output = max_output
         self.kill_grace = kill_grace
@@ -156,7 +166,7 @@ class TaskWorker:
                    # held = running, or finished with the result not yet acknowledged: the
                    # broker must not count those as lost when this worker reconnects
                    running=[list(k) for k in {*self.running, *self.unacked}],
-                   hostname=self.hostname,
+                   hostname=self.hostname, prefetch=self.prefetch,
                    pid=os.getpid(), metrics=self._metrics())
 
     @staticmethod
@@ -229,8 +239,22 @@ class TaskWorker:
         return due
 
     def _resend_unacked(self, now: float, older_than: float) -> None:
-        for result in self._due_results(now, older_than):
-            self._send(result)
+        self._send_results([(r, len(encode(r))) for r in self._due_results(now, older_than)])
+
+    def _send_results(self, results: list[tuple[TaskResult, int]]) -> None:
+        """Results as few `results` messages as the size limit allows ((result, its
+        encoded size) pairs); a lone one goes as a plain `result`."""
+        batch, size = [], 0
+        for result, n in results + [(None, 0)]:
+            if batch and (result is None or len(batch) >= BATCH_COUNT or size + n > BATCH_BYTES):
+                if len(batch) == 1:
+                    self._send(batch[0])
+                else:
+                    self._send(TaskResults(results=[_fields(r) for r in batch]))
+                batch, size = [], 0
+            if result is not None:
+                batch.append(result)
+                size += n
 
     def _drain_broker(self) -> None:
         while True:
@@ -267,27 +291,44 @@ class TaskWorker:
         self.unacked.pop((msg.task_id, msg.attempt), None)
         self._sent_at.pop((msg.task_id, msg.attempt), None)
 
+    def _on_acks(self, msg: TaskAcks) -> None:
+        for pair in msg.acks:
+            if isinstance(pair, list) and len(pair) == 2:
+                key = (pair[0], pair[1])
+                self.unacked.pop(key, None)
+                self._sent_at.pop(key, None)
+
     def _on_ping(self, msg: BrokerPing) -> None:
         if msg.leaving:   # hearing anything counts; a broker that stops says so
             log.info("the broker is stopping; looking for the active one")
             self.clock.gone()
 
     BROKER_HANDLERS = {TaskAssign: _on_task, TaskCancel: _on_cancel, TaskAck: _on_ack,
-                       BrokerPing: _on_ping}
+                       TaskAcks: _on_acks, BrokerPing: _on_ping}
 
     def _drain_pipe(self) -> None:
+        """What the task threads said since the last turn, in order, except a `started`
+        whose result is here too; then the results, batched."""
+        frames = []
         while True:
             try:
-                frame = self._pull.recv(zmq.NOBLOCK)
+                frames.append(self._pull.recv(zmq.NOBLOCK))
             except zmq.Again:
-                return
-            msg = decode(frame, WORK_MAX_MESSAGE, trusted=True)  # from our own task threads
+                break
+        msgs = [(decode(f, WORK_MAX_MESSAGE, trusted=True), len(f)) for f in frames]
+        ended = {(m.task_id, m.attempt) for m, _ in msgs if type(m) is TaskResult}
+        results = []
+        now = time.monotonic()
+        for msg, size in msgs:
             key = (msg.task_id, msg.attempt)
             if key in self.abandoned:
                 continue  # given back to the broker at shutdown: it will run again elsewhere
-            if isinstance(msg, TaskResult):
-                self._hold_result(msg, time.monotonic())
-            self._send(msg)
+            if type(msg) is TaskResult:
+                self._hold_result(msg, now)
+                results.append((msg, size))
+            elif not (type(msg) is TaskStarted and key in ended):
+                self._send(msg)
+        self._send_results(results)
 
     # --- task threads -------------------------------------------------------------------
     def _push(self, msg) -> None:
@@ -301,6 +342,11 @@ class TaskWorker:
     def _execute(self, run: Running) -> None:
         m = run.msg
         started = time.time()
+        if run.cancel.is_set():   # cancelled while it waited (prefetched): never started
+            self._push(TaskResult(task_id=m.task_id, attempt=m.attempt, state="cancelled",
+                                  error="cancelled before it started", started_at=None,
+                                  finished_at=started))
+            return
         self._push(TaskStarted(task_id=m.task_id, attempt=m.attempt, ts=started))
         seq = [0]
 
@@ -376,3 +422,8 @@ class TaskWorker:
                 self._drain_pipe()
         except zmq.ZMQError:
             pass
+
+
+def _fields(msg) -> dict:
+    """A message's fields as a map (an item of a batch message)."""
+    return {name: getattr(msg, name) for name in msg.__dataclass_fields__}

@@ -11,13 +11,14 @@ from architect.broker import placement
 from architect.broker.placement import Candidate
 
 
-def candidates(registry, pool, names=None) -> list[Candidate]:
+def candidates(registry, pool, names=None, prefetch_at: float | None = None) -> list[Candidate]:
     """Placement's view of nodes: the registry's health and metrics plus the workers' slots.
-    `names` limits it (default: every registered node and every node with a worker)."""
+    `names` limits it (default: every registered node and every node with a worker);
+    prefetch_at (now): count the workers' open prefetch as slots too."""
     out = []
     for name in (names if names is not None else set(registry.by_name) | set(pool.by_node)):
         node = registry.by_name.get(name)
-        active, slots, caps, types, workers = pool.node_capacity(name)
+        active, slots, caps, types, workers = pool.node_capacity(name, prefetch_at)
         if node is None:
             continue
         m = node.metrics
@@ -37,11 +38,22 @@ def explain(task, registry, pool) -> dict[str, str]:
 
 
 def dispatch(book, pool, registry, now: float, limit: int = 10_000) -> list[tuple]:
-    """Assign as many queued tasks as free slots allow. Returns [(worker, task)]."""
-    free = pool.total_free()
+    """Assign as many queued tasks as free slots allow, then, while tasks still wait, as
+    many as the workers' open prefetch allows (workers.py: a task is queued on a worker
+    behind its running ones only when no worker has a free slot for it, and only on a
+    worker turning over short tasks). Returns [(worker, task)]."""
+    out = _fill(book, pool, registry, now, limit, None)
+    if book.queues and len(out) < limit and \
+            any(w.open_prefetch(now) for w in pool.by_id.values()):
+        out += _fill(book, pool, registry, now, limit - len(out), now)
+    return out
+
+
+def _fill(book, pool, registry, now: float, limit: int, prefetch_at) -> list[tuple]:
+    free = pool.total_free(prefetch_at)
     if free <= 0 or not book.queues:
         return []
-    cands = {c.name: c for c in candidates(registry, pool, names=list(pool.by_node))}
+    cands = {c.name: c for c in candidates(registry, pool, list(pool.by_node), prefetch_at)}
     out = []
     blocked: set = set()
     while free > 0 and len(out) < limit:
@@ -60,16 +72,17 @@ def dispatch(book, pool, registry, now: float, limit: int = 10_000) -> list[tupl
         if cand is None:
             blocked.add(key)
             continue
-        worker = pool.best_worker(cand.name, task.task_type)
+        worker = pool.best_worker(cand.name, task.task_type, prefetch_at)
         if worker is None:
             # the node's slots are summed over its workers, and the free one runs another
             # type: place among the nodes with a free worker for this type instead
-            fits = [c for c in cands.values() if pool.best_worker(c.name, task.task_type)]
+            fits = [c for c in cands.values()
+                    if pool.best_worker(c.name, task.task_type, prefetch_at)]
             cand = placement.best(fits, task.task_type, task.requirements, task.node)
             if cand is None:
                 blocked.add(key)
                 continue
-            worker = pool.best_worker(cand.name, task.task_type)
+            worker = pool.best_worker(cand.name, task.task_type, prefetch_at)
         breakdown = placement.score(cand)
         book.pop(key)
         book.assign(task, cand.name, worker.id, breakdown, now)

@@ -79,6 +79,7 @@ class TaskCore:
         # tasks in flight when the broker stopped: their workers get this long to claim them
         orphan_deadline = now + 2 * self.pool.liveness + 5.0
         self.tasks.next_id = self.store.max_id("tasks") + 1
+        self.tasks.load_tallies(self.store.task_counts(), self.store.distribution())
         for row in self.store.load_unfinished_tasks():
             task = T.Task(**row)
             if task.status != T.QUEUED:
@@ -271,11 +272,16 @@ class TaskCore:
         return out
 
 
-def _encode_task_changes(changes: T.TaskChanges) -> tuple[list[tuple], list[tuple]]:
-    return [t.row() for t in changes.tasks], changes.events
+def _encode_task_changes(changes: T.TaskChanges) -> tuple[list[tuple], list[tuple], dict]:
+    ended: dict[tuple, int] = {}
+    for key in changes.ended:
+        ended[key] = ended.get(key, 0) + 1
+    return [t.row() for t in changes.tasks], changes.events, ended
 
 
-def _write_task_changes(store, encoded: tuple[list[tuple], list[tuple]]) -> None:
-    rows, events = encoded
+def _write_task_changes(store, encoded: tuple[list[tuple], list[tuple], dict]) -> None:
+    rows, events, ended = encoded
     store.save_tasks(rows)
     store.insert_task_events(events)
+    if ended:
+        store.add_task_rollup([(h, node, state, n) for (h, node, state), n in ended.items()])

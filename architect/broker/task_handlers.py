@@ -207,13 +207,13 @@ def placement_assign_optimal(b, params, ctx):
 def placement_distribution(b, params, ctx):
     """{} → {nodes: {node: {state: count, active}}, totals: {state: count}}."""
     nodes: dict[str, dict] = {}
-    for name, status, count in b.store.distribution():
+    for name, status, count in b.tasks.distribution():
         nodes.setdefault(name, {})[status] = count
     for name in b.registry.by_name:
         entry = nodes.setdefault(name, {})
         active, slots, _, _, workers = b.pool.node_capacity(name)
         entry.update(active=active, slots=slots, workers=workers)
-    return {"nodes": nodes, "totals": b.store.task_counts(), "queued": b.tasks.queued_count()}
+    return {"nodes": nodes, "totals": b.tasks.counts(), "queued": b.tasks.queued_count()}
 
 
 def worker_list(b, params, ctx):

@@ -11,13 +11,13 @@ Pure state with `now` passed in; the broker persists `dirty` tasks and `events`.
 from __future__ import annotations
 
 import heapq
-import json
 import random
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import NamedTuple
 
+from architect.fastjson import dumps
 from architect.bus.protocol import (ASSIGNED, CANCELLED, FAILED, FINAL, QUEUED,  # noqa: F401
                                     RUNNING, STATES, SUCCEEDED, TIMED_OUT)
 
@@ -75,13 +75,13 @@ class Task:
         requirements once: they never change), booleans as 0 / 1."""
         cache = self._json
         if not cache:
-            cache["payload"] = json.dumps(self.payload)
-            cache["requirements"] = json.dumps(self.requirements)
+            cache["payload"] = dumps(self.payload)
+            cache["requirements"] = dumps(self.requirements)
         row = list(_values(self))
         row[_PAYLOAD], row[_REQUIREMENTS] = cache["payload"], cache["requirements"]
         for i in _OTHER_JSON:
             if row[i] is not None:
-                row[i] = json.dumps(row[i])
+                row[i] = dumps(row[i])
         row[_CANCEL] = int(row[_CANCEL])
         return tuple(row)
 
@@ -99,14 +99,21 @@ _OTHER_JSON = tuple(TASK_COLUMNS.index(c) for c in JSON_TASK_COLUMNS
 
 
 class TaskChanges(NamedTuple):
-    """What the book hands to persist(): the dirty tasks, the transition events, and how
-    many tasks were submitted (accepted: the commit must be durable). Falsy when empty."""
+    """What the book hands to persist(): the dirty tasks, the transition events, how many
+    tasks were submitted (accepted: the commit must be durable), and the roll-up of the
+    tasks that ended (one (hour created, node or '', final state) each). Falsy when empty."""
     tasks: list[Task]
     events: list[tuple]
     accepted: int
+    ended: list = []
 
     def __bool__(self) -> bool:
         return bool(self.tasks or self.events)
+
+
+def hour_of(ts: float) -> int:
+    """The start of the hour `ts` is in (the roll-up's bucket)."""
+    return int(ts // 3600) * 3600
 
 
 def backoff_delay(base: float, retry_number: int, rnd: random.Random) -> float:
@@ -126,6 +133,11 @@ class TaskBook:
         self.events: list[tuple] = []
         self.finished: list[Task] = []               # final this iteration (for waiters)
         self.accepted = 0                            # submitted since the last persist
+        self.ended: list[tuple] = []                 # (hour, node, state) of tasks that ended
+        # every final task in the database, counted once at start and then kept: the
+        # dashboard's totals never scan a long history
+        self.final_counts: dict[str, int] = {}
+        self.final_by_node: dict[tuple[str, str], int] = {}
         self.rnd = rnd or random.Random()
 
     # --- bookkeeping --------------------------------------------------------------------
@@ -151,7 +163,34 @@ class TaskBook:
         else:
             heapq.heappush(self.queues.setdefault(task.queue_key, []), (-task.priority, task.id))
 
+    def load_tallies(self, counts: dict[str, int], distribution) -> None:
+        """The database's final tasks per state, and per (node, state), at start."""
+        self.final_counts = {s: n for s, n in counts.items() if s in FINAL}
+        self.final_by_node = {(node, s): n for node, s, n in distribution if s in FINAL}
+
+    def counts(self) -> dict[str, int]:
+        """{state: number of tasks}, every task ever (the final ones tallied, the others
+        counted in memory)."""
+        out = {s: n for s, n in self.final_counts.items() if n}
+        for t in self.active.values():
+            out[t.status] = out.get(t.status, 0) + 1
+        return out
+
+    def distribution(self) -> list[tuple[str, str, int]]:
+        """(node, state, count) of every task ever assigned."""
+        out = {k: n for k, n in self.final_by_node.items() if n}
+        for t in self.active.values():
+            if t.assigned_node is not None:
+                key = (t.assigned_node, t.status)
+                out[key] = out.get(key, 0) + 1
+        return [(node, s, n) for (node, s), n in sorted(out.items())]
+
     def _finalize(self, task: Task, status: str, now: float, detail: dict | None = None) -> None:
+        self.final_counts[status] = self.final_counts.get(status, 0) + 1
+        if task.assigned_node is not None:
+            key = (task.assigned_node, status)
+            self.final_by_node[key] = self.final_by_node.get(key, 0) + 1
+        self.ended.append((hour_of(task.created_at), task.assigned_node or "", status))
         task.status = status
         task.finished_at = now
         task.not_before = None
@@ -283,8 +322,8 @@ class TaskBook:
     # --- unit of work: persist() takes the changes, and puts them back if the write fails
     def take_dirty(self) -> TaskChanges:
         """(dirty tasks, events, how many of them are new submissions)."""
-        changes = TaskChanges(list(self.dirty.values()), self.events, self.accepted)
-        self.dirty, self.events, self.accepted = {}, [], 0
+        changes = TaskChanges(list(self.dirty.values()), self.events, self.accepted, self.ended)
+        self.dirty, self.events, self.accepted, self.ended = {}, [], 0, []
         return changes
 
     def put_back(self, changes: TaskChanges) -> None:
@@ -295,6 +334,7 @@ class TaskBook:
                 self.dirty[task.id] = task
         self.events = changes.events + self.events
         self.accepted += changes.accepted
+        self.ended = changes.ended + self.ended
 
     def take_finished(self) -> list[Task]:
         done, self.finished = self.finished, []

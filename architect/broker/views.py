@@ -35,7 +35,7 @@ def cluster_flow(b, params, ctx):
     window = params.get("window", 3600)
     if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 < window <= 30 * 86400:
         window = 3600
-    rows = b.store.task_flow(ctx.now - window)
+    rows = b.store.task_flow(ctx.now - window, ctx.now)
     links: dict[tuple[str, str], int] = {}
     states: dict[str, int] = {}
     nodes = set()
@@ -60,7 +60,7 @@ def cluster_summary(b, params, ctx):
     for minute, count in per_minute:
         if 0 <= minute < 15:
             series[14 - minute] = count
-    return {"nodes": stats["nodes"], "tasks": b.store.task_counts(),
+    return {"nodes": stats["nodes"], "tasks": b.tasks.counts(),
             "queue_depth": stats["tasks"]["queued"], "workers": stats["workers"],
             "alerts": stats["alerts"], "throughput_per_minute": series,
             "final_states": list(sorted(T.FINAL)), "time": ctx.now}

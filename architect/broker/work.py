@@ -11,11 +11,15 @@ import logging
 
 from architect.broker import tasks as T
 from architect.broker.registry import InvalidNode, check_capabilities, check_name
-from architect.bus.messages import (TaskAck, TaskCancel, TaskOutput, TaskResult, TaskStarted,
-                                    WorkerBye, WorkerPing, WorkerReady)
+from architect.bus.codec import build
+from architect.bus.errors import ProtocolError
+from architect.bus.messages import (TaskAck, TaskAcks, TaskCancel, TaskOutput, TaskResult,
+                                    TaskResults, TaskStarted, WorkerBye, WorkerPing, WorkerReady)
 
 log = logging.getLogger("architect.broker")
 MAX_SLOTS = 1024
+MAX_PREFETCH = 1024
+MAX_BATCH = 10_000     # results in one `results` message
 
 
 class BadWorkerMessage(ValueError):
@@ -43,13 +47,15 @@ def on_hello(b, ident: bytes, msg, now: float) -> None:
         raise BadWorkerMessage(str(exc)) from None
     if not 1 <= msg.slots <= MAX_SLOTS or not 0 < len(msg.worker_id) <= 128:
         raise BadWorkerMessage(f"slots must be 1-{MAX_SLOTS} and worker_id 1-128 chars")
+    if not 0 <= msg.prefetch <= MAX_PREFETCH:
+        raise BadWorkerMessage(f"prefetch must be 0-{MAX_PREFETCH}")
     claimed = _claimed(msg)
     known = b.pool.by_id.get(msg.worker_id)
     if known is not None and known.node != msg.node:
         raise BadWorkerMessage(f"worker id {msg.worker_id!r} belongs to node {known.node!r}")
     b.worker_seen(msg.node, msg.hostname, caps, msg.metrics, now)
     worker, new = b.pool.upsert(msg.worker_id, ident, msg.node, msg.slots, caps, types, now,
-                                msg.hostname, msg.pid)
+                                msg.hostname, msg.pid, msg.prefetch)
     if new:
         log.info("worker %s joined: node %s, %d slots, types %s", worker.id, worker.node,
                  worker.slots, ",".join(types))
@@ -106,23 +112,56 @@ def on_output(b, ident: bytes, msg: TaskOutput, now: float) -> None:
     b.add_output(task, msg, now)
 
 
-def on_result(b, ident: bytes, msg: TaskResult, now: float) -> None:
+def _take_result(b, worker, ident: bytes, msg: TaskResult, now: float) -> None:
     if msg.state not in (T.SUCCEEDED, T.FAILED, T.TIMED_OUT, T.CANCELLED):
         raise BadWorkerMessage(f"unknown result state {msg.state!r}")
-    worker = b.worker_by_identity(ident)
-    if worker is None:
-        return  # not said hello (yet): no ack, so it sends the result again after its hello
     worker.active.discard((msg.task_id, msg.attempt))
     task = _current(b, ident, msg.task_id, msg.attempt)
     if task is not None:
+        worker.finished_run(msg.duration, now)
+        if task.status == T.ASSIGNED and msg.started_at is not None:
+            # it ended before its `started` went out (the worker sends only the result):
+            # the history still shows when it started
+            on_started(b, ident, TaskStarted(task_id=msg.task_id, attempt=msg.attempt,
+                                             ts=msg.started_at), now)
         result = {"exit_code": msg.exit_code, "stdout": msg.stdout, "stderr": msg.stderr,
                   "truncated": msg.truncated, "result": msg.result, "error": msg.error,
                   "duration": msg.duration, "started_at": msg.started_at,
                   "finished_at": msg.finished_at}
         b.tasks.finish(task, msg.state, result, now)
         b.counters["tasks_finished"] = b.counters.get("tasks_finished", 0) + 1
+
+
+def on_result(b, ident: bytes, msg: TaskResult, now: float) -> None:
+    worker = b.worker_by_identity(ident)
+    if worker is None:
+        return  # not said hello (yet): no ack, so it sends the result again after its hello
+    _take_result(b, worker, ident, msg, now)
     # acknowledged (after commit) even when stale or a duplicate, so the worker forgets it
     b.work_out.append((ident, TaskAck(task_id=msg.task_id, attempt=msg.attempt)))
+
+
+def on_results(b, ident: bytes, msg: TaskResults, now: float) -> None:
+    """A batch of results: each taken as one `result`, one `acks` for all that were valid.
+    A bad item is refused alone (it is not acknowledged); the others still count."""
+    worker = b.worker_by_identity(ident)
+    if worker is None:
+        return
+    if len(msg.results) > MAX_BATCH:
+        raise BadWorkerMessage(f"at most {MAX_BATCH} results in one message")
+    acks, bad = [], None
+    for item in msg.results:
+        try:
+            one = build(TaskResult.TYPE, item)
+            _take_result(b, worker, ident, one, now)
+        except (ProtocolError, BadWorkerMessage) as exc:
+            bad = exc
+            continue
+        acks.append([one.task_id, one.attempt])
+    if acks:
+        b.work_out.append((ident, TaskAcks(acks=acks)))
+    if bad is not None:
+        raise BadWorkerMessage(f"results: {bad}")
 
 
 def on_bye(b, ident: bytes, msg: WorkerBye, now: float) -> None:
@@ -144,4 +183,5 @@ WORK_HANDLERS = {
     TaskStarted: on_started,
     TaskOutput: on_output,
     TaskResult: on_result,
+    TaskResults: on_results,
 }

@@ -1,13 +1,21 @@
 """Connected task workers as the broker sees them (Paranoid Pirate on the broker side).
 
-A worker is known by its id (also its ZeroMQ routing id). It holds at most `slots` tasks
-(credit-based flow control: the broker only sends while active < slots). A worker silent
+A worker is known by its id (also its ZeroMQ routing id). It holds at most `slots` tasks,
+plus `prefetch` more queued on it (credit-based flow control: the broker only sends while
+active < slots, or < slots + prefetch once no worker anywhere has a free slot). Prefetch is
+open only while the worker turns over short tasks: its recent runs average under
+PREFETCH_SHORT seconds and it finished one within PREFETCH_WINDOW seconds. A worker busy
+with a long task gets nothing queued behind it, so priorities and cancels of waiting tasks
+keep their meaning there. A worker silent
 for `liveness` seconds is dead: the caller requeues its tasks. Pure state; time passed in.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+PREFETCH_SHORT = 0.1     # seconds: a worker whose runs average less may prefetch
+PREFETCH_WINDOW = 0.5    # ... while it finished one within this many seconds
 
 
 @dataclass(eq=False)
@@ -24,13 +32,31 @@ class Worker:
     hostname: str = ""
     pid: int = 0
     draining: bool = False   # stopping: finishes what it holds, gets nothing new
+    prefetch: int = 0        # tasks it may keep queued beyond its slots
+    avg_duration: float | None = None   # moving average of its runs' durations
+    short_until: float = 0.0            # prefetch is open until then (see the module doc)
 
-    @property
-    def free(self) -> int:
-        return 0 if self.draining else self.slots - len(self.active)
+    def free(self, now: float | None = None) -> int:
+        """Free slots; with `now`, counting the prefetch when it is open."""
+        if self.draining:
+            return 0
+        return self.slots + self.open_prefetch(now) - len(self.active)
+
+    def open_prefetch(self, now: float | None) -> int:
+        return self.prefetch if now is not None and now <= self.short_until else 0
+
+    def finished_run(self, duration, now: float) -> None:
+        """A result came in: keep the average and open the prefetch while runs are short."""
+        if not isinstance(duration, (int, float)) or duration < 0:
+            return
+        avg = self.avg_duration
+        self.avg_duration = avg = duration if avg is None else 0.8 * avg + 0.2 * duration
+        if avg < PREFETCH_SHORT:
+            self.short_until = now + PREFETCH_WINDOW
 
     def public(self, now: float) -> dict:
         return {"id": self.id, "node": self.node, "slots": self.slots,
+                "prefetch": self.prefetch,
                 "active": len(self.active), "capabilities": sorted(self.capabilities),
                 "task_types": sorted(self.task_types), "hostname": self.hostname,
                 "pid": self.pid, "connected_at": self.connected_at,
@@ -45,7 +71,8 @@ class WorkerPool:
         self.by_node: dict[str, list[Worker]] = {}
 
     def upsert(self, worker_id: str, identity: bytes, node: str, slots: int, capabilities,
-               task_types, now: float, hostname: str = "", pid: int = 0) -> tuple[Worker, bool]:
+               task_types, now: float, hostname: str = "", pid: int = 0,
+               prefetch: int = 0) -> tuple[Worker, bool]:
         """Add or refresh a worker; returns (worker, new)."""
         w = self.by_id.get(worker_id)
         new = w is None
@@ -64,7 +91,7 @@ class WorkerPool:
         self.by_identity[identity] = w
         w.slots, w.last_seen = slots, now
         w.capabilities, w.task_types = set(capabilities), set(task_types)
-        w.hostname, w.pid = hostname, pid
+        w.hostname, w.pid, w.prefetch = hostname, pid, prefetch
         return w, new
 
     def _unindex(self, w: Worker) -> None:
@@ -83,25 +110,27 @@ class WorkerPool:
     def expired(self, now: float) -> list[Worker]:
         return [w for w in self.by_id.values() if now - w.last_seen > self.liveness]
 
-    def node_capacity(self, node: str) -> tuple[int, int, set, set, int]:
-        """(active, slots, capabilities, task_types, workers) summed over the node's workers."""
+    def node_capacity(self, node: str, now: float | None = None) -> tuple[int, int, set, set, int]:
+        """(active, slots, capabilities, task_types, workers) summed over the node's workers
+        (with `now`: slots count the open prefetch too)."""
         active = slots = 0
         caps: set = set()
         types: set = set()
         workers = self.by_node.get(node, ())
         for w in workers:
             active += len(w.active)
-            slots += len(w.active) if w.draining else w.slots
+            slots += len(w.active) if w.draining else w.slots + w.open_prefetch(now)
             caps |= w.capabilities
             types |= w.task_types
         return active, slots, caps, types, len(workers)
 
-    def best_worker(self, node: str, task_type: str) -> Worker | None:
-        best = None
+    def best_worker(self, node: str, task_type: str, now: float | None = None) -> Worker | None:
+        best, most = None, 0
         for w in self.by_node.get(node, ()):
-            if w.free > 0 and task_type in w.task_types and (best is None or w.free > best.free):
-                best = w
+            free = w.free(now)
+            if free > most and task_type in w.task_types:
+                best, most = w, free
         return best
 
-    def total_free(self) -> int:
-        return sum(max(w.free, 0) for w in self.by_id.values())
+    def total_free(self, now: float | None = None) -> int:
+        return sum(max(w.free(now), 0) for w in self.by_id.values())

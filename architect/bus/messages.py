@@ -86,6 +86,9 @@ class WorkerReady:
     hostname: str = ""
     pid: int = 0
     metrics: dict = field(default_factory=dict)
+    # how many tasks beyond `slots` it takes and keeps queued, so a slot that frees starts
+    # its next task at once; the broker fills free slots anywhere before it prefetches
+    prefetch: int = 0
 
 
 @message
@@ -164,6 +167,22 @@ class TaskResult:
     duration: float = 0.0
     started_at: Optional[float] = None
     finished_at: Optional[float] = None
+
+
+@message
+class TaskResults:
+    """Worker → broker: several results at once (those that ended in one turn of the
+    worker's loop). Each item is a `result` message's fields, without `v` and `type`; the
+    broker answers with one `acks`."""
+    TYPE = "results"
+    results: list
+
+
+@message
+class TaskAcks:
+    """Broker → worker: the results of these [task_id, attempt] pairs are committed."""
+    TYPE = "acks"
+    acks: list
 
 
 @message

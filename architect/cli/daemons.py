@@ -406,10 +406,16 @@ def web(ctx, host, port, use_ssl, cert_file, key_file, as_daemon, show_status, d
 @click.option("--shutdown-grace", type=float, default=5.0, show_default=True,
               help="On stop, seconds running tasks get to finish; the rest go back to the "
                    "broker and run elsewhere.")
+@click.option("--prefetch", type=click.IntRange(0, 1024), envvar="ARCHITECT_WORKER_PREFETCH",
+              help="Tasks taken beyond the slots and kept queued here, so a freed slot starts "
+                   "its next task at once. The broker prefetches only when no worker has a "
+                   "free slot; a prefetched task waits behind this worker's running ones, so "
+                   "use 0 for long tasks [one per slot; env ARCHITECT_WORKER_PREFETCH].")
 @with_daemon_options
 @click.pass_context
 def worker(ctx, dashboard_url, broker_host, bus_port, node_name, capabilities, concurrency,
-           task_types, max_output, kill_grace, shutdown_grace, as_daemon, show_status, do_stop):
+           task_types, max_output, kill_grace, shutdown_grace, prefetch, as_daemon, show_status,
+           do_stop):
     """Run a task worker: take tasks from the broker and run them (shell, python)."""
     def start():
         cfg = load_config(ctx, dashboard_url=dashboard_url, broker_host=broker_host,
@@ -418,5 +424,5 @@ def worker(ctx, dashboard_url, broker_host, bus_port, node_name, capabilities, c
         from architect.agent.worker import TaskWorker
         _run_with_signals(TaskWorker(cfg, slots=concurrency, task_types=task_types or None,
                                      max_output=max_output, kill_grace=kill_grace,
-                                     shutdown_grace=shutdown_grace))
+                                     shutdown_grace=shutdown_grace, prefetch=prefetch))
     run_as(ctx, "worker", as_daemon, show_status, do_stop, start)

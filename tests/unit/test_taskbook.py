@@ -50,9 +50,9 @@ def test_submit_queues_with_sequential_ids_and_an_event(book):
     assert book.get(1) is a and book.active == {1: a, 2: b}
     assert book.queued_count() == 2
     assert book.events[0] == (1, 10.0, "queued", 0, None, {"submitted_by": "alice"})
-    dirty, evs, accepted = book.take_dirty()
-    assert set(dirty) == {a, b} and len(evs) == 2 and accepted == 2
-    assert book.take_dirty() == ([], [], 0)
+    dirty, evs, accepted, ended = book.take_dirty()
+    assert set(dirty) == {a, b} and len(evs) == 2 and accepted == 2 and ended == []
+    assert book.take_dirty() == ([], [], 0, [])
 
 
 def test_queued_assigned_running_succeeded(book):
@@ -376,3 +376,20 @@ def test_row_matches_columns(book):
     row = t.row()
     assert len(row) == len(T.COLUMNS)
     assert dict(zip(T.COLUMNS, row))["requirements"] == '["gpu"]'
+
+
+def test_tallies_and_the_rollup_of_ended_tasks(book):
+    """Totals by state and by (node, state) are kept, not counted from the database; each
+    ended task gives one (hour created, node, state) for the hourly roll-up."""
+    book.load_tallies({"succeeded": 5, "queued": 9}, [("n1", "succeeded", 5), ("n1", "running", 2)])
+    assert book.counts() == {"succeeded": 5}             # the unfinished come from memory
+    a, b = new(book, 7200.5), new(book, 7300.0)
+    book.pop(a.queue_key)
+    book.assign(a, "n2", "w", {"total": 1.0}, 7201.0)
+    book.finish(a, T.FAILED, {"error": "x"}, 7202.0)
+    assert book.counts() == {"succeeded": 5, "failed": 1, "queued": 1}
+    assert book.distribution() == [("n1", "succeeded", 5), ("n2", "failed", 1)]
+    book.cancel(b, 7400.0)                                # never assigned: no node
+    assert book.counts()["cancelled"] == 1
+    ended = book.take_dirty().ended
+    assert ended == [(7200, "n2", "failed"), (7200, "", "cancelled")]

@@ -141,6 +141,12 @@ class BaseStore(ABC):
         Inside transaction()."""
 
     @abstractmethod
+    def add_task_rollup(self, rows: list[tuple]) -> None:
+        """Count tasks that ended into the hourly roll-up: (hour the task was created,
+        assigned node or '', final state, how many). Inside transaction(), with the rows of
+        the tasks themselves, so the roll-up and the tasks agree."""
+
+    @abstractmethod
     def insert_output(self, rows: list[tuple]) -> None:
         """Append output chunks: (task_id, attempt, seq, stream, data, ts).
         Inside transaction()."""
@@ -196,10 +202,35 @@ class BaseStore(ABC):
         """(assigned_node, status, count) for the tasks that were ever assigned.
         A read: any time."""
 
-    @abstractmethod
-    def task_flow(self, since: float) -> list[tuple[str, str, int]]:
+    FLOW_EXACT = 86400   # windows up to a day are counted from the tasks themselves
+
+    def task_flow(self, since: float, now: float | None = None) -> list[tuple[str, str, int]]:
         """(assigned_node or '', status, count) of the tasks created at or after `since`.
+        Past a day, the whole hours come from the roll-up (the tasks that ended) plus the
+        tasks of those hours that have not ended, and only the first, partial hour from the
+        tasks: a month of history costs a few thousand roll-up rows, not a million tasks.
         A read: any time."""
+        import time
+        now = time.time() if now is None else now
+        if now - since <= self.FLOW_EXACT:
+            return self._flow_rows(since, None, False)
+        hour = -(-int(since) // 3600) * 3600          # the first whole hour after `since`
+        out: dict[tuple[str, str], int] = {}
+        for rows in (self._flow_rows(since, hour, False), self._flow_rows(hour, None, True),
+                     self._rollup_rows(hour)):
+            for node, status, n in rows:
+                out[(node, status)] = out.get((node, status), 0) + n
+        return [(node, status, n) for (node, status), n in sorted(out.items())]
+
+    @abstractmethod
+    def _flow_rows(self, since: float, before: float | None,
+                   unfinished: bool) -> list[tuple[str, str, int]]:
+        """(node or '', status, count) of the tasks created in [since, before), only the
+        queued / assigned / running ones when `unfinished`."""
+
+    @abstractmethod
+    def _rollup_rows(self, hour: int) -> list[tuple[str, str, int]]:
+        """(node, state, count) summed over the roll-up from `hour` on."""
 
     @abstractmethod
     def finished_per_minute(self, now: float, since: float) -> list[tuple[int, int]]:

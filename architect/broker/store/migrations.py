@@ -95,3 +95,17 @@ def m005_leader(db: sqlite_utils.Database) -> None:
     PostgreSQL's m005_leader have no SQLite twin: on SQLite there is one master."""
     db["bus_keys"].create({"folder": str, "name": str, "public": str, "secret": str,
                            "role": str}, pk=("folder", "name"), not_null={"public"})
+
+
+@migrations()
+def m006_history_scale(db: sqlite_utils.Database) -> None:
+    """A long history stays cheap (issue 12): finished_at is indexed (the overview's tasks
+    per minute), and an hourly roll-up counts the tasks that ended by the hour they were
+    created, node and state (the flow of long windows), filled here from the tasks so far."""
+    db["tasks"].create_index(["finished_at"])
+    db["task_rollup"].create({"hour": int, "node": str, "status": str, "count": int},
+                             pk=("hour", "node", "status"), not_null={"node", "count"})
+    db.execute("INSERT INTO task_rollup (hour, node, status, count) "
+               "SELECT CAST(created_at / 3600 AS INTEGER) * 3600, COALESCE(assigned_node, ''), "
+               "status, COUNT(*) FROM tasks "
+               "WHERE status IN ('succeeded', 'failed', 'timed_out', 'cancelled') GROUP BY 1, 2, 3")

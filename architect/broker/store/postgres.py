@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg.rows import dict_row, tuple_row
 
+from architect.fastjson import dumps
 from architect.broker.store import postgres_migrations
 from architect.broker.store.base import (
     ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, JSON_TASK_COLUMNS, NODE_COLUMNS,
@@ -274,8 +275,13 @@ class Store(AccountStore, BaseStore):
     def insert_task_events(self, rows: list[tuple]) -> None:
         self._many("INSERT INTO task_events (task_id, ts, event, attempt, node, detail) "
                    "VALUES (%s, %s, %s, %s, %s, %s)",
-                   [_row((t, ts, e, a, n, json.dumps(d) if d else None))
+                   [_row((t, ts, e, a, n, dumps(d) if d else None))
                     for t, ts, e, a, n, d in rows])
+
+    def add_task_rollup(self, rows: list[tuple]) -> None:
+        self._many("INSERT INTO task_rollup (hour, node, status, count) VALUES (%s, %s, %s, %s) "
+                   "ON CONFLICT (hour, node, status) DO UPDATE SET "
+                   "count = task_rollup.count + excluded.count", [_row(r) for r in rows])
 
     def insert_output(self, rows: list[tuple]) -> None:
         self._many("INSERT INTO task_output (task_id, attempt, seq, stream, data, ts) "
@@ -331,9 +337,21 @@ class Store(AccountStore, BaseStore):
                            "WHERE assigned_node IS NOT NULL GROUP BY assigned_node, status",
                            rows=tuple_row)
 
-    def task_flow(self, since: float) -> list[tuple[str, str, int]]:
-        return self._query("SELECT COALESCE(assigned_node, ''), status, COUNT(*) FROM tasks "
-                           "WHERE created_at >= %s GROUP BY 1, 2", (since,), rows=tuple_row)
+    def _flow_rows(self, since, before, unfinished):
+        sql = ("SELECT COALESCE(assigned_node, ''), status, COUNT(*) FROM tasks "
+               "WHERE created_at >= %s")
+        params: list = [since]
+        if before is not None:
+            sql += " AND created_at < %s"
+            params.append(before)
+        if unfinished:
+            sql += " AND status IN ('queued', 'assigned', 'running')"
+        return self._query(sql + " GROUP BY 1, 2", params, rows=tuple_row)
+
+    def _rollup_rows(self, hour):
+        return [(node, status, int(n)) for node, status, n in self._query(
+            "SELECT node, status, SUM(count) FROM task_rollup WHERE hour >= %s GROUP BY 1, 2",
+            (hour,), rows=tuple_row)]
 
     def finished_per_minute(self, now: float, since: float) -> list[tuple[int, int]]:
         # SQLite's CAST(x AS INTEGER) truncates toward zero: trunc(), not a rounding cast

@@ -112,6 +112,16 @@ CREATE TABLE bus_keys (
     folder TEXT NOT NULL, name TEXT NOT NULL, public TEXT NOT NULL, secret TEXT,
     role TEXT, PRIMARY KEY (folder, name));
 """),
+    ("m006_history_scale", """
+CREATE INDEX idx_tasks_finished_at ON tasks (finished_at);
+CREATE TABLE task_rollup (
+    hour BIGINT NOT NULL, node TEXT NOT NULL, status TEXT NOT NULL, count BIGINT NOT NULL,
+    PRIMARY KEY (hour, node, status));
+INSERT INTO task_rollup (hour, node, status, count)
+    SELECT CAST(floor(created_at / 3600) AS BIGINT) * 3600, COALESCE(assigned_node, ''),
+           status, COUNT(*) FROM tasks
+    WHERE status IN ('succeeded', 'failed', 'timed_out', 'cancelled') GROUP BY 1, 2, 3;
+"""),
 ]
 
 

@@ -19,6 +19,7 @@ from typing import Iterable
 
 import sqlite_utils
 
+from architect.fastjson import dumps
 from architect.broker.store.base import (
     ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, JSON_TASK_COLUMNS, NODE_COLUMNS,
     BaseStore, write_sql)
@@ -128,7 +129,12 @@ class Store(AccountStore, BaseStore):
         self.conn.executemany(
             "INSERT INTO task_events (task_id, ts, event, attempt, node, detail) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [(t, ts, e, a, n, json.dumps(d) if d else None) for t, ts, e, a, n, d in rows])
+            [(t, ts, e, a, n, dumps(d) if d else None) for t, ts, e, a, n, d in rows])
+
+    def add_task_rollup(self, rows: list[tuple]) -> None:
+        self.conn.executemany(
+            "INSERT INTO task_rollup (hour, node, status, count) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (hour, node, status) DO UPDATE SET count = count + excluded.count", rows)
 
     def insert_output(self, rows: list[tuple]) -> None:
         self.conn.executemany("INSERT INTO task_output (task_id, attempt, seq, stream, data, ts) "
@@ -181,10 +187,19 @@ class Store(AccountStore, BaseStore):
     def task_counts(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status").fetchall())
 
-    def task_flow(self, since: float) -> list[tuple[str, str, int]]:
-        return self.conn.execute(
-            "SELECT COALESCE(assigned_node, ''), status, COUNT(*) FROM tasks WHERE created_at >= ? "
-            "GROUP BY 1, 2", (since,)).fetchall()
+    def _flow_rows(self, since, before, unfinished):
+        sql = "SELECT COALESCE(assigned_node, ''), status, COUNT(*) FROM tasks WHERE created_at >= ?"
+        params: list = [since]
+        if before is not None:
+            sql += " AND created_at < ?"
+            params.append(before)
+        if unfinished:
+            sql += " AND status IN ('queued', 'assigned', 'running')"
+        return self.conn.execute(sql + " GROUP BY 1, 2", params).fetchall()
+
+    def _rollup_rows(self, hour):
+        return self.conn.execute("SELECT node, status, SUM(count) FROM task_rollup "
+                                 "WHERE hour >= ? GROUP BY 1, 2", (hour,)).fetchall()
 
     def finished_per_minute(self, now: float, since: float) -> list[tuple[int, int]]:
         return self.conn.execute(
