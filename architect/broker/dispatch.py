@@ -7,6 +7,8 @@ priority (then the oldest) goes first. Each assignment stores the score breakdow
 
 from __future__ import annotations
 
+import heapq
+
 from architect.broker import placement
 from architect.broker.placement import Candidate
 
@@ -53,9 +55,13 @@ def _fill(book, pool, registry, now: float, limit: int, prefetch_at) -> list[tup
     free = pool.total_free(prefetch_at)
     if free <= 0 or not book.queues:
         return []
-    cands = {c.name: c for c in candidates(registry, pool, list(pool.by_node), prefetch_at)}
+    # only the nodes with room: the others cannot take a task, and at a thousand workers
+    # scoring every node for every task would cost more than the rest of the task
+    room = [node for node, ws in pool.by_node.items() if any(w.free(prefetch_at) > 0 for w in ws)]
+    cands = {c.name: c for c in candidates(registry, pool, room, prefetch_at)}
     out = []
     blocked: set = set()
+    heaps: dict[tuple, list] = {}
     while free > 0 and len(out) < limit:
         best = None
         for key in list(book.queues):
@@ -68,7 +74,7 @@ def _fill(book, pool, registry, now: float, limit: int, prefetch_at) -> list[tup
         if best is None:
             break
         key, task = best
-        cand = placement.best(cands.values(), task.task_type, task.requirements, task.node)
+        cand = _best(heaps, key, task, cands)
         if cand is None:
             blocked.add(key)
             continue
@@ -91,3 +97,30 @@ def _fill(book, pool, registry, now: float, limit: int, prefetch_at) -> list[tup
         free -= 1
         out.append((worker, task))
     return out
+
+
+def _entry(c: Candidate) -> tuple:
+    return (-placement.total(c), c.active, c.name, c)
+
+
+def _best(heaps: dict, key: tuple, task, cands: dict) -> Candidate | None:
+    """placement.best() for a queue, from a heap of its eligible nodes kept for this
+    dispatch call: each task costs a heap step, not a score of every node (a thousand
+    workers). An assignment only lowers a node's score, so an entry whose node changed is
+    stale and optimistic: it is replaced by the node's current entry, if it still fits."""
+    heap = heaps.get(key)
+    if heap is None:
+        heap = heaps[key] = [_entry(c) for c in cands.values() if placement.why_not(
+            c, task.task_type, task.requirements, task.node) is None]
+        heapq.heapify(heap)
+    while heap:
+        top = heap[0]
+        c = top[3]
+        now = _entry(c)
+        if now[:3] == top[:3]:
+            return c
+        if placement.why_not(c, task.task_type, task.requirements, task.node) is None:
+            heapq.heapreplace(heap, now)
+        else:
+            heapq.heappop(heap)
+    return None

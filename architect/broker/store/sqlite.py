@@ -142,7 +142,9 @@ class Store(AccountStore, BaseStore):
 
     def load_tasks(self, where: str, params=()) -> list[dict]:
         """Tasks matching an SQL WHERE clause, in id order (SQLite only, not the interface)."""
-        return [self._task_out(r) for r in self.db["tasks"].rows_where(where, params, order_by="id")]
+        cur = self.conn.execute(f"SELECT * FROM tasks WHERE {where} ORDER BY id", params)
+        cols = [d[0] for d in cur.description]
+        return [self._task_out(dict(zip(cols, r))) for r in cur.fetchall()]
 
     def task(self, task_id: int) -> dict | None:
         rows = self.load_tasks("id = ?", [task_id])
