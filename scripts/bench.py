@@ -202,7 +202,7 @@ def print_table(res: dict) -> None:
                          "MET" if s[key] <= target else "NOT MET"))
         rows.append((f"{n} history: database size, MiB", s["database_mib"], "", "", 
                      f"{s['database_bytes_per_task']} B/task", "reported", ""))
-    widths = (40, 18, 18, 18, 20, 20, 8)
+    widths = (46, 18, 18, 18, 20, 22, 8)
     heads = ("figure", "Architect", "Huey", "Celery", "ratio", "target", "")
     print(f"\n{res['date']}, commit {res['commit']}, {res['machine']}")
     print("".join(h.ljust(w) for h, w in zip(heads, widths)))

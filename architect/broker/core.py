@@ -10,7 +10,8 @@ import logging
 import os
 import time
 
-from architect.broker import accounts, handlers, identity, keys, task_handlers, views
+from architect.broker import (accounts, handlers, identity, keys, schedule_handlers,
+                              task_handlers, views)
 from architect.broker.alerts import AlertBook
 from architect.broker.audit import AuditBook
 from architect.broker.methods import LOCAL, WEB_ROLES, Caller, Ctx, allowed
@@ -51,7 +52,8 @@ class Broker(TaskCore):
                                  requests=0, request_errors=0, persist_errors=0, forbidden=0,
                                  identity_rejected=0)
         self.methods = {**handlers.METHODS, **task_handlers.TASK_METHODS, **views.VIEW_METHODS,
-                        **SSH_METHODS, **keys.KEY_METHODS, **accounts.ACCOUNT_METHODS}
+                        **SSH_METHODS, **keys.KEY_METHODS, **accounts.ACCOUNT_METHODS,
+                        **schedule_handlers.SCHEDULE_METHODS}
         self.audit = AuditBook()
         self.work_keys: dict[bytes, str] = {}  # secured bus: worker routing id → its key
         self.metrics_rows = RowBuffer()  # samples for the next commit
@@ -64,6 +66,7 @@ class Broker(TaskCore):
         self._next_retention = now + 60.0
         self.tasks_now = now
         self._init_tasks(config, now)
+        schedule_handlers.init_schedules(self)
         self.ssh = SSHService(config, now, self.store.max_id("ssh_audit") + 1)
         # what persist() writes, in this order, in one transaction (persist.py: each book has
         # take_dirty() / put_back(taken)); a new table is one line here
@@ -73,6 +76,7 @@ class Broker(TaskCore):
             Stream("alerts", self.alerts, lambda st, rows: st.save_alerts(rows), urgent=True),
             Stream("metrics", self.metrics_rows, lambda st, rows: st.insert_metrics(rows)),
             *self.task_streams(),   # tasks + task_events (durable if accepted), task_output
+            schedule_handlers.schedule_stream(self),   # schedules and their runs
             Stream("ssh_audit", self.ssh, lambda st, rows: st.save_audit(rows), urgent=True,
                    durable=bool),
             Stream("audit", self.audit, lambda st, rows: st.insert_audit_log(rows),
@@ -214,6 +218,7 @@ class Broker(TaskCore):
     # --- timers and persistence --------------------------------------------------------
     def tick(self, now: float) -> None:
         self.tasks_now = now
+        schedule_handlers.tick_schedules(self, now)   # first: a run's task dispatches at once
         self.tick_tasks(now)
         self.ssh.tick(now)
         if now >= self._next_offline:

@@ -484,6 +484,36 @@ class TestStore:
             got = {(node, status): n for node, status, n in store.task_flow(since, now)}
             assert got == expected, since
 
+    def test_schedules_and_their_runs(self, store):
+        from architect.broker import schedules as S
+        book = T.TaskBook(random.Random(0))
+        task = submit(book, T0)
+        persist_book(store, book)
+        a = S.Schedule(name="nightly", spec={"task_type": "shell", "payload": {"command": "x"}},
+                       cron="0 3 * * *", tz="Europe/Berlin", missed="once", overlap="skip",
+                       next_due=T0 + 100, last_task=task.id, created_by="alice")
+        b = S.Schedule(name="beat", spec={"task_type": "python"}, every=1.0, paused=True)
+        with store.transaction():
+            store.save_schedules([S.row(a), S.row(b)])
+            store.insert_schedule_runs([("nightly", T0, T0 + 0.1, "fired", task.id, None),
+                                        ("nightly", T0 + 1, T0 + 1.1, "missed", None, "late")])
+        loaded = store.load_schedules()
+        assert [r["name"] for r in loaded] == ["beat", "nightly"]
+        assert loaded[0]["paused"] is True and loaded[0]["every"] == 1.0
+        assert S.Schedule(**loaded[1]).public() == a.public()
+        runs = store.schedule_runs("nightly")
+        assert [(r["outcome"], r["task_status"]) for r in runs] == [("missed", None),
+                                                                   ("fired", "queued")]
+        assert runs[0]["detail"] == "late" and store.schedule_runs("nightly", 1) == runs[:1]
+        a.paused = True
+        with store.transaction():
+            store.save_schedules([S.row(a)])                  # an upsert by name
+            store.delete_schedule("beat")
+        assert [(r["name"], r["paused"]) for r in store.load_schedules()] == [("nightly", True)]
+        with store.transaction():
+            store.delete_schedule("nightly")
+        assert store.load_schedules() == [] and store.schedule_runs("nightly") == []
+
     def test_flow_throughput_and_timeline(self, store):
         book = T.TaskBook(random.Random(0))
         old = submit(book, T0 - 5000)

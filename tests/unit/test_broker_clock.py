@@ -489,3 +489,31 @@ def test_restart_orphan_nobody_claims_is_lost_after_the_window(tmp_path):
         assert "no worker claimed it" in h2.store.task_events(task_id)[-1]["detail"]["reason"]
     finally:
         h2.close()
+
+
+def test_totals_and_the_rollup_agree_with_the_tasks_across_a_kill_9(tmp_path):
+    """The overview's totals and placement.distribution are tallies kept in memory (no scan
+    of a long history), and the flow of a long window reads the hourly roll-up: after a
+    kill -9 and a restart, both agree with counting the tasks themselves."""
+    h1 = Harness(tmp_path)
+    h1.heartbeat()
+    h1.ready("w1", slots=4)
+    for _ in range(6):
+        h1.submit()
+    h1.submit(requirements=["gpu"])                  # nobody can take it: stays queued
+    for a in h1.assigns(h1.step()):
+        state = "succeeded" if a.task_id % 2 else "failed"
+        h1.work(b"w1", result(a.task_id, a.attempt, state, started_at=h1.now))
+    h1.step()
+    summary = h1.call("cluster.summary")["tasks"]
+    assert summary == {"succeeded": 2, "failed": 2, "assigned": 2, "queued": 1}
+    kill9(h1)
+    h2 = Harness(tmp_path, now=h1.now + 2 * 86400)   # two days later: the roll-up is read
+    try:
+        assert h2.call("cluster.summary")["tasks"] == h2.store.task_counts() == summary
+        dist = h2.call("placement.distribution")["nodes"]["n1"]
+        assert (dist["succeeded"], dist["failed"], dist["assigned"]) == (2, 2, 2)
+        flow = h2.call("cluster.flow", {"window": 3 * 86400})
+        assert flow["states"] == summary
+    finally:
+        h2.close()

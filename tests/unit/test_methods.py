@@ -15,8 +15,9 @@ from architect.broker import accounts, audit, handlers, keys, methods, task_hand
 from architect.broker.methods import ADMIN, NODE, OPERATOR, ROLES, VIEWER, WEB_ROLES, Method
 from architect.bus.messages import Heartbeat, TaskResult, WorkerReady
 from architect.broker.ssh_handlers import SSH_METHODS
+from architect.broker.schedule_handlers import SCHEDULE_METHODS
 
-TABLES = {"handlers.METHODS": handlers.METHODS, "task_handlers.TASK_METHODS": task_handlers.TASK_METHODS,
+TABLES = {"schedule_handlers.SCHEDULE_METHODS": SCHEDULE_METHODS,"handlers.METHODS": handlers.METHODS, "task_handlers.TASK_METHODS": task_handlers.TASK_METHODS,
           "views.VIEW_METHODS": views.VIEW_METHODS, "keys.KEY_METHODS": keys.KEY_METHODS,
           "accounts.ACCOUNT_METHODS": accounts.ACCOUNT_METHODS, "ssh.SSH_METHODS": SSH_METHODS}
 ALL = {name: m for table in TABLES.values() for name, m in table.items()}
@@ -30,7 +31,7 @@ READ_ONLY = {
     "node.metrics", "task.page", "task.timeline", "cluster.topology", "cluster.flow",
     "cluster.summary",
     "keys.list", "users.list", "tokens.list", "audit.list",
-    "ssh.pool.stats", "ssh.audit",
+    "ssh.pool.stats", "ssh.audit", "schedule.list", "schedule.get",
 }
 WRITES = {
     "node.register", "node.remove", "node.drain", "node.undrain", "alert.ack",
@@ -38,6 +39,7 @@ WRITES = {
     "keys.join", "keys.accept", "keys.revoke", "keys.role", "keys.token",
     "users.add", "users.passwd", "users.remove", "tokens.create", "tokens.revoke",
     "ssh.execute", "ssh.broadcast", "ssh.trust", "ssh.pool.cleanup", "node.set_ssh",
+    "schedule.add", "schedule.pause", "schedule.resume", "schedule.remove", "schedule.run",
 }
 # least role per method (§10): admin for keys, users, tokens, SSH, removal and the audit
 ADMIN_ONLY = {

@@ -10,13 +10,14 @@ from architect import config as config_mod
 from architect.broker.core import Broker
 from architect.broker.methods import Caller
 from architect.broker.persist import RowBuffer
+from architect.broker.schedules import Schedule
 from architect.broker.store import Store
 from architect.bus.messages import Heartbeat, Request
 
 T0 = 1_000_000.0
 CALM = {"cpu_percent": 10.0, "memory_percent": 20.0, "disk_percent": 30.0, "load_1": 0.1}
 STREAM_TABLES = ("nodes", "alerts", "metrics", "tasks", "task_events", "task_output",
-                 "ssh_audit", "audit")
+                 "schedules", "schedule_runs", "ssh_audit", "audit")
 
 
 class FlakyStore(Store):
@@ -55,11 +56,15 @@ def changes_in_every_stream(b, now):
     assert reply.ok, reply
     b.output_rows.append((reply.result["id"], 1, 0, "stdout", "hi", now))       # output
     b.ssh.audit("alice", "exec", None, "root@h", "uptime", now, status="refused")  # ssh_audit
+    s = b.schedules.add(Schedule(name="nightly", spec={"task_type": "shell"},    # schedule,
+                                 every=60.0), now)
+    b.schedules.run_row(s, now, now, "missed", detail="test")                   # and a run
 
 
 def test_the_stream_list_covers_every_table(broker):
     assert [s.name for s in broker.streams] == ["nodes", "alerts", "metrics", "tasks",
-                                                "task_output", "ssh_audit", "audit"]
+                                                "task_output", "schedules", "ssh_audit",
+                                                "audit"]
     assert isinstance(broker.metrics_rows, RowBuffer) and isinstance(broker.output_rows, RowBuffer)
 
 

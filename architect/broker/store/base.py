@@ -37,7 +37,9 @@ AUDIT_LOG_COLUMNS = ("id", "ts", "who", "role", "via", "addr", "method", "target
 TOKEN_COLUMNS = ("id", "kind", "name", "role", "token_hash", "created_at", "created_by",
                  "expires_at", "uses_left", "used_count", "last_used_at", "revoked_at")
 TABLES = ("nodes", "metrics", "tasks", "task_events", "task_output", "alerts", "ssh_audit",
-          "users", "tokens", "audit", "bus_keys")
+          "users", "tokens", "audit", "bus_keys", "task_rollup", "schedules", "schedule_runs")
+# the schedules row: architect.broker.schedules.COLUMNS, `spec` JSON-encoded, paused 0 / 1
+SCHEDULE_RUN_COLUMNS = ("schedule", "due", "at", "outcome", "task_id", "detail")
 __all__ = ["BaseStore", "Fenced", "TASK_COLUMNS", "JSON_TASK_COLUMNS", "NODE_COLUMNS", "JSON_NODE_COLUMNS",
            "METRIC_COLUMNS", "ALERT_COLUMNS", "AUDIT_COLUMNS", "AUDIT_LOG_COLUMNS",
            "TOKEN_COLUMNS", "TABLES"]
@@ -56,6 +58,13 @@ def write_sql(mark: str) -> tuple[str, str, str, str, str]:
                f"VALUES ({', '.join(mark for _ in METRIC_COLUMNS)})")
     return (upsert("nodes", NODE_COLUMNS), upsert("ssh_audit", AUDIT_COLUMNS),
             upsert("tasks", TASK_COLUMNS), upsert("alerts", ALERT_COLUMNS), metrics)
+
+
+def _schedule_upsert(mark: str) -> str:
+    from architect.broker.schedules import COLUMNS
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "name")
+    return (f"INSERT INTO schedules ({', '.join(COLUMNS)}) VALUES "
+            f"({', '.join(mark for _ in COLUMNS)}) ON CONFLICT (name) DO UPDATE SET {sets}")
 
 
 class Fenced(RuntimeError):
@@ -139,6 +148,29 @@ class BaseStore(ABC):
     def insert_task_events(self, rows: list[tuple]) -> None:
         """Append task transitions: (task_id, ts, event, attempt, node, detail dict|None).
         Inside transaction()."""
+
+    # --- schedules ------------------------------------------------------------------------
+    @abstractmethod
+    def load_schedules(self) -> list[dict]:
+        """Every schedule (schedules.COLUMNS; spec decoded, paused a bool), by name."""
+
+    @abstractmethod
+    def save_schedules(self, rows: list[tuple]) -> None:
+        """Upsert schedules by name: rows in schedules.COLUMNS order, spec JSON-encoded.
+        Inside transaction()."""
+
+    @abstractmethod
+    def delete_schedule(self, name: str) -> None:
+        """Remove a schedule and its runs. Inside transaction()."""
+
+    @abstractmethod
+    def insert_schedule_runs(self, rows: list[tuple]) -> None:
+        """Append runs: SCHEDULE_RUN_COLUMNS. Inside transaction()."""
+
+    @abstractmethod
+    def schedule_runs(self, name: str, limit: int = 50) -> list[dict]:
+        """A schedule's runs, newest first, each with the task's status (or None) as
+        `task_status`. A read: any time."""
 
     @abstractmethod
     def add_task_rollup(self, rows: list[tuple]) -> None:

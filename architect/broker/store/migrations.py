@@ -109,3 +109,17 @@ def m006_history_scale(db: sqlite_utils.Database) -> None:
                "SELECT CAST(created_at / 3600 AS INTEGER) * 3600, COALESCE(assigned_node, ''), "
                "status, COUNT(*) FROM tasks "
                "WHERE status IN ('succeeded', 'failed', 'timed_out', 'cancelled') GROUP BY 1, 2, 3")
+
+
+@migrations()
+def m007_schedules(db: sqlite_utils.Database) -> None:
+    """Schedules (cron or interval) and each due time's run (issue 13)."""
+    db["schedules"].create({
+        "name": str, "spec": str, "cron": str, "every": float, "tz": str, "missed": str,
+        "overlap": str, "paused": int, "next_due": float, "last_due": float, "last_task": int,
+        "last_outcome": str, "created_at": float, "updated_at": float, "created_by": str,
+    }, pk="name")
+    db["schedule_runs"].create({"id": int, "schedule": str, "due": float, "at": float,
+                                "outcome": str, "task_id": int, "detail": str}, pk="id")
+    db["schedule_runs"].create_index(["schedule", "id"])
+    db["schedule_runs"].create_index(["task_id"])

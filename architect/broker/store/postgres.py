@@ -32,7 +32,7 @@ from architect.fastjson import dumps
 from architect.broker.store import postgres_migrations
 from architect.broker.store.base import (
     ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, JSON_TASK_COLUMNS, NODE_COLUMNS,
-    BaseStore, Fenced, write_sql)
+    BaseStore, Fenced, _schedule_upsert, write_sql)
 from architect.broker.store.postgres_accounts import AccountStore
 
 CONNECT_TIMEOUT = 10       # seconds, at start
@@ -42,6 +42,7 @@ _IDENT = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 _NODE_UPSERT, _AUDIT_UPSERT, _TASK_UPSERT, _ALERT_UPSERT, _METRIC_INSERT = write_sql("%s")
+_SCHEDULE_UPSERT = _schedule_upsert("%s")
 
 
 def _clean(value):
@@ -277,6 +278,36 @@ class Store(AccountStore, BaseStore):
                    "VALUES (%s, %s, %s, %s, %s, %s)",
                    [_row((t, ts, e, a, n, dumps(d) if d else None))
                     for t, ts, e, a, n, d in rows])
+
+    # --- schedules ----------------------------------------------------------------------
+    def load_schedules(self) -> list[dict]:
+        from architect.broker.schedules import COLUMNS
+        out = []
+        for row in self._query("SELECT " + ", ".join(COLUMNS) + " FROM schedules ORDER BY name", rows=tuple_row):
+            d = dict(zip(COLUMNS, row))
+            d["spec"] = json.loads(d["spec"]) if d["spec"] else {}
+            d["paused"] = bool(d["paused"])
+            out.append(d)
+        return out
+
+    def save_schedules(self, rows: list[tuple]) -> None:
+        self._many(_SCHEDULE_UPSERT, [_row(r) for r in rows])
+
+    def delete_schedule(self, name: str) -> None:
+        self._query("DELETE FROM schedules WHERE name = %s", (name,))
+        self._query("DELETE FROM schedule_runs WHERE schedule = %s", (name,))
+
+    def insert_schedule_runs(self, rows: list[tuple]) -> None:
+        self._many("INSERT INTO schedule_runs (schedule, due, at, outcome, task_id, detail) "
+                   "VALUES (%s, %s, %s, %s, %s, %s)", [_row(r) for r in rows])
+
+    def schedule_runs(self, name: str, limit: int = 50) -> list[dict]:
+        cols = ("id", "schedule", "due", "at", "outcome", "task_id", "detail", "task_status")
+        rows = self._query(
+            "SELECT r.id, r.schedule, r.due, r.at, r.outcome, r.task_id, r.detail, t.status "
+            "FROM schedule_runs r LEFT JOIN tasks t ON t.id = r.task_id "
+            "WHERE r.schedule = %s ORDER BY r.id DESC LIMIT %s", (name, limit), rows=tuple_row)
+        return [dict(zip(cols, r)) for r in rows]
 
     def add_task_rollup(self, rows: list[tuple]) -> None:
         self._many("INSERT INTO task_rollup (hour, node, status, count) VALUES (%s, %s, %s, %s) "

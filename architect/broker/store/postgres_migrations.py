@@ -122,6 +122,18 @@ INSERT INTO task_rollup (hour, node, status, count)
            status, COUNT(*) FROM tasks
     WHERE status IN ('succeeded', 'failed', 'timed_out', 'cancelled') GROUP BY 1, 2, 3;
 """),
+    ("m007_schedules", """
+CREATE TABLE schedules (
+    name TEXT PRIMARY KEY, spec TEXT, cron TEXT, every DOUBLE PRECISION, tz TEXT, missed TEXT,
+    overlap TEXT, paused BIGINT, next_due DOUBLE PRECISION, last_due DOUBLE PRECISION,
+    last_task BIGINT, last_outcome TEXT, created_at DOUBLE PRECISION,
+    updated_at DOUBLE PRECISION, created_by TEXT);
+CREATE TABLE schedule_runs (
+    id BIGSERIAL PRIMARY KEY, schedule TEXT, due DOUBLE PRECISION, at DOUBLE PRECISION,
+    outcome TEXT, task_id BIGINT, detail TEXT);
+CREATE INDEX idx_schedule_runs_schedule_id ON schedule_runs (schedule, id);
+CREATE INDEX idx_schedule_runs_task_id ON schedule_runs (task_id);
+"""),
 ]
 
 

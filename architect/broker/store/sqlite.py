@@ -22,12 +22,13 @@ import sqlite_utils
 from architect.fastjson import dumps
 from architect.broker.store.base import (
     ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, JSON_TASK_COLUMNS, NODE_COLUMNS,
-    BaseStore, write_sql)
+    BaseStore, _schedule_upsert, write_sql)
 from architect.broker.store.migrations import migrations
 from architect.broker.store.sqlite_accounts import AccountStore
 
 
 _NODE_UPSERT, _AUDIT_UPSERT, _TASK_UPSERT, _ALERT_UPSERT, _METRIC_INSERT = write_sql("?")
+_SCHEDULE_UPSERT = _schedule_upsert("?")
 
 
 def open_db(path: str, readonly: bool = False, busy_timeout_ms: int = 5000) -> sqlite_utils.Database:
@@ -130,6 +131,39 @@ class Store(AccountStore, BaseStore):
             "INSERT INTO task_events (task_id, ts, event, attempt, node, detail) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             [(t, ts, e, a, n, dumps(d) if d else None) for t, ts, e, a, n, d in rows])
+
+    # --- schedules ----------------------------------------------------------------------
+    def load_schedules(self) -> list[dict]:
+        from architect.broker.schedules import COLUMNS
+        out = []
+        for row in self._rows("SELECT " + ", ".join(COLUMNS) + " FROM schedules ORDER BY name"):
+            d = dict(zip(COLUMNS, row))
+            d["spec"] = json.loads(d["spec"]) if d["spec"] else {}
+            d["paused"] = bool(d["paused"])
+            out.append(d)
+        return out
+
+    def save_schedules(self, rows: list[tuple]) -> None:
+        self.conn.executemany(_SCHEDULE_UPSERT, rows)
+
+    def delete_schedule(self, name: str) -> None:
+        self.conn.execute("DELETE FROM schedules WHERE name = ?", (name,))
+        self.conn.execute("DELETE FROM schedule_runs WHERE schedule = ?", (name,))
+
+    def insert_schedule_runs(self, rows: list[tuple]) -> None:
+        self.conn.executemany("INSERT INTO schedule_runs (schedule, due, at, outcome, task_id, detail) "
+                   "VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def schedule_runs(self, name: str, limit: int = 50) -> list[dict]:
+        cols = ("id", "schedule", "due", "at", "outcome", "task_id", "detail", "task_status")
+        rows = self._rows(
+            "SELECT r.id, r.schedule, r.due, r.at, r.outcome, r.task_id, r.detail, t.status "
+            "FROM schedule_runs r LEFT JOIN tasks t ON t.id = r.task_id "
+            "WHERE r.schedule = ? ORDER BY r.id DESC LIMIT ?", (name, limit))
+        return [dict(zip(cols, r)) for r in rows]
+
+    def _rows(self, sql: str, params=()) -> list[tuple]:
+        return self.conn.execute(sql, params).fetchall()
 
     def add_task_rollup(self, rows: list[tuple]) -> None:
         self.conn.executemany(
