@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from architect.api import views_accounts as accounts
 from architect.api import views_keys as keys
 from architect.api import views_nodes as nodes
+from architect.api import views_schedules as schedules
 from architect.api import views_ssh as ssh
 from architect.api import views_tasks as tasks
 from architect.bus import protocol
@@ -84,6 +85,23 @@ ROUTES = (
           "tasks", "OutputList", query=(("after_seq", rng(-1, 10**9), "only chunks after this"),)),
     Route("/api/tasks/<int:task_id>/cancel", ("POST",), tasks.cancel_task, "Cancel a task", "tasks",
           "Task"),
+    Route("/api/schedules", ("GET",), schedules.list_schedules, "Schedules, by name", "schedules",
+          "ScheduleList", errors=(503,)),
+    Route("/api/schedules", ("POST",), schedules.add_schedule, "Add a schedule: a task on a "
+          "cron expression or every N seconds", "schedules", "Schedule", 201,
+          body="ScheduleRequest", errors=(400, 409, 413, 503)),
+    Route("/api/schedules/<name>", ("GET",), schedules.get_schedule,
+          "One schedule with its latest runs", "schedules", "ScheduleWithRuns",
+          query=(("runs", rng(0, 500), "runs to include, newest first (20)"),)),
+    Route("/api/schedules/<name>", ("DELETE",), schedules.remove_schedule,
+          "Remove a schedule and its runs (their tasks stay)", "schedules", "ScheduleRemoved"),
+    Route("/api/schedules/<name>/pause", ("POST",), schedules.pause_schedule,
+          "Pause a schedule", "schedules", "Schedule"),
+    Route("/api/schedules/<name>/resume", ("POST",), schedules.resume_schedule,
+          "Resume a schedule (its next run is the first due time after now)", "schedules",
+          "Schedule"),
+    Route("/api/schedules/<name>/run", ("POST",), schedules.run_schedule,
+          "Run a schedule's task now", "schedules", "ScheduleRun", 201),
     Route("/api/workers", ("GET",), tasks.list_workers, "Connected task workers", "tasks",
           "WorkerList", errors=(503,)),
     Route("/api/cluster/topology", ("GET",), tasks.topology, "The master and nodes as a graph",

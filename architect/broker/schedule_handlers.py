@@ -63,16 +63,16 @@ def tick_schedules(b, now: float) -> None:
         _fire(b, fire, now)
 
 
-def _fire(b, fire: S.Fire, now: float) -> int | None:
+def _fire(b, fire: S.Fire, now: float) -> tuple[int | None, str | None]:
+    """(the run's task id, None), or (None, why its task was refused)."""
     task, error = _submit(b, fire.schedule, now)
     if task is None:
-        b.schedules.run_row(fire.schedule, fire.due, now, "error", detail=error)
-        fire.schedule.last_outcome = "error"
+        b.schedules.refused(fire, error, now)
         log.warning("schedule %s: its task was refused: %s", fire.schedule.name, error)
-        return None
+        return None, error
     b.schedules.fired(fire, task.id, now)
     b.counters["schedule_runs"] = b.counters.get("schedule_runs", 0) + 1
-    return task.id
+    return task.id, None
 
 
 # --- methods ----------------------------------------------------------------------------
@@ -106,6 +106,7 @@ def schedule_add(b, params, ctx):
                 params.get("missed", "skip"), params.get("overlap", "allow"))
     except S.ScheduleError as exc:
         raise RequestError(str(exc)) from None
+    paused = get(params, "paused", bool, False)
     spec = {k: params[k] for k in SPEC_KEYS if params.get(k) is not None}
     parse_spec(b, spec, ctx.caller.name)          # the task must be one a submit accepts
     if name in b.schedules.by_name:
@@ -116,7 +117,7 @@ def schedule_add(b, params, ctx):
                    tz=params.get("tz", "UTC"), missed=params.get("missed", "skip"),
                    overlap=params.get("overlap", "allow"), created_by=ctx.caller.name)
     b.schedules.add(s, ctx.now)
-    if get(params, "paused", bool, False):
+    if paused:
         b.schedules.set_paused(s, True, ctx.now)
     return _public(b, s)
 
@@ -162,9 +163,9 @@ def schedule_run(b, params, ctx):
     """{name} → {name, task_id}: one run now (outcome manual), paused or not; the due times
     stay as they were."""
     s = _schedule(b, params)
-    task_id = _fire(b, S.Fire(s, ctx.now, "manual"), ctx.now)
+    task_id, error = _fire(b, S.Fire(s, ctx.now, "manual"), ctx.now)
     if task_id is None:
-        raise RequestError(f"the schedule's task was refused: {s.last_outcome}")
+        raise RequestError(f"the schedule's task was refused: {error}")
     return {"name": s.name, "task_id": task_id}
 
 

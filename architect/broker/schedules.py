@@ -34,7 +34,7 @@ MAX_MISSED_ROWS = 1000          # missed due times recorded one by one; beyond, 
 MAX_STEPS = 100_000             # cron due times stepped per schedule per tick (the rest: next tick)
 MISSED = ("skip", "once")
 OVERLAP = ("skip", "allow")
-OUTCOMES = ("fired", "caught_up", "manual", "missed", "skipped")
+OUTCOMES = ("fired", "caught_up", "manual", "missed", "skipped", "error")
 
 
 class ScheduleError(ValueError):
@@ -95,7 +95,7 @@ def check(name, cron, every, tz, missed, overlap) -> None:
     else:
         if isinstance(every, bool) or not isinstance(every, (int, float)) or \
                 not MIN_EVERY <= every <= MAX_EVERY:
-            raise ScheduleError(f"every must be {MIN_EVERY:g} s to {MAX_EVERY:g} s")
+            raise ScheduleError(f"every must be {MIN_EVERY:g} s to {MAX_EVERY / 86400:g} days")
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
@@ -226,6 +226,14 @@ class ScheduleBook:
         s.updated_at = now
         self.dirty[s.name] = s
         self.run_row(s, fire.due, now, fire.outcome, task_id)
+
+    def refused(self, fire: Fire, error: str, now: float) -> None:
+        """The run's task was refused at submit (say its pinned node was removed)."""
+        s = fire.schedule
+        s.last_outcome = "error"
+        s.updated_at = now
+        self.dirty[s.name] = s
+        self.run_row(s, fire.due, now, "error", detail=error)
 
     # --- unit of work -----------------------------------------------------------------
     def take_dirty(self) -> "ScheduleChanges":

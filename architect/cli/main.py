@@ -8,6 +8,7 @@ from architect import __version__
 from architect.cli.daemons import agent, broker, server, up, web, worker
 from architect.cli.inspect import alerts, cluster, nodes
 from architect.cli.tasks import tasks
+from architect.cli.schedules import schedules
 from architect.cli.admin import backup, keys, restore
 from architect.cli.common import CliState
 from architect.cli.accounts import audit, tokens, users
@@ -38,6 +39,6 @@ def main(ctx, config_file, broker_host, bus_port, dashboard_url, log_level):
 
 
 nodes.add_command(set_ssh_command())
-for command in (up, server, broker, web, agent, worker, nodes, tasks, ssh, alerts, cluster,
-                backup, restore, keys, users, tokens, audit):
+for command in (up, server, broker, web, agent, worker, nodes, tasks, schedules, ssh, alerts,
+                cluster, backup, restore, keys, users, tokens, audit):
     main.add_command(command)

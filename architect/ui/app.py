@@ -9,12 +9,14 @@ import dash
 from dash import Input, Output, dcc, html
 
 from architect.ui import data
-from architect.ui.pages import audit, flow, health, nodes, overview, ssh, tasks, topology
+from architect.ui.pages import (audit, flow, health, nodes, overview, schedules, ssh, tasks,
+                                topology)
 
 # (path, title, module, least role that sees the page in the menu)
 PAGES = (("/", "Overview", overview, "viewer"), ("/topology", "Topology", topology, "viewer"),
          ("/flow", "Task flow", flow, "viewer"), ("/health", "Health", health, "viewer"),
          ("/nodes", "Nodes", nodes, "viewer"), ("/tasks", "Tasks", tasks, "viewer"),
+         ("/schedules", "Schedules", schedules, "viewer"),
          ("/ssh", "SSH", ssh, "admin"), ("/audit", "Audit", audit, "admin"))
 TICK_MS = 2000
 

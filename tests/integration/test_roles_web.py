@@ -88,6 +88,9 @@ class Web:
                                 "ORDER BY id"),
             "alerts": self.rows("SELECT id, status, acknowledged_at FROM alerts ORDER BY id"),
             "ssh_audit": self.rows("SELECT COUNT(*) AS n FROM ssh_audit"),
+            "schedules": self.rows("SELECT name, paused, next_due, last_task, spec "
+                                   "FROM schedules ORDER BY name"),
+            "schedule_runs": self.rows("SELECT COUNT(*) AS n FROM schedule_runs"),
             "keys": {"authorized": keys["authorized"], "pending": keys["pending"],
                      "roles": keys["roles"]},
         }
@@ -116,6 +119,8 @@ def web(tmp_path_factory):
         w.task = cluster.rpc("task.submit", {"task_type": "shell",
                                              "payload": {"command": "echo queued"}})["id"]
         w.spare_token = cluster.cli_json("tokens", "create", "--role", "admin")
+        cluster.rpc("schedule.add", {"name": "nightly-web", "cron": "0 3 * * *",
+                                     "task_type": "shell", "payload": {"command": "backup"}})
         for name, approved in (("wk-pending", False), ("wk-auth", True)):
             public, _ = zmq.curve_keypair()
             answer = requests.post(base + "/api/bus/join", timeout=10,
@@ -142,6 +147,12 @@ def bodies(w: Web) -> dict:
         ("POST", "/api/tasks/assign-optimal"):
             ("/api/tasks/assign-optimal", {**cmd, "requirements": []}),
         ("POST", "/api/tasks/<int:task_id>/cancel"): (f"/api/tasks/{w.task}/cancel", None),
+        ("POST", "/api/schedules"): ("/api/schedules", {**cmd, "name": "by-a-viewer",
+                                                        "every": 1}),
+        ("DELETE", "/api/schedules/<name>"): ("/api/schedules/nightly-web", None),
+        ("POST", "/api/schedules/<name>/pause"): ("/api/schedules/nightly-web/pause", None),
+        ("POST", "/api/schedules/<name>/resume"): ("/api/schedules/nightly-web/resume", None),
+        ("POST", "/api/schedules/<name>/run"): ("/api/schedules/nightly-web/run", None),
         ("POST", "/api/ssh/pool/cleanup"): ("/api/ssh/pool/cleanup", None),
         ("POST", "/api/ssh/execute"): ("/api/ssh/execute", {"node_id": NODE, "command": "id"}),
         ("POST", "/api/ssh/broadcast"): ("/api/ssh/broadcast", {"command": "id"}),
@@ -243,7 +254,8 @@ def test_a_viewer_pressing_drain_in_the_dashboard_changes_nothing(web):
 
 def test_a_viewer_can_read(web):
     for path in ("/api/nodes", "/api/tasks", f"/api/tasks/{web.task}", "/api/nodes/health",
-                 "/api/nodes/alerts", "/api/workers", "/api/cluster/stats", "/api/me", "/"):
+                 "/api/nodes/alerts", "/api/workers", "/api/cluster/stats", "/api/me", "/",
+                 "/api/schedules", "/api/schedules/nightly-web"):
         assert web.request("GET", path, auth=VIEWER).status_code == 200, path
     for path in ("/api/users", "/api/tokens", "/api/keys", "/api/audit", "/api/ssh/audit"):
         assert_forbidden(web.request("GET", path, auth=VIEWER), path)
@@ -274,6 +286,16 @@ def test_an_operator_runs_tasks_but_not_admin_routes(web, how):
     assert cancelled.status_code == 200, cancelled.text
     assert web.request("POST", f"/api/nodes/{NODE}/drain", **login).status_code == 200
     assert web.request("POST", f"/api/nodes/{NODE}/undrain", **login).status_code == 200
+    # an operator manages schedules (and puts them back as they were)
+    name = f"op-{how}"
+    made = web.request("POST", "/api/schedules", body={"name": name, "every": "1h",
+                                                       "task_type": "shell",
+                                                       "payload": {"command": "true"}}, **login)
+    assert made.status_code == 201 and made.json()["created_by"] == (
+        f"web:{OPERATOR[0]}" if how == "password" else
+        f"web:token:{web.operator_token['id']}"), made.text
+    assert web.request("POST", f"/api/schedules/{name}/pause", **login).json()["paused"]
+    assert web.request("DELETE", f"/api/schedules/{name}", **login).status_code == 200
     before = web.snapshot()
     table = bodies(web)
     for route in sorted(ADMIN_ROUTES):

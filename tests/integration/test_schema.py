@@ -260,6 +260,14 @@ def test_undeclared_methods_are_405(backend):
 
 # --- the fuzz run -----------------------------------------------------------------------------
 
+def _operation(failure) -> str:
+    """METHOD /path of a failure (the stateful phase labels its failures '-')."""
+    if failure.label != "-":
+        return failure.label
+    case = failure.case
+    return f"{str(getattr(case, 'method', '')).upper()} {getattr(case, 'path', '')}"
+
+
 def set_aside_known_bugs(app, failures):
     """(failures no known bug explains, {bug: count set aside}). A bug explains failures only
     while its probe still shows it."""
@@ -288,6 +296,12 @@ def set_aside_known_bugs(app, failures):
         ("payload rules that depend on task_type", True,
          lambda f: f.check in ("positive_data_acceptance", "negative_data_rejection")
          and f.label in ("POST /api/tasks", "POST /api/tasks/assign-optimal")),
+        # a schedule's rules OpenAPI 3.0 cannot state either: a cron expression croniter
+        # parses, an IANA time zone, exactly one of cron and every, and its task's payload
+        # rules; the server answers 400 naming the field (tests/integration/test_schedules.py)
+        ("schedule rules the spec cannot state (cron syntax, time zones, cron xor every)",
+         True, lambda f: f.check == "positive_data_acceptance"
+         and _operation(f) == "POST /api/schedules"),
     ]
     left, set_aside = [], Counter()
     for failure in failures:

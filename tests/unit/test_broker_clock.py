@@ -517,3 +517,43 @@ def test_totals_and_the_rollup_agree_with_the_tasks_across_a_kill_9(tmp_path):
         assert flow["states"] == summary
     finally:
         h2.close()
+
+
+def test_a_refused_schedule_changes_nothing_and_a_refused_run_says_why(h):
+    bad = h.request("schedule.add", {"name": "pz", "every": 5, "task_type": "shell",
+                                     "payload": {"command": "true"}, "paused": "yes"})
+    assert not bad.ok and "paused" in bad.error["message"]
+    assert h.call("schedule.list") == []
+    h.heartbeat("n9")
+    h.call("schedule.add", {"name": "pinned", "every": 60, "task_type": "shell",
+                            "payload": {"command": "true"}, "node": "n9"})
+    h.call("node.remove", {"node": "n9"})
+    refused = h.request("schedule.run", {"name": "pinned"})
+    assert not refused.ok and "n9" in refused.error["message"]
+    h.step()
+    runs = h.call("schedule.get", {"name": "pinned"})["runs"]
+    assert [(r["outcome"], r["task_id"]) for r in runs] == [("error", None)]
+    assert "n9" in runs[0]["detail"]
+    assert h.call("schedule.get", {"name": "pinned"})["last_outcome"] == "error"
+
+
+def test_the_broker_fires_a_schedule_once_per_due_time_in_the_same_commit_as_its_task(tmp_path):
+    h1 = Harness(tmp_path)
+    h1.call("schedule.add", {"name": "beat", "every": 2, "task_type": "shell",
+                             "payload": {"command": "true"}})
+    h1.step()
+    h1.step(2.0)                                     # due: fired, its task submitted
+    (fired,) = h1.call("schedule.get", {"name": "beat"})["runs"]
+    assert fired["outcome"] == "fired" and h1.row(fired["task_id"])["submitted_by"] == \
+        "schedule:beat"
+    h1.step(0.5)
+    kill9(h1)
+    h2 = Harness(tmp_path, now=h1.now + 0.3)         # restarted before the next due time
+    try:
+        h2.step()
+        assert len(h2.call("schedule.get", {"name": "beat"})["runs"]) == 1   # not again
+        h2.step(1.3)
+        runs = h2.call("schedule.get", {"name": "beat"})["runs"]
+        assert [r["due"] for r in runs] == [fired["due"] + 2, fired["due"]]
+    finally:
+        h2.close()
