@@ -235,6 +235,20 @@ class Client:
     def cancel(self, task_id: int) -> dict:
         return self.call("task.cancel", {"id": task_id})
 
+    def retry(self, task_id: int) -> dict:
+        """Run a failed or timed-out task again (the same task, its history kept) → the task,
+        queued. RequestRejected (conflict) for a task in any other state."""
+        return self.call("task.retry", {"id": task_id})
+
+    def retry_many(self, status: str | None = None, since: float = 86400, node: str | None = None,
+                   task_type: str | None = None, limit: int = 1000,
+                   dry_run: bool = False) -> dict:
+        """Retry every task that ended failed or timed_out (or `status`) in the last `since`
+        seconds → {count, ids, dry_run}; dry_run only counts them."""
+        params = {"status": status, "since": since, "node": node, "task_type": task_type,
+                  "limit": limit, "dry_run": dry_run}
+        return self.call("task.retry_many", {k: v for k, v in params.items() if v is not None})
+
     def output(self, task_id: int, after_seq: int = -1) -> list[dict]:
         return self.call("task.output", {"id": task_id, "after_seq": after_seq})
 

@@ -76,6 +76,9 @@ ROUTES = (
     Route("/api/tasks", ("POST",), tasks.submit_task, "Submit a task, or a JSON array of "
           "tasks in one commit", "tasks", "SubmittedOrBatch", 201,
           body="TaskSubmissions", errors=(400, 404, 413, 503), extra_ok=(200,)),
+    Route("/api/tasks/retry", ("POST",), tasks.retry_tasks,
+          "Retry every task that ended failed or timed out in a window", "tasks", "Retried",
+          body="RetryRequest", errors=(400, 413, 503)),
     Route("/api/tasks/assign-optimal", ("POST",), tasks.assign_optimal,
           "Best node for a task now; with a payload, submit it there", "placement", "Assignment",
           body="AssignRequest", errors=(400, 404, 413, 503)),
@@ -85,6 +88,9 @@ ROUTES = (
           "tasks", "OutputList", query=(("after_seq", rng(-1, 10**9), "only chunks after this"),)),
     Route("/api/tasks/<int:task_id>/cancel", ("POST",), tasks.cancel_task, "Cancel a task", "tasks",
           "Task"),
+    Route("/api/tasks/<int:task_id>/retry", ("POST",), tasks.retry_task,
+          "Run a failed or timed-out task again (the same task, its history kept)", "tasks",
+          "Task", errors=(400, 404, 409, 503)),
     Route("/api/schedules", ("GET",), schedules.list_schedules, "Schedules, by name", "schedules",
           "ScheduleList", errors=(503,)),
     Route("/api/schedules", ("POST",), schedules.add_schedule, "Add a schedule: a task on a "

@@ -86,6 +86,24 @@ def cancel_task(task_id):
     return jsonify(broker().call("task.cancel", {"id": path_id(task_id, "task")}))
 
 
+def retry_task(task_id):
+    return jsonify(broker().call("task.retry", {"id": path_id(task_id, "task")}))
+
+
+def retry_tasks():
+    """Retry every task that ended failed / timed_out in a window: {status?, since?, node?,
+    task_type?, limit?, dry_run?} → {count, ids, dry_run}."""
+    data = json_body()
+    params = {"status": field(data, "status", str, None), "since": field(data, "since",
+                                                                          (int, float), None),
+              "node": field(data, "node", str, None), "task_type": field(data, "task_type",
+                                                                          str, None),
+              "limit": field(data, "limit", int, None), "dry_run": field(data, "dry_run", bool,
+                                                                          None)}
+    return jsonify(broker().call("task.retry_many",
+                                 {k: v for k, v in params.items() if v is not None}))
+
+
 def assign_optimal():
     data = json_body()
     params = _spec(data)

@@ -274,8 +274,8 @@ class TaskCore:
 
 def _encode_task_changes(changes: T.TaskChanges) -> tuple[list[tuple], list[tuple], dict]:
     ended: dict[tuple, int] = {}
-    for key in changes.ended:
-        ended[key] = ended.get(key, 0) + 1
+    for hour, node, state, delta in changes.ended:
+        ended[(hour, node, state)] = ended.get((hour, node, state), 0) + delta
     return [t.row() for t in changes.tasks], changes.events, ended
 
 

@@ -135,6 +135,58 @@ def task_cancel(b, params, ctx):
     return task.public()
 
 
+RETRYABLE = (T.FAILED, T.TIMED_OUT)     # a lost task ends failed (reason lost)
+MAX_RETRY_MANY = 10_000
+
+
+def _retry_one(b, task_id: int, ctx) -> T.Task:
+    task = b.tasks.get(task_id)
+    if task is None:
+        row = b.store.task(task_id)
+        if row is None:
+            raise NotFound(f"no task {task_id}")
+        task = T.Task(**row)
+    if task.status not in RETRYABLE:
+        raise RequestError(f"task {task_id} is {task.status}: only a failed or timed-out task "
+                           "can be retried" + (" (submit it again)" if task.status == T.SUCCEEDED
+                                               else ""), code="conflict")
+    b.tasks.retry(task, ctx.now, ctx.caller.name)
+    b.counters["tasks_retried"] = b.counters.get("tasks_retried", 0) + 1
+    return task
+
+
+def task_retry(b, params, ctx):
+    """{id} → the task, queued again: a failed or timed-out task (a lost one ends failed) gets
+    another run as the same task, its history kept (event `retried`), its automatic retries
+    counted afresh. conflict for a task in any other state."""
+    return _retry_one(b, get(params, "id", int), ctx).public()
+
+
+def task_retry_many(b, params, ctx):
+    """{status? (failed and timed_out), since? seconds (86400), node?, task_type?, limit?
+    (1000, max 10000), dry_run?} → {count, ids, dry_run}: every task that ended that way in
+    that window, newest first, retried (or, with dry_run, only counted)."""
+    status = params.get("status")
+    statuses = RETRYABLE if status is None else (status,)
+    if status is not None and status not in RETRYABLE:
+        raise RequestError(f"status must be one of {', '.join(RETRYABLE)}")
+    since = params.get("since", 86400)
+    if isinstance(since, bool) or not isinstance(since, (int, float)) or not 0 < since <= 366 * 86400:
+        raise RequestError("since must be 1 s to 366 days (seconds)")
+    limit = get(params, "limit", int, 1000)
+    if not 1 <= limit <= MAX_RETRY_MANY:
+        raise RequestError(f"limit must be 1-{MAX_RETRY_MANY}")
+    dry_run = get(params, "dry_run", bool, False)
+    ids = b.store.ended_task_ids(statuses, ctx.now - since, get(params, "node", str, None),
+                                 get(params, "task_type", str, None), limit)
+    # a task retried but not committed yet is not final in memory: leave it be
+    ids = [i for i in ids if (t := b.tasks.get(i)) is None or t.status in statuses]
+    if not dry_run:
+        for task_id in ids:
+            _retry_one(b, task_id, ctx)
+    return {"count": len(ids), "ids": ids, "dry_run": dry_run}
+
+
 def task_wait(b, params, ctx):
     """{id | ids: [..], timeout? (30, max 300), any?: bool} → the task (or list) once final,
     or as it is when the timeout passes (check `final`). With ids and any: the list of those
@@ -227,6 +279,8 @@ TASK_METHODS = {
     "task.get": read(task_get),
     "task.list": read(task_list),
     "task.cancel": write(task_cancel),
+    "task.retry": write(task_retry),
+    "task.retry_many": write(task_retry_many),
     "task.wait": read(task_wait),
     "task.output": read(task_output),
     "placement.recommend": read(placement_recommend),

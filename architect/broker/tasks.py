@@ -101,7 +101,8 @@ _OTHER_JSON = tuple(TASK_COLUMNS.index(c) for c in JSON_TASK_COLUMNS
 class TaskChanges(NamedTuple):
     """What the book hands to persist(): the dirty tasks, the transition events, how many
     tasks were submitted (accepted: the commit must be durable), and the roll-up of the
-    tasks that ended (one (hour created, node or '', final state) each). Falsy when empty."""
+    tasks that ended ((hour created, node or '', final state, +1), or -1 for a final task
+    retried by hand). Falsy when empty."""
     tasks: list[Task]
     events: list[tuple]
     accepted: int
@@ -133,7 +134,7 @@ class TaskBook:
         self.events: list[tuple] = []
         self.finished: list[Task] = []               # final this iteration (for waiters)
         self.accepted = 0                            # submitted since the last persist
-        self.ended: list[tuple] = []                 # (hour, node, state) of tasks that ended
+        self.ended: list[tuple] = []                 # (hour, node, state, ±1): the roll-up
         # every final task in the database, counted once at start and then kept: the
         # dashboard's totals never scan a long history
         self.final_counts: dict[str, int] = {}
@@ -190,7 +191,7 @@ class TaskBook:
         if task.assigned_node is not None:
             key = (task.assigned_node, status)
             self.final_by_node[key] = self.final_by_node.get(key, 0) + 1
-        self.ended.append((hour_of(task.created_at), task.assigned_node or "", status))
+        self.ended.append((hour_of(task.created_at), task.assigned_node or "", status, 1))
         task.status = status
         task.finished_at = now
         task.not_before = None
@@ -286,6 +287,29 @@ class TaskBook:
             task.cancel_requested = True
             self._touch(task, now, "cancel_requested")
         return False
+
+    def retry(self, task: Task, now: float, by: str | None = None) -> None:
+        """A final task given another run by hand (failed, timed out, or lost): back to the
+        queue as the same task, its history kept (a `retried` event says what it was), its
+        automatic retries counted afresh, and room for at least one more attempt."""
+        was, error = task.status, task.error
+        self.final_counts[was] = self.final_counts.get(was, 0) - 1
+        if task.assigned_node is not None:
+            key = (task.assigned_node, was)
+            self.final_by_node[key] = self.final_by_node.get(key, 0) - 1
+        self.ended.append((hour_of(task.created_at), task.assigned_node or "", was, -1))
+        self.recent.pop(task.id, None)
+        task.status = QUEUED
+        task.finished_at = task.not_before = task.worker_id = None
+        task.error = None
+        task.retry_count = 0
+        task.cancel_requested = False
+        task.max_attempts = max(task.max_attempts, task.attempt + 1)
+        self.active[task.id] = task
+        if task.idempotency_key:
+            self.keys[task.idempotency_key] = task.id
+        self._enqueue(task)
+        self._touch(task, now, "retried", {"by": by, "was": was, "error": error})
 
     def force_final(self, task: Task, state: str, now: float, error: str) -> None:
         task.error = error

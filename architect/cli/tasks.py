@@ -173,6 +173,67 @@ def cancel(ctx, task_id, as_json):
     click.echo(f"task {task_id}: {state}")
 
 
+WINDOW = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(text: str) -> float:
+    text = text.strip()
+    try:
+        if text[-1:] in WINDOW:
+            return float(text[:-1]) * WINDOW[text[-1]]
+        return float(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use 30m, 1h, 7d or seconds",
+                                 param_hint="--since") from None
+
+
+@tasks.command()
+@click.argument("task_id", type=int, required=False)
+@click.option("--status", type=click.Choice(["failed", "timed_out"]),
+              help="Without TASK_ID: retry the tasks that ended so [failed and timed_out].")
+@click.option("--since", default="1d", show_default=True,
+              help="Without TASK_ID: that ended within this window (30m, 1h, 7d).")
+@click.option("--node", help="Without TASK_ID: only those that ran on this node.")
+@click.option("--type", "task_type", help="Without TASK_ID: only tasks of this type.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=1000, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Only count them.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before retrying many.")
+@json_option
+@click.pass_context
+def retry(ctx, task_id, status, since, node, task_type, limit, dry_run, yes, as_json):
+    """Run a failed or timed-out task again, as the same task with its history kept (a lost
+    task ends failed, so it can be retried too). Without TASK_ID, every task that ended so
+    within --since, after a count and a confirmation:
+
+    \b
+      architect tasks retry 42
+      architect tasks retry --status failed --since 1h --node web-1
+    """
+    if task_id is not None:
+        task = call(ctx, "task.retry", {"id": task_id})
+        if as_json:
+            return print_json(task)
+        return click.echo(f"task {task_id}: {task['status']} again (attempt {task['attempt']} "
+                          "so far)")
+    params = {"status": status, "since": _seconds(since), "node": node,
+              "task_type": task_type, "limit": limit}
+    params = {k: v for k, v in params.items() if v is not None}
+    found = call(ctx, "task.retry_many", {**params, "dry_run": True})
+    what = status or "failed or timed_out"
+    if dry_run or not found["count"]:
+        if as_json:
+            return print_json(found)
+        return click.echo(f"{found['count']} tasks ended {what} in the last {since}"
+                          + ("" if found["count"] else ": nothing to retry"))
+    if not yes and not as_json:
+        click.confirm(f"Retry {found['count']} tasks that ended {what} in the last {since}?",
+                      abort=True)
+    done = call(ctx, "task.retry_many", params)
+    if as_json:
+        return print_json(done)
+    click.echo(f"{done['count']} tasks queued again")
+
+
 @tasks.command()
 @click.argument("task_id", type=int)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the task ends.")

@@ -560,6 +560,8 @@ BODIES = {
     ("POST", "/api/users"): {"name": "u1", "role": "viewer", "password": "p" * 8},
     ("PATCH", "/api/users/{name}"): {"role": "viewer"},
     ("POST", "/api/tokens"): {"role": "viewer"},
+    ("POST", "/api/schedules"): {**TASK, "name": "s1", "every": 60},
+    ("POST", "/api/tasks/retry"): {"since": 3600},
 }
 PLACEHOLDERS = {"key": "n1", "task_id": "1", "alert_id": "1", "name": "n1", "token_id": "1"}
 

@@ -147,6 +147,8 @@ def bodies(w: Web) -> dict:
         ("POST", "/api/tasks/assign-optimal"):
             ("/api/tasks/assign-optimal", {**cmd, "requirements": []}),
         ("POST", "/api/tasks/<int:task_id>/cancel"): (f"/api/tasks/{w.task}/cancel", None),
+        ("POST", "/api/tasks/<int:task_id>/retry"): (f"/api/tasks/{w.task}/retry", None),
+        ("POST", "/api/tasks/retry"): ("/api/tasks/retry", {"since": 86400}),
         ("POST", "/api/schedules"): ("/api/schedules", {**cmd, "name": "by-a-viewer",
                                                         "every": 1}),
         ("DELETE", "/api/schedules/<name>"): ("/api/schedules/nightly-web", None),

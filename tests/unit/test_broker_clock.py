@@ -557,3 +557,44 @@ def test_the_broker_fires_a_schedule_once_per_due_time_in_the_same_commit_as_its
         assert [r["due"] for r in runs] == [fired["due"] + 2, fired["due"]]
     finally:
         h2.close()
+
+
+def test_retry_by_hand_runs_the_same_task_again_with_its_history(h):
+    """Dead letter: a failed task retried by hand is the same task, queued again; the totals
+    and the roll-up move with it; a succeeded task cannot be retried."""
+    h.heartbeat()
+    h.ready("w1", slots=4)
+    bad, good = h.submit(), h.submit()
+    for a in h.assigns(h.step()):
+        state = "failed" if a.task_id == bad else "succeeded"
+        h.work(b"w1", result(a.task_id, a.attempt, state, started_at=h.now,
+                             error="exit code 1" if state == "failed" else None))
+    h.step()
+    assert h.call("cluster.summary")["tasks"] == {"failed": 1, "succeeded": 1}
+    refused = h.request("task.retry", {"id": good})
+    assert not refused.ok and refused.error["code"] == "conflict"
+    assert "succeeded" in refused.error["message"]
+    dry = h.call("task.retry_many", {"since": 3600, "dry_run": True})
+    assert dry == {"count": 1, "ids": [bad], "dry_run": True}
+    assert h.call("task.get", {"id": bad})["status"] == "failed"       # a dry run changes nothing
+    again = h.call("task.retry", {"id": bad})
+    assert again["status"] == "queued" and again["error"] is None
+    assert h.call("cluster.summary")["tasks"] == {"succeeded": 1, "queued": 1}
+    (assign,) = h.assigns(h.step())
+    assert assign.task_id == bad and assign.attempt == 2
+    h.work(b"w1", result(bad, 2, "succeeded", started_at=h.now))
+    h.step()
+    task = h.call("task.get", {"id": bad, "events": True})
+    assert task["status"] == "succeeded" and task["attempt"] == 2
+    events = [e["event"] for e in task["events"]]
+    assert events == ["queued", "assigned", "running", "failed", "retried", "assigned",
+                      "running", "succeeded"]
+    retried = next(e for e in task["events"] if e["event"] == "retried")
+    assert retried["detail"] == {"by": "local", "was": "failed", "error": "exit code 1"}
+    assert h.call("cluster.summary")["tasks"] == {"succeeded": 2} == h.store.task_counts()
+    flow = h.call("cluster.flow", {"window": 30 * 86400})                # the roll-up path
+    assert flow["states"] == {"succeeded": 2}
+    assert h.call("task.retry_many", {"since": 3600}) == {"count": 0, "ids": [],
+                                                          "dry_run": False}
+    bad_input = h.request("task.retry_many", {"status": "succeeded"})
+    assert not bad_input.ok and "status must be" in bad_input.error["message"]

@@ -36,6 +36,7 @@ READ_ONLY = {
 WRITES = {
     "node.register", "node.remove", "node.drain", "node.undrain", "alert.ack",
     "task.submit", "task.submit_many", "task.cancel", "placement.assign_optimal",
+    "task.retry", "task.retry_many",
     "keys.join", "keys.accept", "keys.revoke", "keys.role", "keys.token",
     "users.add", "users.passwd", "users.remove", "tokens.create", "tokens.revoke",
     "ssh.execute", "ssh.broadcast", "ssh.trust", "ssh.pool.cleanup", "node.set_ssh",

@@ -392,4 +392,4 @@ def test_tallies_and_the_rollup_of_ended_tasks(book):
     book.cancel(b, 7400.0)                                # never assigned: no node
     assert book.counts()["cancelled"] == 1
     ended = book.take_dirty().ended
-    assert ended == [(7200, "n2", "failed"), (7200, "", "cancelled")]
+    assert ended == [(7200, "n2", "failed", 1), (7200, "", "cancelled", 1)]

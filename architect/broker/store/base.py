@@ -222,6 +222,12 @@ class BaseStore(ABC):
         and type when given. A read: any time."""
 
     @abstractmethod
+    def ended_task_ids(self, statuses, since: float, node=None, task_type=None,
+                       limit: int = 1000) -> list[int]:
+        """Ids of the tasks in one of `statuses` that finished at or after `since`, on that
+        node and of that type when given, newest first. A read: any time."""
+
+    @abstractmethod
     def count_tasks(self, status=None, node=None, task_type=None) -> int:
         """How many tasks match the same filters as list_tasks. A read: any time."""
 
@@ -252,7 +258,7 @@ class BaseStore(ABC):
                      self._rollup_rows(hour)):
             for node, status, n in rows:
                 out[(node, status)] = out.get((node, status), 0) + n
-        return [(node, status, n) for (node, status), n in sorted(out.items())]
+        return [(node, status, n) for (node, status), n in sorted(out.items()) if n]
 
     @abstractmethod
     def _flow_rows(self, since: float, before: float | None,

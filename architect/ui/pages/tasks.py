@@ -1,17 +1,22 @@
-"""Tasks: a filtered, server-side paged table; a submit form; details with output; cancel."""
+"""Tasks: a filtered, server-side paged table; a submit form; details with output; cancel;
+retry one failed task, or every failed one in a window (after a dry-run count and a confirm)."""
 
 from __future__ import annotations
 
 import json
 import time
 
-from dash import Input, Output, State, dcc, html
+from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from architect.ui import data
 
 PAGE = 25
 COLUMNS = [("id", "ID"), ("task_type", "Type"), ("status", "Status"), ("assigned_node", "Node"),
            ("attempt", "Try"), ("created", "Created"), ("took", "Took"), ("what", "Command")]
+RETRYABLE = ("failed", "timed_out")
+WINDOWS = {3600: "last hour", 86400: "last day", 7 * 86400: "last 7 days"}
+RETRY_LIMIT = 1000          # task.retry_many's default: the newest this many at a time
+RETRY_STYLE = {"marginTop": "8px", "marginLeft": "8px"}
 
 
 def layout():
@@ -33,7 +38,8 @@ def layout():
         html.Div(className="form", style={"marginTop": "12px"}, children=[
             dcc.Dropdown(id="task-filter-status", options=list(data.STATES), placeholder="any state",
                          style={"width": "160px"}),
-            dcc.Dropdown(id="task-filter-node", placeholder="any node", style={"width": "180px"})]),
+            dcc.Dropdown(id="task-filter-node", placeholder="any node", style={"width": "180px"}),
+            retry_many_controls()]),
         html.Div(className="row", children=[
             html.Div(className="card", style={"flex": "2 1 600px"}, children=[
                 data.paged_table("tasks-table", COLUMNS, data.STATES, PAGE, 360)]),
@@ -42,9 +48,58 @@ def layout():
                                           children="Select a task."),
                 html.Button("Cancel task", id="task-cancel", className="danger",
                             style=data.shown("operator", {"marginTop": "8px"})),
-                html.Span(id="task-cancel-msg", className="muted")])]),
+                html.Button("Retry", id="task-retry", className="secondary", disabled=True,
+                            style=retry_style(True)),
+                html.Span(id="task-cancel-msg", className="muted"),
+                html.Span(id="task-retry-msg", className="muted", style={"marginLeft": "8px"})])]),
         html.Div(id="tasks-error", className="error"),
     ])
+
+
+def retry_many_controls():
+    """Retry failed…: the window, the button, a confirm after the dry-run count (operators)."""
+    windows = [{"label": label, "value": seconds} for seconds, label in WINDOWS.items()]
+    return html.Div(className="form", style=data.shown("operator", {"marginLeft": "auto"}),
+                    children=[
+                        dcc.Dropdown(id="tasks-retry-window", options=windows, value=86400,
+                                     clearable=False, style={"width": "140px"}),
+                        html.Button("Retry failed…", id="tasks-retry-many", className="secondary"),
+                        html.Span(id="tasks-retry-msg", className="muted"),
+                        dcc.ConfirmDialog(id="tasks-retry-confirm"),
+                        dcc.Store(id="tasks-retry-plan")])
+
+
+def retry_style(disabled: bool) -> dict:
+    """The Retry button: operators only, dimmed while the selected task cannot be retried."""
+    return data.shown("operator", dict(RETRY_STYLE, **({"opacity": 0.5, "cursor": "default"}
+                                                        if disabled else {})))
+
+
+def retry_scope(status, node, window) -> dict:
+    """task.retry_many's params from the page's filters: a failed / timed-out status filter
+    narrows it (any other leaves both), a node filter too, and the window."""
+    params = {"since": int(window or 86400), "limit": RETRY_LIMIT}
+    if status in RETRYABLE:
+        params["status"] = status
+    if node:
+        params["node"] = node
+    return params
+
+
+def scope_words(params: dict) -> str:
+    """'failed/timed_out in the last day on web-1'."""
+    since = params["since"]
+    text = (f"{params.get('status') or '/'.join(RETRYABLE)} in the "
+            f"{WINDOWS.get(since) or f'last {since} s'}")
+    return text + (f" on {params['node']}" if params.get("node") else "")
+
+
+def tasks_word(n: int) -> str:
+    return f"{n} task" + ("" if n == 1 else "s")
+
+
+def error(message: str):
+    return html.Span(message, className="error")
 
 
 def describe(t: dict) -> str:
@@ -116,14 +171,18 @@ def register(app):
         out, err = data.safe(data.submit, spec)
         return err or f"task {out['id']} submitted"
 
-    @app.callback(Output("task-details", "children"),
+    @app.callback(Output("task-details", "children"), Output("task-retry", "disabled"),
+                  Output("task-retry", "style"),
                   Input("tasks-table", "selected_row_ids"), Input("tick", "n_intervals"),
-                  Input("task-cancel-msg", "children"))
-    def show(selected, _, __):
+                  Input("task-cancel-msg", "children"), Input("task-retry-msg", "children"))
+    def show(selected, _, __, ___):
         if not selected:
-            return "Select a task."
+            return "Select a task.", True, retry_style(True)
         t, err = data.safe(data.task, selected[0])
-        return err if t is None else details(t)
+        if t is None:
+            return err, True, retry_style(True)
+        stuck = t["status"] not in RETRYABLE
+        return details(t), stuck, retry_style(stuck)
 
     @app.callback(Output("task-cancel-msg", "children"), Input("task-cancel", "n_clicks"),
                   State("tasks-table", "selected_row_ids"), prevent_initial_call=True)
@@ -133,3 +192,38 @@ def register(app):
         task_id = selected[0]
         t, err = data.safe(data.cancel, task_id)
         return err or f"task {task_id}: {t['status'] if t['final'] else 'cancel requested'}"
+
+    @app.callback(Output("task-retry-msg", "children"), Input("task-retry", "n_clicks"),
+                  State("tasks-table", "selected_row_ids"), prevent_initial_call=True)
+    def retry(_, selected):
+        if not selected:
+            return "select a task first"
+        t, err = data.safe(data.call, "task.retry", {"id": selected[0]})
+        return error(err) if err else f"task {t['id']} queued again"
+
+    @app.callback(Output("tasks-retry-confirm", "displayed"),
+                  Output("tasks-retry-confirm", "message"), Output("tasks-retry-plan", "data"),
+                  Output("tasks-retry-msg", "children"),
+                  Input("tasks-retry-many", "n_clicks"),
+                  Input("tasks-retry-confirm", "submit_n_clicks"),
+                  Input("tasks-retry-confirm", "cancel_n_clicks"),
+                  State("task-filter-status", "value"), State("task-filter-node", "value"),
+                  State("tasks-retry-window", "value"), State("tasks-retry-plan", "data"),
+                  prevent_initial_call=True)
+    def retry_many(_, __, ___, status, node, window, plan):
+        """First a dry run counts and asks; the confirm retries what matches by then."""
+        if ctx.triggered_id == "tasks-retry-confirm":
+            if ctx.triggered[0]["prop_id"].endswith("cancel_n_clicks") or not plan:
+                return False, no_update, None, "nothing retried"
+            out, err = data.safe(data.call, "task.retry_many", plan)
+            return False, no_update, None, error(err) if err else \
+                f"{tasks_word(out['count'])} queued again"
+        params = retry_scope(status, node, window)
+        out, err = data.safe(data.call, "task.retry_many", {**params, "dry_run": True})
+        if err:
+            return False, no_update, None, error(err)
+        if not out["count"]:
+            return False, no_update, None, f"no tasks ended {scope_words(params)}"
+        newest = "the newest " if out["count"] >= RETRY_LIMIT else ""
+        return (True, f"Retry {newest}{tasks_word(out['count'])} that ended "
+                f"{scope_words(params)}?", params, None)
