@@ -41,6 +41,9 @@ NOT_RESERVED = {"enum": list(protocol.RESERVED_NAMES)}  # node names that are AP
 
 WEB_ROLE = {"type": "string", "enum": ["viewer", "operator", "admin"]}
 TTL = {"type": "number", "minimum": 1, "maximum": 366 * 86400}
+RULES = {"type": "array", "maxItems": 64, "items": {"oneOf": [
+    {"type": "integer", "minimum": -255, "maximum": 255},
+    {"type": "string", "minLength": 1, "maxLength": 200}]}}
 
 SCHEMAS = {
     "Error": obj({"error": obj({"code": STR, "message": STR}, ("code", "message"))}, ("error",)),
@@ -89,7 +92,13 @@ SCHEMAS = {
                                                  "maximum": 1000}),
                            "idempotency_key": nullable({"type": "string", "minLength": 1,
                                                         "maxLength": 200}),
-                           "node": nullable({"type": "string", "minLength": 1})},
+                           "node": nullable({"type": "string", "minLength": 1}),
+                           "run_at": nullable(NUM), "expires_at": nullable(NUM),
+                           "countdown": nullable({"type": "number", "minimum": 0,
+                                                  "maximum": 366 * 86400}),
+                           "expires_in": nullable({"type": "number", "minimum": 0,
+                                                   "maximum": 366 * 86400}),
+                           "retry_on": nullable(RULES), "no_retry_on": nullable(RULES)},
                           ("task_type",)),
     "AssignRequest": obj({"task_type": {"type": "string", "minLength": 1, "maxLength": 64},
                           "requirements": nullable(CAPS), "payload": nullable(OBJ)},
@@ -109,7 +118,7 @@ SCHEMAS = {
     "TaskList": listing("tasks", "Task"),
     "Retried": obj({"count": INT, "ids": {"type": "array", "items": INT}, "dry_run": BOOL},
                    ("count", "ids", "dry_run")),
-    "RetryRequest": obj({"status": nullable({"type": "string", "enum": ["failed", "timed_out", None]}),
+    "RetryRequest": obj({"status": nullable({"type": "string", "enum": ["failed", "timed_out", "expired", None]}),
                          "since": nullable({"type": "number", "exclusiveMinimum": True,
                                             "minimum": 0, "maximum": 366 * 86400}),
                          "node": nullable(STR), "task_type": nullable(STR),

@@ -11,7 +11,9 @@ from architect.api.views_nodes import _check_json_list, broker
 from architect.bus.protocol import STATES
 
 SUBMIT_FIELDS = {"timeout": float, "max_attempts": int, "retries": int, "retry_backoff": float,
-                 "priority": int, "idempotency_key": str, "node": (str, int)}
+                 "priority": int, "idempotency_key": str, "node": (str, int),
+                 "run_at": (int, float), "countdown": (int, float), "expires_at": (int, float),
+                 "expires_in": (int, float), "retry_on": list, "no_retry_on": list}
 
 
 def _spec(data: dict) -> dict:

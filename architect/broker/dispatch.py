@@ -74,6 +74,9 @@ def _fill(book, pool, registry, now: float, limit: int, prefetch_at) -> list[tup
         if best is None:
             break
         key, task = best
+        if prefetch_at is not None and task.expires_at is not None:
+            blocked.add(key)   # never queued on a worker: it must be able to expire waiting
+            continue
         cand = _best(heaps, key, task, cands)
         if cand is None:
             blocked.add(key)

@@ -18,7 +18,7 @@ from architect.broker.task_handlers import parse_spec
 
 log = logging.getLogger("architect.broker")
 SPEC_KEYS = ("task_type", "payload", "requirements", "node", "timeout", "max_attempts",
-             "retries", "retry_backoff", "priority")
+             "retries", "retry_backoff", "priority", "expires_in", "retry_on", "no_retry_on")
 MAX_SCHEDULES = 10_000
 
 
@@ -49,7 +49,7 @@ def _running(b, task_id: int) -> bool:
 def _submit(b, s: S.Schedule, now: float):
     """The run's task, or the reason it could not be submitted."""
     try:
-        task = parse_spec(b, dict(s.spec), f"schedule:{s.name}")
+        task = parse_spec(b, dict(s.spec), f"schedule:{s.name}", now)
     except RequestError as exc:
         return None, str(exc)
     task = b.tasks.submit(task, now)

@@ -167,6 +167,7 @@ class TaskCore:
     # --- timers --------------------------------------------------------------------------
     def tick_tasks(self, now: float) -> None:
         self.tasks.promote_delayed(now)
+        self.tasks.expire_due(now)
         for worker in self.pool.expired(now):
             self._worker_lost(worker, now, f"worker {worker.id} missed its heartbeats")
         if now >= self._next_backstop:

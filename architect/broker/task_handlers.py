@@ -22,8 +22,43 @@ def _validate_payload(task_type: str, payload: dict) -> None:
             raise RequestError(f"payload: {exc}") from None
 
 
-def parse_spec(b, params: dict, submitter: str | None = None) -> T.Task:
+YEAR = 366 * 86400
+MAX_RULES = 64
+
+
+def _when(params, absolute: str, relative: str, now: float) -> float | None:
+    """A time from `absolute` (Unix seconds) or `relative` (seconds from now), not both."""
+    at, after = params.get(absolute), params.get(relative)
+    if at is not None and after is not None:
+        raise RequestError(f"give {absolute} or {relative}, not both")
+    for name, value in ((absolute, at), (relative, after)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise RequestError(f"{name} must be a number of seconds")
+    if after is not None:
+        if not 0 <= after <= YEAR:
+            raise RequestError(f"{relative} must be 0 s to 366 days")
+        return now + after
+    if at is not None and not now - YEAR <= at <= now + YEAR:
+        raise RequestError(f"{absolute} must be within a year of now (Unix seconds)")
+    return float(at) if at is not None else None
+
+
+def _rules(params, name: str) -> list | None:
+    rules = params.get(name)
+    if rules is None:
+        return None
+    if not isinstance(rules, list) or len(rules) > MAX_RULES or not all(
+            (isinstance(r, int) and not isinstance(r, bool) and -255 <= r <= 255) or
+            (isinstance(r, str) and 0 < len(r) <= 200) for r in rules):
+        raise RequestError(f"{name} must be a list of up to {MAX_RULES} exit codes (-255 to "
+                           "255) or exception class names (or \"timeout\")")
+    return rules
+
+
+def parse_spec(b, params: dict, submitter: str | None = None,
+               now: float | None = None) -> T.Task:
     """A submitted task from its params, validated; raises RequestError naming the field."""
+    now = b.tasks_now if now is None else now
     task_type = get(params, "task_type", str)
     if not task_type or len(task_type) > 64:
         raise RequestError("task_type must be 1-64 characters")
@@ -53,14 +88,20 @@ def parse_spec(b, params: dict, submitter: str | None = None) -> T.Task:
     key = get(params, "idempotency_key", str, None)
     if key is not None and not 0 < len(key) <= 200:
         raise RequestError("idempotency_key must be 1-200 characters")
+    run_at = _when(params, "run_at", "countdown", now)
+    expires_at = _when(params, "expires_at", "expires_in", now)
+    if expires_at is not None and expires_at <= max(now, run_at or now):
+        raise RequestError("expires_at must be after now and after run_at")
     return T.Task(id=0, task_type=task_type, payload=payload, requirements=requirements,
                   node=node, priority=priority, max_attempts=max_attempts, retries=retries,
                   retry_backoff=float(backoff), timeout=float(timeout) if timeout else None,
-                  idempotency_key=key, submitted_by=get(params, "submitted_by", str, None) or submitter)
+                  idempotency_key=key, submitted_by=get(params, "submitted_by", str, None) or submitter,
+                  not_before=run_at, expires_at=expires_at,
+                  retry_on=_rules(params, "retry_on"), no_retry_on=_rules(params, "no_retry_on"))
 
 
 def _submit_one(b, params, ctx) -> dict:
-    spec = parse_spec(b, params, ctx.caller.name)
+    spec = parse_spec(b, params, ctx.caller.name, ctx.now)
     if spec.idempotency_key:
         existing = b.task_by_key(spec.idempotency_key)
         if existing is not None:
@@ -135,7 +176,7 @@ def task_cancel(b, params, ctx):
     return task.public()
 
 
-RETRYABLE = (T.FAILED, T.TIMED_OUT)     # a lost task ends failed (reason lost)
+RETRYABLE = (T.FAILED, T.TIMED_OUT, T.EXPIRED)   # a lost task ends failed (reason lost)
 MAX_RETRY_MANY = 10_000
 
 
@@ -147,8 +188,8 @@ def _retry_one(b, task_id: int, ctx) -> T.Task:
             raise NotFound(f"no task {task_id}")
         task = T.Task(**row)
     if task.status not in RETRYABLE:
-        raise RequestError(f"task {task_id} is {task.status}: only a failed or timed-out task "
-                           "can be retried" + (" (submit it again)" if task.status == T.SUCCEEDED
+        raise RequestError(f"task {task_id} is {task.status}: only a failed, timed-out or "
+                           "expired task can be retried" + (" (submit it again)" if task.status == T.SUCCEEDED
                                                else ""), code="conflict")
     b.tasks.retry(task, ctx.now, ctx.caller.name)
     b.counters["tasks_retried"] = b.counters.get("tasks_retried", 0) + 1

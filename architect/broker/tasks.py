@@ -1,6 +1,7 @@
 """Tasks in memory: the state machine (ARCHITECTURE.md §6), the priority queue, retries.
 
-    queued → assigned → running → succeeded | failed | timed_out | cancelled
+    [scheduled →] queued → assigned → running → succeeded | failed | timed_out | cancelled
+    a scheduled or queued task past its expires_at → expired (it never runs)
 
 `attempt` counts runs: it goes up each time the task is assigned. A lost worker's tasks go
 back to `queued` while attempt < max_attempts, else end `failed` (reason `lost`). A failed
@@ -18,8 +19,9 @@ from operator import attrgetter
 from typing import NamedTuple
 
 from architect.fastjson import dumps
-from architect.bus.protocol import (ASSIGNED, CANCELLED, FAILED, FINAL, QUEUED,  # noqa: F401
-                                    RUNNING, STATES, SUCCEEDED, TIMED_OUT)
+from architect.bus.protocol import (ASSIGNED, CANCELLED, EXPIRED, FAILED, FINAL,  # noqa: F401
+                                    QUEUED, RUNNING, SCHEDULED, STATES, SUCCEEDED, TIMED_OUT,
+                                    UNFINISHED)
 
 RETRY_BACKOFF_MAX = 300.0
 RECENT_FINAL = 20_000  # final tasks kept in memory for quick reads
@@ -56,6 +58,9 @@ class Task:
     not_before: float | None = None
     cancel_requested: bool = False
     submitted_by: str | None = None
+    expires_at: float | None = None         # still waiting then: it ends expired, never run
+    retry_on: list | None = field(default=None, metadata=JSON)      # exit codes / exception
+    no_retry_on: list | None = field(default=None, metadata=JSON)   # names (see retryable)
     # after a broker restart: claim window
     orphan_deadline: float | None = field(default=None, metadata=IN_MEMORY)
     # cached JSON of immutable columns
@@ -112,6 +117,26 @@ class TaskChanges(NamedTuple):
         return bool(self.tasks or self.events)
 
 
+def retryable(task: Task, state: str, result: dict) -> bool:
+    """Whether a failure may be retried automatically: not when it matches no_retry_on,
+    only when it matches retry_on (when given). Items are exit codes (ints), python
+    exception class names (the error's "Name: ..." start) or "timeout"."""
+    def matches(items) -> bool:
+        name = (result.get("error") or "").split(":", 1)[0].strip()
+        for item in items:
+            if isinstance(item, bool):
+                continue
+            if isinstance(item, int) and result.get("exit_code") == item:
+                return True
+            if isinstance(item, str) and ((item == "timeout" and state == TIMED_OUT) or
+                                          (item == name and name)):
+                return True
+        return False
+    if task.no_retry_on and matches(task.no_retry_on):
+        return False
+    return not task.retry_on or matches(task.retry_on)
+
+
 def hour_of(ts: float) -> int:
     """The start of the hour `ts` is in (the roll-up's bucket)."""
     return int(ts // 3600) * 3600
@@ -128,6 +153,7 @@ class TaskBook:
         self.recent: OrderedDict[int, Task] = OrderedDict()
         self.queues: dict[tuple, list] = {}          # queue_key -> heap of (-priority, id)
         self.delayed: list = []                      # heap of (not_before, id)
+        self.expiring: list = []                     # heap of (expires_at, id)
         self.keys: dict[str, int] = {}               # idempotency key -> id (active tasks)
         self.next_id = 1
         self.dirty: dict[int, Task] = {}
@@ -155,8 +181,10 @@ class TaskBook:
         self.active[task.id] = task
         if task.idempotency_key:
             self.keys[task.idempotency_key] = task.id
-        if task.status == QUEUED:
+        if task.status in (QUEUED, SCHEDULED):
             self._enqueue(task)
+        if task.expires_at is not None:
+            heapq.heappush(self.expiring, (task.expires_at, task.id))
 
     def _enqueue(self, task: Task) -> None:
         if task.not_before:
@@ -209,12 +237,19 @@ class TaskBook:
         task.id = self.next_id
         self.next_id += 1
         task.created_at = now
-        task.status = QUEUED
+        task.status = SCHEDULED if task.not_before and task.not_before > now else QUEUED
+        if task.status == QUEUED:
+            task.not_before = None
         self.active[task.id] = task
         if task.idempotency_key:
             self.keys[task.idempotency_key] = task.id
         self._enqueue(task)
-        self._touch(task, now, QUEUED, {"submitted_by": task.submitted_by})
+        if task.expires_at is not None:
+            heapq.heappush(self.expiring, (task.expires_at, task.id))
+        detail = {"submitted_by": task.submitted_by}
+        if task.status == SCHEDULED:
+            detail["run_at"] = task.not_before
+        self._touch(task, now, task.status, detail)
         self.accepted += 1
         return task
 
@@ -250,7 +285,8 @@ class TaskBook:
             task.started_at = result.get("started_at") or now
         if task.cancel_requested and state not in (SUCCEEDED,):
             state = CANCELLED
-        if state in (FAILED, TIMED_OUT) and task.retry_count < task.retries:
+        if state in (FAILED, TIMED_OUT) and task.retry_count < task.retries and \
+                retryable(task, state, result):
             task.retry_count += 1
             delay = backoff_delay(task.retry_backoff, task.retry_count, self.rnd)
             task.status = QUEUED
@@ -279,7 +315,7 @@ class TaskBook:
 
     def cancel(self, task: Task, now: float) -> bool:
         """Cancel: a waiting task ends now (True); a running one needs its worker (False)."""
-        if task.status == QUEUED:
+        if task.status in (QUEUED, SCHEDULED):
             task.error = "cancelled"
             self._finalize(task, CANCELLED, now)
             return True
@@ -305,6 +341,7 @@ class TaskBook:
         task.retry_count = 0
         task.cancel_requested = False
         task.max_attempts = max(task.max_attempts, task.attempt + 1)
+        task.expires_at = None     # a task retried by hand runs, whatever its expiry was
         self.active[task.id] = task
         if task.idempotency_key:
             self.keys[task.idempotency_key] = task.id
@@ -320,10 +357,24 @@ class TaskBook:
         while self.delayed and self.delayed[0][0] <= now:
             _, task_id = heapq.heappop(self.delayed)
             task = self.active.get(task_id)
-            if task is not None and task.status == QUEUED and task.not_before is not None:
+            if task is not None and task.status in (QUEUED, SCHEDULED) and \
+                    task.not_before is not None:
                 task.not_before = None
+                if task.status == SCHEDULED:
+                    task.status = QUEUED
+                    self._touch(task, now, QUEUED, {"after": SCHEDULED})
                 heapq.heappush(self.queues.setdefault(task.queue_key, []),
                                (-task.priority, task.id))
+
+    def expire_due(self, now: float) -> None:
+        """A task still waiting (scheduled or queued) at its expires_at ends expired."""
+        while self.expiring and self.expiring[0][0] <= now:
+            expires_at, task_id = heapq.heappop(self.expiring)
+            task = self.active.get(task_id)
+            if task is not None and task.status in (QUEUED, SCHEDULED) and \
+                    task.expires_at == expires_at:
+                task.error = "expired: it was still waiting at its expires_at"
+                self._finalize(task, EXPIRED, now, {"expires_at": expires_at})
 
     def head(self, key: tuple) -> Task | None:
         """The next task of one queue, dropping entries that are no longer queued."""

@@ -1,6 +1,7 @@
 """Protocol constants shared by the master and the nodes: one definition of each, no logic.
 
-    task states   queued → assigned → running → succeeded | failed | timed_out | cancelled
+    task states   [scheduled →] queued → assigned → running → succeeded | failed | timed_out |
+                  cancelled; a waiting task past its expiry ends expired
     health levels healthy < warning < critical < offline  (SEVERITY 0-3)
     node names    NODE_NAME_RE (1-128 letters, digits, '_' or '-'; no dots or spaces: they
                   are event-topic segments), never one of RESERVED_NAMES (API paths)
@@ -14,11 +15,14 @@ from __future__ import annotations
 import re
 
 # task states (ARCHITECTURE.md §6)
-QUEUED, ASSIGNED, RUNNING = "queued", "assigned", "running"
+SCHEDULED, QUEUED, ASSIGNED, RUNNING = "scheduled", "queued", "assigned", "running"
 SUCCEEDED, FAILED, TIMED_OUT, CANCELLED = "succeeded", "failed", "timed_out", "cancelled"
-STATES = (QUEUED, ASSIGNED, RUNNING, SUCCEEDED, FAILED, TIMED_OUT, CANCELLED)
+EXPIRED = "expired"        # never ran: still waiting when its expires_at came
+STATES = (SCHEDULED, QUEUED, ASSIGNED, RUNNING, SUCCEEDED, FAILED, TIMED_OUT, CANCELLED,
+          EXPIRED)
 FINAL_STATES = (SUCCEEDED, FAILED, TIMED_OUT, CANCELLED)   # also a worker's result states
-FINAL = frozenset(FINAL_STATES)
+FINAL = frozenset(FINAL_STATES + (EXPIRED,))
+UNFINISHED = (SCHEDULED, QUEUED, ASSIGNED, RUNNING)
 
 # node health levels (ARCHITECTURE.md §4), mildest first
 HEALTHY, WARNING, CRITICAL, OFFLINE = "healthy", "warning", "critical", "offline"

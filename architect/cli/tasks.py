@@ -35,12 +35,23 @@ def tasks():
 @click.option("--retries", type=int, help="Re-runs after failure, with exponential backoff [0].")
 @click.option("--max-attempts", type=int, help="Runs allowed when workers are lost [3].")
 @click.option("--key", "idempotency_key", help="Idempotency key: the same key returns the same task.")
+@click.option("--countdown", help="Start no sooner than this from now (30s, 5m, 2h); it waits "
+              "as scheduled until then.")
+@click.option("--run-at", type=float, help="Start no sooner than this time (Unix seconds).")
+@click.option("--expires-in", help="Never run it if it is still waiting this long from now "
+              "(30s, 5m, 2h): it ends expired.")
+@click.option("--retry-on", "retry_on", multiple=True, help="Retry (--retries) only failures "
+              "that match: an exit code, a python exception class name, or timeout "
+              "(repeatable).")
+@click.option("--no-retry-on", "no_retry_on", multiple=True, help="Never retry failures that "
+              "match (exit code, exception class name or timeout; repeatable).")
 @click.option("--wait", "wait", is_flag=True, help="Wait for the end; print the output; exit with "
               "the task's exit code (1 if it did not succeed without one).")
 @json_option
 @click.pass_context
 def submit(ctx, task_type, command, argv, function, args, payload, requirements, node, timeout,
-           priority, retries, max_attempts, idempotency_key, wait, as_json):
+           priority, retries, max_attempts, idempotency_key, countdown, run_at, expires_in,
+           retry_on, no_retry_on, wait, as_json):
     """Submit a task, e.g. architect tasks submit --command "uptime" --require docker --wait"""
     if payload:
         try:
@@ -57,6 +68,11 @@ def submit(ctx, task_type, command, argv, function, args, payload, requirements,
     params = {"task_type": task_type, "payload": body, "requirements": list(requirements),
               "node": node, "timeout": timeout, "priority": priority, "retries": retries,
               "max_attempts": max_attempts, "idempotency_key": idempotency_key,
+              "countdown": _seconds(countdown, "--countdown") if countdown else None,
+              "run_at": run_at,
+              "expires_in": _seconds(expires_in, "--expires-in") if expires_in else None,
+              "retry_on": [_rule(r) for r in retry_on] or None,
+              "no_retry_on": [_rule(r) for r in no_retry_on] or None,
               "submitted_by": "cli"}
     created = call(ctx, "task.submit", {k: v for k, v in params.items() if v is not None})
     if not wait:
@@ -72,6 +88,11 @@ def submit(ctx, task_type, command, argv, function, args, payload, requirements,
     code = (task.get("result") or {}).get("exit_code")
     raise SystemExit(code if isinstance(code, int) and 0 <= code < 256 and task["status"] != SUCCEEDED
                      else (0 if task["status"] == SUCCEEDED else 1))
+
+
+def _rule(text: str):
+    """An exit code (an int) or a name (exception class, or timeout)."""
+    return int(text) if text.lstrip("-").isdigit() else text
 
 
 def _arg(text: str):
@@ -176,20 +197,20 @@ def cancel(ctx, task_id, as_json):
 WINDOW = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _seconds(text: str) -> float:
+def _seconds(text: str, hint: str = "--since") -> float:
     text = text.strip()
     try:
         if text[-1:] in WINDOW:
             return float(text[:-1]) * WINDOW[text[-1]]
         return float(text)
     except ValueError:
-        raise click.BadParameter(f"{text!r}: use 30m, 1h, 7d or seconds",
-                                 param_hint="--since") from None
+        raise click.BadParameter(f"{text!r}: use 30s, 5m, 1h, 7d or seconds",
+                                 param_hint=hint) from None
 
 
 @tasks.command()
 @click.argument("task_id", type=int, required=False)
-@click.option("--status", type=click.Choice(["failed", "timed_out"]),
+@click.option("--status", type=click.Choice(["failed", "timed_out", "expired"]),
               help="Without TASK_ID: retry the tasks that ended so [failed and timed_out].")
 @click.option("--since", default="1d", show_default=True,
               help="Without TASK_ID: that ended within this window (30m, 1h, 7d).")

@@ -393,3 +393,56 @@ def test_tallies_and_the_rollup_of_ended_tasks(book):
     assert book.counts()["cancelled"] == 1
     ended = book.take_dirty().ended
     assert ended == [(7200, "n2", "failed", 1), (7200, "", "cancelled", 1)]
+
+
+def test_a_task_with_a_start_time_waits_as_scheduled_then_queues(book):
+    t = new(book, 100.0, not_before=105.0)
+    assert t.status == T.SCHEDULED and book.head(t.queue_key) is None
+    book.promote_delayed(104.9)
+    assert t.status == T.SCHEDULED
+    book.promote_delayed(105.0)
+    assert t.status == T.QUEUED and book.head(t.queue_key) is t
+    assert events(book, t.id) == ["scheduled", "queued"]
+    past = new(book, 100.0, not_before=99.0)                # a start time already past
+    assert past.status == T.QUEUED and past.not_before is None
+    assert book.cancel(new(book, 100.0, not_before=500.0), 101.0)   # cancelled at once
+
+
+def test_a_waiting_task_past_its_expiry_ends_expired_and_never_runs(book):
+    waits = new(book, 100.0, expires_at=110.0)
+    later = new(book, 100.0, not_before=120.0, expires_at=130.0)
+    book.expire_due(109.9)
+    assert waits.status == T.QUEUED
+    book.expire_due(110.0)
+    assert waits.status == T.EXPIRED and waits.id not in book.active
+    assert book.head(waits.queue_key) is None and "expired" in waits.error
+    book.promote_delayed(125.0)
+    book.expire_due(130.0)
+    assert later.status == T.EXPIRED
+    running = new(book, 100.0, expires_at=140.0)            # already running: not expired
+    book.pop(running.queue_key)
+    book.assign(running, "n1", "w1", {"total": 1.0}, 101.0)
+    book.expire_due(150.0)
+    assert running.status == T.ASSIGNED
+    assert book.counts()["expired"] == 2
+
+
+@pytest.mark.parametrize("rules,result,state,retried", [
+    ({}, {"exit_code": 3}, T.FAILED, True),
+    ({"no_retry_on": [3]}, {"exit_code": 3}, T.FAILED, False),
+    ({"no_retry_on": [3]}, {"exit_code": 4}, T.FAILED, True),
+    ({"retry_on": [75]}, {"exit_code": 3}, T.FAILED, False),
+    ({"retry_on": [75]}, {"exit_code": 75}, T.FAILED, True),
+    ({"no_retry_on": ["ValueError"]}, {"error": "ValueError: bad input"}, T.FAILED, False),
+    ({"retry_on": ["ConnectionError"]}, {"error": "ConnectionError: reset"}, T.FAILED, True),
+    ({"retry_on": ["ConnectionError"]}, {"error": "KeyError: 'x'"}, T.FAILED, False),
+    ({"no_retry_on": ["timeout"]}, {"error": "timed out after 2s"}, T.TIMED_OUT, False),
+    ({"retry_on": ["timeout"]}, {"error": "timed out after 2s"}, T.TIMED_OUT, True),
+])
+def test_retry_rules(book, rules, result, state, retried):
+    t = new(book, 100.0, retries=2, **rules)
+    book.pop(t.queue_key)
+    book.assign(t, "n1", "w1", {"total": 1.0}, 101.0)
+    book.finish(t, state, result, 102.0)
+    assert (t.status == T.QUEUED) is retried
+    assert (t.status == state) is not retried

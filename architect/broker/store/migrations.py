@@ -123,3 +123,11 @@ def m007_schedules(db: sqlite_utils.Database) -> None:
                                 "outcome": str, "task_id": int, "detail": str}, pk="id")
     db["schedule_runs"].create_index(["schedule", "id"])
     db["schedule_runs"].create_index(["task_id"])
+
+
+@migrations()
+def m008_task_time_and_retry_rules(db: sqlite_utils.Database) -> None:
+    """A task's expiry, and which failures its automatic retries apply to (issue 13)."""
+    db["tasks"].add_column("expires_at", float)
+    db["tasks"].add_column("retry_on", str)
+    db["tasks"].add_column("no_retry_on", str)

@@ -246,7 +246,7 @@ class Store(AccountStore, BaseStore):
         return [_alert_out(r) for r in self._query(f"SELECT * FROM alerts{where} ORDER BY id")]
 
     def load_unfinished_tasks(self) -> list[dict]:
-        return self._tasks("status IN ('queued', 'assigned', 'running')", order="id")
+        return self._tasks("status IN ('scheduled', 'queued', 'assigned', 'running')", order="id")
 
     def max_id(self, table: str) -> int:
         return self._scalar(f"SELECT COALESCE(MAX(id), 0) FROM {_table(table)}")
@@ -389,7 +389,7 @@ class Store(AccountStore, BaseStore):
             sql += " AND created_at < %s"
             params.append(before)
         if unfinished:
-            sql += " AND status IN ('queued', 'assigned', 'running')"
+            sql += " AND status IN ('scheduled', 'queued', 'assigned', 'running')"
         return self._query(sql + " GROUP BY 1, 2", params, rows=tuple_row)
 
     def _rollup_rows(self, hour):

@@ -134,6 +134,11 @@ CREATE TABLE schedule_runs (
 CREATE INDEX idx_schedule_runs_schedule_id ON schedule_runs (schedule, id);
 CREATE INDEX idx_schedule_runs_task_id ON schedule_runs (task_id);
 """),
+    ("m008_task_time_and_retry_rules", """
+ALTER TABLE tasks ADD COLUMN expires_at DOUBLE PRECISION;
+ALTER TABLE tasks ADD COLUMN retry_on TEXT;
+ALTER TABLE tasks ADD COLUMN no_retry_on TEXT;
+"""),
 ]
 
 

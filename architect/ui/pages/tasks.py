@@ -13,7 +13,7 @@ from architect.ui import data
 PAGE = 25
 COLUMNS = [("id", "ID"), ("task_type", "Type"), ("status", "Status"), ("assigned_node", "Node"),
            ("attempt", "Try"), ("created", "Created"), ("took", "Took"), ("what", "Command")]
-RETRYABLE = ("failed", "timed_out")
+RETRYABLE = ("failed", "timed_out", "expired")
 WINDOWS = {3600: "last hour", 86400: "last day", 7 * 86400: "last 7 days"}
 RETRY_LIMIT = 1000          # task.retry_many's default: the newest this many at a time
 RETRY_STYLE = {"marginTop": "8px", "marginLeft": "8px"}
