@@ -42,7 +42,9 @@ def call(payload: dict, max_output: int) -> dict:
         function = getattr(importlib.import_module(module_name), name)
         if not callable(function):
             return {"state": "failed", "error": f"{payload['function']} is not callable"}
-        value = function(*(payload.get("args") or ()), **(payload.get("kwargs") or {}))
+        # inputs: the results of the tasks it depends on, after its own args (workflows)
+        value = function(*(payload.get("args") or ()), *(payload.get("inputs") or ()),
+                         **(payload.get("kwargs") or {}))
     except (Exception, SystemExit) as exc:  # SystemExit too: sys.exit() must not end a worker
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
         cut = len(text) > max_output

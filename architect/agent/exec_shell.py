@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import json
 import os
 import selectors
 import signal
@@ -116,6 +117,8 @@ def _start(payload: dict):
     argv = payload.get("argv") or ["/bin/sh", "-c", payload["command"]]
     cwd = payload.get("cwd")
     env = payload.get("env")
+    if payload.get("inputs") is not None:   # results of the tasks it depends on (workflows)
+        env = {**(env or {}), "ARCHITECT_INPUTS": json.dumps(payload["inputs"])}
     if cwd is not None and not os.path.isdir(cwd):
         return _failed(f"cwd {cwd!r} does not exist or is not a directory")
     try:

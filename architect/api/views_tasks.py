@@ -13,7 +13,8 @@ from architect.bus.protocol import STATES
 SUBMIT_FIELDS = {"timeout": float, "max_attempts": int, "retries": int, "retry_backoff": float,
                  "priority": int, "idempotency_key": str, "node": (str, int),
                  "run_at": (int, float), "countdown": (int, float), "expires_at": (int, float),
-                 "expires_in": (int, float), "retry_on": list, "no_retry_on": list}
+                 "expires_in": (int, float), "retry_on": list, "no_retry_on": list,
+                 "depends_on": list, "pass_results": bool}
 
 
 def _spec(data: dict) -> dict:

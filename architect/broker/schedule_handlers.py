@@ -52,7 +52,7 @@ def _submit(b, s: S.Schedule, now: float):
         task = parse_spec(b, dict(s.spec), f"schedule:{s.name}", now)
     except RequestError as exc:
         return None, str(exc)
-    task = b.tasks.submit(task, now)
+    task = b.tasks.submit(task, now, {})
     b.counters["tasks_submitted"] = b.counters.get("tasks_submitted", 0) + 1
     return task, None
 

@@ -82,10 +82,13 @@ class TaskCore:
         self.tasks.load_tallies(self.store.task_counts(), self.store.distribution())
         for row in self.store.load_unfinished_tasks():
             task = T.Task(**row)
-            if task.status != T.QUEUED:
+            if task.status in (T.ASSIGNED, T.RUNNING):
                 task.orphan_deadline = orphan_deadline
                 task.worker_id = None
             self.tasks.load(task)
+        for task in [t for t in self.tasks.active.values() if t.status == T.WAITING]:
+            self.tasks.wait_on(task, {d: self._state_of(d) for d in task.depends_on or ()},
+                               now)
         if self.tasks.active:
             log.info("reloaded %d unfinished tasks", len(self.tasks.active))
 
@@ -98,6 +101,25 @@ class TaskCore:
         change = self.registry.worker_heartbeat(node, metrics, now)
         if change is not None:
             self.on_level_change(change, now)
+
+    def _state_of(self, task_id: int) -> str | None:
+        task = self.tasks.get(task_id)
+        if task is not None:
+            return task.status
+        row = self.store.task(task_id)
+        return row["status"] if row else None
+
+    def _inputs(self, task) -> list:
+        """What a task that passes results gets: each dependency's return value (python) or
+        its stdout (shell), in depends_on order."""
+        out = []
+        for d in task.depends_on or ():
+            dep = self.tasks.get(d)
+            result = dep.result if dep is not None else (self.store.task(d) or {}).get("result")
+            result = result or {}
+            out.append(result.get("result") if result.get("result") is not None
+                       else result.get("stdout"))
+        return out
 
     def worker_by_identity(self, ident: bytes):
         return self.pool.by_identity.get(ident)
@@ -175,9 +197,12 @@ class TaskCore:
             for task in list(self.tasks.active.values()):
                 self._backstops(task, now)
         for worker, task in dispatch.dispatch(self.tasks, self.pool, self.registry, now):
+            payload = task.payload
+            if task.pass_results and task.depends_on:
+                payload = {**payload, "inputs": self._inputs(task)}
             self.work_out.append((worker.identity, TaskAssign(
                 task_id=task.id, attempt=task.attempt, task_type=task.task_type,
-                payload=task.payload, timeout=task.timeout)))
+                payload=payload, timeout=task.timeout)))
         if now >= self._next_ping:
             self._next_ping = now + self.worker_interval
             ping = BrokerPing(ts=now)

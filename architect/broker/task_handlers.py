@@ -55,6 +55,35 @@ def _rules(params, name: str) -> list | None:
     return rules
 
 
+MAX_DEPENDS = 1000
+
+
+def _depends(params) -> list | None:
+    deps = params.get("depends_on")
+    if deps is None or deps == []:
+        return None
+    if not isinstance(deps, list) or len(deps) > MAX_DEPENDS or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in deps):
+        raise RequestError(f"depends_on must be a list of up to {MAX_DEPENDS} task ids")
+    return list(dict.fromkeys(deps))
+
+
+def dependency_states(b, deps) -> dict:
+    """{task id: state} of each dependency; RequestError naming the unknown ones (a task
+    can only depend on tasks that exist already, so a cycle cannot be made)."""
+    out, unknown = {}, []
+    for d in deps or ():
+        task = b.tasks.get(d)
+        row = None if task is not None else b.store.task(d)
+        if task is None and row is None:
+            unknown.append(d)
+        else:
+            out[d] = task.status if task is not None else row["status"]
+    if unknown:
+        raise RequestError("depends_on names unknown tasks: " + ", ".join(map(str, unknown)))
+    return out
+
+
 def parse_spec(b, params: dict, submitter: str | None = None,
                now: float | None = None) -> T.Task:
     """A submitted task from its params, validated; raises RequestError naming the field."""
@@ -97,7 +126,9 @@ def parse_spec(b, params: dict, submitter: str | None = None,
                   retry_backoff=float(backoff), timeout=float(timeout) if timeout else None,
                   idempotency_key=key, submitted_by=get(params, "submitted_by", str, None) or submitter,
                   not_before=run_at, expires_at=expires_at,
-                  retry_on=_rules(params, "retry_on"), no_retry_on=_rules(params, "no_retry_on"))
+                  retry_on=_rules(params, "retry_on"), no_retry_on=_rules(params, "no_retry_on"),
+                  depends_on=_depends(params),
+                  pass_results=get(params, "pass_results", bool, False))
 
 
 def _submit_one(b, params, ctx) -> dict:
@@ -106,7 +137,7 @@ def _submit_one(b, params, ctx) -> dict:
         existing = b.task_by_key(spec.idempotency_key)
         if existing is not None:
             return {"id": existing["id"], "status": existing["status"], "created": False}
-    task = b.tasks.submit(spec, ctx.now)
+    task = b.tasks.submit(spec, ctx.now, dependency_states(b, spec.depends_on))
     b.counters["tasks_submitted"] = b.counters.get("tasks_submitted", 0) + 1
     return {"id": task.id, "status": task.status, "created": True}
 

@@ -1,6 +1,7 @@
 """Tasks in memory: the state machine (ARCHITECTURE.md §6), the priority queue, retries.
 
-    [scheduled →] queued → assigned → running → succeeded | failed | timed_out | cancelled
+    [waiting →] [scheduled →] queued → assigned → running → succeeded | failed | timed_out |
+    cancelled; a waiting task whose dependency did not succeed ends cancelled
     a scheduled or queued task past its expires_at → expired (it never runs)
 
 `attempt` counts runs: it goes up each time the task is assigned. A lost worker's tasks go
@@ -21,7 +22,7 @@ from typing import NamedTuple
 from architect.fastjson import dumps
 from architect.bus.protocol import (ASSIGNED, CANCELLED, EXPIRED, FAILED, FINAL,  # noqa: F401
                                     QUEUED, RUNNING, SCHEDULED, STATES, SUCCEEDED, TIMED_OUT,
-                                    UNFINISHED)
+                                    UNFINISHED, WAITING)
 
 RETRY_BACKOFF_MAX = 300.0
 RECENT_FINAL = 20_000  # final tasks kept in memory for quick reads
@@ -61,6 +62,8 @@ class Task:
     expires_at: float | None = None         # still waiting then: it ends expired, never run
     retry_on: list | None = field(default=None, metadata=JSON)      # exit codes / exception
     no_retry_on: list | None = field(default=None, metadata=JSON)   # names (see retryable)
+    depends_on: list | None = field(default=None, metadata=JSON)    # task ids (workflows)
+    pass_results: bool = False              # their results go to it as `inputs`
     # after a broker restart: claim window
     orphan_deadline: float | None = field(default=None, metadata=IN_MEMORY)
     # cached JSON of immutable columns
@@ -88,6 +91,7 @@ class Task:
             if row[i] is not None:
                 row[i] = dumps(row[i])
         row[_CANCEL] = int(row[_CANCEL])
+        row[_PASS] = int(row[_PASS])
         return tuple(row)
 
 
@@ -97,8 +101,8 @@ TASK_COLUMNS = tuple(f.name for f in fields(Task) if f.metadata.get("column", Tr
 JSON_TASK_COLUMNS = tuple(f.name for f in fields(Task) if f.metadata.get("json"))
 COLUMNS = TASK_COLUMNS
 _values = attrgetter(*TASK_COLUMNS)
-_PAYLOAD, _REQUIREMENTS, _CANCEL = (TASK_COLUMNS.index(c) for c in
-                                    ("payload", "requirements", "cancel_requested"))
+_PAYLOAD, _REQUIREMENTS, _CANCEL, _PASS = (TASK_COLUMNS.index(c) for c in (
+    "payload", "requirements", "cancel_requested", "pass_results"))
 _OTHER_JSON = tuple(TASK_COLUMNS.index(c) for c in JSON_TASK_COLUMNS
                     if c not in ("payload", "requirements"))
 
@@ -154,6 +158,8 @@ class TaskBook:
         self.queues: dict[tuple, list] = {}          # queue_key -> heap of (-priority, id)
         self.delayed: list = []                      # heap of (not_before, id)
         self.expiring: list = []                     # heap of (expires_at, id)
+        self.dependents: dict[int, set] = {}         # task id -> waiting tasks that need it
+        self.unmet: dict[int, set] = {}              # waiting task id -> its deps not done
         self.keys: dict[str, int] = {}               # idempotency key -> id (active tasks)
         self.next_id = 1
         self.dirty: dict[int, Task] = {}
@@ -214,6 +220,47 @@ class TaskBook:
                 out[key] = out.get(key, 0) + 1
         return [(node, s, n) for (node, s), n in sorted(out.items())]
 
+    def _dependency_ended(self, task: Task, dep_id: int, dep_state: str, now: float) -> None:
+        """One of a waiting task's dependencies is final."""
+        if task.status != WAITING:
+            return
+        if dep_state != SUCCEEDED:
+            for d in self.unmet.pop(task.id, ()):
+                self.dependents.get(d, set()).discard(task.id)
+            task.error = f"dependency {dep_id} {dep_state}"
+            self._finalize(task, CANCELLED, now, {"reason": task.error})
+            return
+        unmet = self.unmet.get(task.id)
+        if unmet is not None:
+            unmet.discard(dep_id)
+            if unmet:
+                return
+            del self.unmet[task.id]
+        task.status = SCHEDULED if task.not_before and task.not_before > now else QUEUED
+        if task.status == QUEUED:
+            task.not_before = None
+        self._enqueue(task)
+        if task.expires_at is not None:
+            heapq.heappush(self.expiring, (task.expires_at, task.id))
+        self._touch(task, now, task.status, {"after": WAITING})
+
+    def wait_on(self, task: Task, dep_status: dict, now: float) -> None:
+        """A waiting task read back at start: register what it still waits for."""
+        for d in task.depends_on or ():
+            state = dep_status.get(d)
+            if state in FINAL:
+                self._dependency_ended(task, d, state, now)
+                if task.status != WAITING:
+                    return
+            else:
+                self.unmet.setdefault(task.id, set()).add(d)
+                self.dependents.setdefault(d, set()).add(task.id)
+        if task.status == WAITING and not self.unmet.get(task.id):
+            self.unmet.pop(task.id, None)
+            task.status = QUEUED
+            self._enqueue(task)
+            self._touch(task, now, QUEUED, {"after": WAITING})
+
     def _finalize(self, task: Task, status: str, now: float, detail: dict | None = None) -> None:
         self.final_counts[status] = self.final_counts.get(status, 0) + 1
         if task.assigned_node is not None:
@@ -231,11 +278,38 @@ class TaskBook:
             self.recent.popitem(last=False)
         self.finished.append(task)
         self._touch(task, now, status, detail)
+        for waiting_id in sorted(self.dependents.pop(task.id, ())):
+            waiting = self.active.get(waiting_id)
+            if waiting is not None:
+                self._dependency_ended(waiting, task.id, status, now)
 
     # --- transitions ----------------------------------------------------------------------
-    def submit(self, task: Task, now: float) -> Task:
+    def submit(self, task: Task, now: float, dep_status: dict | None = None) -> Task:
+        """A new task. dep_status: the state of each task in task.depends_on (the caller
+        looked them up): all succeeded, it goes on as usual; one not (yet) final, it waits;
+        one ended otherwise, it is cancelled at once, naming it."""
         task.id = self.next_id
         self.next_id += 1
+        if task.depends_on:
+            unmet = {d for d in task.depends_on if (dep_status or {}).get(d) != SUCCEEDED}
+            broken = next((d for d in task.depends_on
+                           if (dep_status or {}).get(d) in FINAL and d in unmet), None)
+            if broken is not None or unmet:
+                task.created_at = now
+                task.status = WAITING
+                self.active[task.id] = task
+                if task.idempotency_key:
+                    self.keys[task.idempotency_key] = task.id
+                self._touch(task, now, WAITING, {"submitted_by": task.submitted_by,
+                                                 "depends_on": sorted(unmet)})
+                self.accepted += 1
+                if broken is not None:
+                    self._dependency_ended(task, broken, dep_status[broken], now)
+                else:
+                    self.unmet[task.id] = unmet
+                    for d in unmet:
+                        self.dependents.setdefault(d, set()).add(task.id)
+                return task
         task.created_at = now
         task.status = SCHEDULED if task.not_before and task.not_before > now else QUEUED
         if task.status == QUEUED:
@@ -315,7 +389,9 @@ class TaskBook:
 
     def cancel(self, task: Task, now: float) -> bool:
         """Cancel: a waiting task ends now (True); a running one needs its worker (False)."""
-        if task.status in (QUEUED, SCHEDULED):
+        if task.status in (QUEUED, SCHEDULED, WAITING):
+            for d in self.unmet.pop(task.id, ()):
+                self.dependents.get(d, set()).discard(task.id)
             task.error = "cancelled"
             self._finalize(task, CANCELLED, now)
             return True

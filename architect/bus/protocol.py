@@ -1,6 +1,6 @@
 """Protocol constants shared by the master and the nodes: one definition of each, no logic.
 
-    task states   [scheduled →] queued → assigned → running → succeeded | failed | timed_out |
+    task states   [waiting →] [scheduled →] queued → assigned → running → succeeded | failed | timed_out |
                   cancelled; a waiting task past its expiry ends expired
     health levels healthy < warning < critical < offline  (SEVERITY 0-3)
     node names    NODE_NAME_RE (1-128 letters, digits, '_' or '-'; no dots or spaces: they
@@ -16,13 +16,14 @@ import re
 
 # task states (ARCHITECTURE.md §6)
 SCHEDULED, QUEUED, ASSIGNED, RUNNING = "scheduled", "queued", "assigned", "running"
+WAITING = "waiting"        # for the tasks it depends on (depends_on) to succeed
 SUCCEEDED, FAILED, TIMED_OUT, CANCELLED = "succeeded", "failed", "timed_out", "cancelled"
 EXPIRED = "expired"        # never ran: still waiting when its expires_at came
-STATES = (SCHEDULED, QUEUED, ASSIGNED, RUNNING, SUCCEEDED, FAILED, TIMED_OUT, CANCELLED,
-          EXPIRED)
+STATES = (WAITING, SCHEDULED, QUEUED, ASSIGNED, RUNNING, SUCCEEDED, FAILED, TIMED_OUT,
+          CANCELLED, EXPIRED)
 FINAL_STATES = (SUCCEEDED, FAILED, TIMED_OUT, CANCELLED)   # also a worker's result states
 FINAL = frozenset(FINAL_STATES + (EXPIRED,))
-UNFINISHED = (SCHEDULED, QUEUED, ASSIGNED, RUNNING)
+UNFINISHED = (WAITING, SCHEDULED, QUEUED, ASSIGNED, RUNNING)
 
 # node health levels (ARCHITECTURE.md §4), mildest first
 HEALTHY, WARNING, CRITICAL, OFFLINE = "healthy", "warning", "critical", "offline"

@@ -9,7 +9,7 @@ from architect.api.errors import ApiError
 from architect.bus.protocol import LEVELS, STATES  # noqa: F401  (pages read data.LEVELS/STATES)
 
 COLORS = {"healthy": "#2e9d5b", "warning": "#e0a100", "critical": "#d64545",
-          "offline": "#8a8f98", "master": "#2f6fdf", "scheduled": "#b7a4d8", "queued": "#9aa5b8", "assigned": "#6f8fd8",
+          "offline": "#8a8f98", "master": "#2f6fdf", "waiting": "#c9b27c", "scheduled": "#b7a4d8", "queued": "#9aa5b8", "assigned": "#6f8fd8",
           "running": "#2f6fdf", "succeeded": "#2e9d5b", "failed": "#d64545",
           "timed_out": "#e07b00", "cancelled": "#8a8f98", "expired": "#a0785a", "submitted": "#151a24"}
 

@@ -21,10 +21,10 @@ def book() -> TaskBook:
     return TaskBook(random.Random(1234))
 
 
-def new(book: TaskBook, now: float = 100.0, **kw) -> Task:
+def new(book: TaskBook, now: float = 100.0, _deps=None, **kw) -> Task:
     kw.setdefault("task_type", "shell")
     kw.setdefault("payload", {"command": "true"})
-    return book.submit(Task(id=0, **kw), now)
+    return book.submit(Task(id=0, **kw), now, _deps)
 
 
 def run(book: TaskBook, task: Task, now: float, node="n1", worker="w1") -> None:
@@ -446,3 +446,32 @@ def test_retry_rules(book, rules, result, state, retried):
     book.finish(t, state, result, 102.0)
     assert (t.status == T.QUEUED) is retried
     assert (t.status == state) is not retried
+
+
+def test_a_task_waits_for_its_dependencies_then_queues(book):
+    a, b = new(book), new(book)
+    c = new(book, depends_on=[a.id, b.id], _deps={a.id: T.QUEUED, b.id: T.QUEUED})
+    assert c.status == T.WAITING
+    for t in (a, b):
+        book.pop(t.queue_key)
+        book.assign(t, "n1", "w1", {"total": 1.0}, 101.0)
+    book.finish(a, T.SUCCEEDED, {"result": 1}, 102.0)
+    assert c.status == T.WAITING
+    book.finish(b, T.SUCCEEDED, {"result": 2}, 103.0)
+    assert c.status == T.QUEUED and book.head(c.queue_key) is c
+    assert events(book, c.id) == ["waiting", "queued"]
+
+
+def test_a_failed_dependency_cancels_the_task_naming_it(book):
+    a = new(book)
+    c = new(book, depends_on=[a.id], _deps={a.id: T.QUEUED})
+    d = new(book, depends_on=[c.id], _deps={c.id: T.WAITING})    # and what waits on it
+    book.pop(a.queue_key)
+    book.assign(a, "n1", "w1", {"total": 1.0}, 101.0)
+    book.finish(a, T.FAILED, {"error": "exit code 1"}, 102.0)
+    assert (c.status, c.error) == (T.CANCELLED, f"dependency {a.id} failed")
+    assert (d.status, d.error) == (T.CANCELLED, f"dependency {c.id} cancelled")
+    done = new(book, depends_on=[a.id], _deps={a.id: T.FAILED})  # already failed: at once
+    assert done.status == T.CANCELLED and book.dependents == {} and book.unmet == {}
+    ok = new(book, depends_on=[a.id], _deps={a.id: T.SUCCEEDED})  # already succeeded
+    assert ok.status == T.QUEUED

@@ -131,3 +131,10 @@ def m008_task_time_and_retry_rules(db: sqlite_utils.Database) -> None:
     db["tasks"].add_column("expires_at", float)
     db["tasks"].add_column("retry_on", str)
     db["tasks"].add_column("no_retry_on", str)
+
+
+@migrations()
+def m009_workflows(db: sqlite_utils.Database) -> None:
+    """depends_on (task ids, JSON) and whether their results are handed on (issue 13)."""
+    db["tasks"].add_column("depends_on", str)
+    db["tasks"].add_column("pass_results", int)

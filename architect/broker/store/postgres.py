@@ -246,7 +246,7 @@ class Store(AccountStore, BaseStore):
         return [_alert_out(r) for r in self._query(f"SELECT * FROM alerts{where} ORDER BY id")]
 
     def load_unfinished_tasks(self) -> list[dict]:
-        return self._tasks("status IN ('scheduled', 'queued', 'assigned', 'running')", order="id")
+        return self._tasks("status IN ('waiting', 'scheduled', 'queued', 'assigned', 'running')", order="id")
 
     def max_id(self, table: str) -> int:
         return self._scalar(f"SELECT COALESCE(MAX(id), 0) FROM {_table(table)}")
@@ -389,7 +389,7 @@ class Store(AccountStore, BaseStore):
             sql += " AND created_at < %s"
             params.append(before)
         if unfinished:
-            sql += " AND status IN ('scheduled', 'queued', 'assigned', 'running')"
+            sql += " AND status IN ('waiting', 'scheduled', 'queued', 'assigned', 'running')"
         return self._query(sql + " GROUP BY 1, 2", params, rows=tuple_row)
 
     def _rollup_rows(self, hour):
@@ -503,6 +503,7 @@ def _task_out(row: dict) -> dict:
         row[col] = json.loads(row[col]) if row.get(col) else None
     row["requirements"] = row["requirements"] or []
     row["cancel_requested"] = bool(row["cancel_requested"])
+    row["pass_results"] = bool(row.get("pass_results"))
     return row
 
 

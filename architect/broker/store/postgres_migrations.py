@@ -139,6 +139,10 @@ ALTER TABLE tasks ADD COLUMN expires_at DOUBLE PRECISION;
 ALTER TABLE tasks ADD COLUMN retry_on TEXT;
 ALTER TABLE tasks ADD COLUMN no_retry_on TEXT;
 """),
+    ("m009_workflows", """
+ALTER TABLE tasks ADD COLUMN depends_on TEXT;
+ALTER TABLE tasks ADD COLUMN pass_results BIGINT;
+"""),
 ]
 
 

@@ -99,7 +99,7 @@ class Store(AccountStore, BaseStore):
         return [self._alert_out(r) for r in self.db["alerts"].rows_where(where, order_by="id")]
 
     def load_unfinished_tasks(self) -> list[dict]:
-        return self.load_tasks("status IN ('scheduled', 'queued', 'assigned', 'running')")
+        return self.load_tasks("status IN ('waiting', 'scheduled', 'queued', 'assigned', 'running')")
 
     def max_id(self, table: str) -> int:
         return self.conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0]
@@ -230,7 +230,7 @@ class Store(AccountStore, BaseStore):
             sql += " AND created_at < ?"
             params.append(before)
         if unfinished:
-            sql += " AND status IN ('scheduled', 'queued', 'assigned', 'running')"
+            sql += " AND status IN ('waiting', 'scheduled', 'queued', 'assigned', 'running')"
         return self.conn.execute(sql + " GROUP BY 1, 2", params).fetchall()
 
     def _rollup_rows(self, hour):
@@ -249,6 +249,7 @@ class Store(AccountStore, BaseStore):
             row[col] = json.loads(row[col]) if row.get(col) else None
         row["requirements"] = row["requirements"] or []
         row["cancel_requested"] = bool(row["cancel_requested"])
+        row["pass_results"] = bool(row.get("pass_results"))
         return row
 
     def save_audit(self, records: list[dict]) -> None:
