@@ -89,6 +89,10 @@ def cancel_task(task_id):
     return jsonify(broker().call("task.cancel", {"id": path_id(task_id, "task")}))
 
 
+def task_graph(task_id):
+    return jsonify(broker().call("task.graph", {"id": path_id(task_id, "task")}))
+
+
 def retry_task(task_id):
     return jsonify(broker().call("task.retry", {"id": path_id(task_id, "task")}))
 

@@ -302,12 +302,14 @@ def _encode_task_changes(changes: T.TaskChanges) -> tuple[list[tuple], list[tupl
     ended: dict[tuple, int] = {}
     for hour, node, state, delta in changes.ended:
         ended[(hour, node, state)] = ended.get((hour, node, state), 0) + delta
-    return [t.row() for t in changes.tasks], changes.events, ended
+    return [t.row() for t in changes.tasks], changes.events, ended, changes.deps
 
 
-def _write_task_changes(store, encoded: tuple[list[tuple], list[tuple], dict]) -> None:
-    rows, events, ended = encoded
+def _write_task_changes(store, encoded: tuple) -> None:
+    rows, events, ended, deps = encoded
     store.save_tasks(rows)
     store.insert_task_events(events)
+    if deps:
+        store.add_task_deps(deps)
     if ended:
         store.add_task_rollup([(h, node, state, n) for (h, node, state), n in ended.items()])

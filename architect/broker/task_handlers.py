@@ -259,6 +259,45 @@ def task_retry_many(b, params, ctx):
     return {"count": len(ids), "ids": ids, "dry_run": dry_run}
 
 
+MAX_GRAPH = 2000
+
+
+def task_graph(b, params, ctx):
+    """{id} → {nodes: [{id, status, task_type, label, error}], edges: [{source, target}],
+    truncated}: the workflow the task is part of (what it depends on and what depends on it,
+    transitively), at most 2,000 tasks. An edge goes from a dependency to its dependent."""
+    root = get(params, "id", int)
+    if b.task_public(root) is None:
+        raise NotFound(f"no task {root}")
+    seen, edges, frontier = {root}, set(), [root]
+    while frontier and len(seen) < MAX_GRAPH:
+        pairs = b.store.task_deps(frontier, True) + b.store.task_deps(frontier, False)
+        # what is submitted but not committed yet is in memory only
+        for t in list(b.tasks.active.values()):
+            for d in t.depends_on or ():
+                if t.id in frontier or d in frontier:
+                    pairs.append((t.id, d))
+        frontier = []
+        for task_id, dep in pairs:
+            edges.add((dep, task_id))
+            for x in (task_id, dep):
+                if x not in seen and len(seen) < MAX_GRAPH:
+                    seen.add(x)
+                    frontier.append(x)
+    nodes = []
+    for task_id in sorted(seen):
+        t = b.task_public(task_id) or {"id": task_id, "status": None, "task_type": None,
+                                       "payload": {}}
+        payload = t.get("payload") or {}
+        label = payload.get("function") or payload.get("command") or \
+            " ".join(payload.get("argv") or []) or t.get("task_type") or "?"
+        nodes.append({"id": task_id, "status": t.get("status"), "task_type": t.get("task_type"),
+                      "label": f"#{task_id} {label}"[:80], "error": t.get("error")})
+    return {"nodes": nodes, "edges": [{"source": s, "target": t} for s, t in sorted(edges)
+                                      if s in seen and t in seen],
+            "truncated": len(seen) >= MAX_GRAPH}
+
+
 def task_wait(b, params, ctx):
     """{id | ids: [..], timeout? (30, max 300), any?: bool} → the task (or list) once final,
     or as it is when the timeout passes (check `final`). With ids and any: the list of those
@@ -349,6 +388,7 @@ TASK_METHODS = {
     "task.submit": write(task_submit),
     "task.submit_many": write(task_submit_many),
     "task.get": read(task_get),
+    "task.graph": read(task_graph),
     "task.list": read(task_list),
     "task.cancel": write(task_cancel),
     "task.retry": write(task_retry),

@@ -116,6 +116,7 @@ class TaskChanges(NamedTuple):
     events: list[tuple]
     accepted: int
     ended: list = []
+    deps: list = []          # (task id, dependency id) of the tasks submitted with depends_on
 
     def __bool__(self) -> bool:
         return bool(self.tasks or self.events)
@@ -167,6 +168,7 @@ class TaskBook:
         self.finished: list[Task] = []               # final this iteration (for waiters)
         self.accepted = 0                            # submitted since the last persist
         self.ended: list[tuple] = []                 # (hour, node, state, ±1): the roll-up
+        self.deps: list[tuple] = []                  # (task id, dependency id) to record
         # every final task in the database, counted once at start and then kept: the
         # dashboard's totals never scan a long history
         self.final_counts: dict[str, int] = {}
@@ -291,6 +293,7 @@ class TaskBook:
         task.id = self.next_id
         self.next_id += 1
         if task.depends_on:
+            self.deps.extend((task.id, d) for d in task.depends_on)
             unmet = {d for d in task.depends_on if (dep_status or {}).get(d) != SUCCEEDED}
             broken = next((d for d in task.depends_on
                            if (dep_status or {}).get(d) in FINAL and d in unmet), None)
@@ -473,8 +476,9 @@ class TaskBook:
     # --- unit of work: persist() takes the changes, and puts them back if the write fails
     def take_dirty(self) -> TaskChanges:
         """(dirty tasks, events, how many of them are new submissions)."""
-        changes = TaskChanges(list(self.dirty.values()), self.events, self.accepted, self.ended)
-        self.dirty, self.events, self.accepted, self.ended = {}, [], 0, []
+        changes = TaskChanges(list(self.dirty.values()), self.events, self.accepted, self.ended,
+                              self.deps)
+        self.dirty, self.events, self.accepted, self.ended, self.deps = {}, [], 0, [], []
         return changes
 
     def put_back(self, changes: TaskChanges) -> None:
@@ -486,6 +490,7 @@ class TaskBook:
         self.events = changes.events + self.events
         self.accepted += changes.accepted
         self.ended = changes.ended + self.ended
+        self.deps = changes.deps + self.deps
 
     def take_finished(self) -> list[Task]:
         done, self.finished = self.finished, []

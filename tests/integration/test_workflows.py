@@ -36,6 +36,14 @@ def test_chain_chord_and_a_failed_dependency(cluster):
         assert callback["status"] == "succeeded" and callback["result"]["result"] == 4950
         assert callback["attempt"] == 1
         assert callback["started_at"] >= max(t["finished_at"] for t in group)
+        graph = requests.get(f"{base}/api/tasks/{chord['callback']}/graph", timeout=10).json()
+        assert len(graph["nodes"]) == 101 and len(graph["edges"]) == 100
+        assert {e["target"] for e in graph["edges"]} == {chord["callback"]}
+        chain_graph = c.call("task.graph", {"id": ids[0]})             # downstream too
+        assert [n["id"] for n in chain_graph["nodes"]] == ids
+        assert [(e["source"], e["target"]) for e in chain_graph["edges"]] == \
+            [(ids[0], ids[1]), (ids[1], ids[2])]
+        assert {n["status"] for n in chain_graph["nodes"]} == {"succeeded"}
         events = [e["event"] for e in c.call("task.get", {"id": chord["callback"],
                                                           "events": True})["events"]]
         assert events == ["waiting", "queued", "assigned", "running", "succeeded"]

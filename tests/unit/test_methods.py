@@ -26,7 +26,7 @@ ALL = {name: m for table in TABLES.values() for name, m in table.items()}
 # (durable commit before the reply, an audit row): a new method has to be put in one list.
 READ_ONLY = {
     "node.list", "node.get", "health.summary", "alert.list", "cluster.stats", "ping",
-    "task.get", "task.list", "task.wait", "task.output", "placement.recommend",
+    "task.get", "task.list", "task.wait", "task.output", "placement.recommend", "task.graph",
     "placement.distribution", "worker.list",
     "node.metrics", "task.page", "task.timeline", "cluster.topology", "cluster.flow",
     "cluster.summary",

@@ -50,9 +50,9 @@ def test_submit_queues_with_sequential_ids_and_an_event(book):
     assert book.get(1) is a and book.active == {1: a, 2: b}
     assert book.queued_count() == 2
     assert book.events[0] == (1, 10.0, "queued", 0, None, {"submitted_by": "alice"})
-    dirty, evs, accepted, ended = book.take_dirty()
-    assert set(dirty) == {a, b} and len(evs) == 2 and accepted == 2 and ended == []
-    assert book.take_dirty() == ([], [], 0, [])
+    dirty, evs, accepted, ended, deps = book.take_dirty()
+    assert set(dirty) == {a, b} and len(evs) == 2 and accepted == 2 and ended == deps == []
+    assert book.take_dirty() == ([], [], 0, [], [])
 
 
 def test_queued_assigned_running_succeeded(book):

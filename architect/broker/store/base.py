@@ -37,7 +37,8 @@ AUDIT_LOG_COLUMNS = ("id", "ts", "who", "role", "via", "addr", "method", "target
 TOKEN_COLUMNS = ("id", "kind", "name", "role", "token_hash", "created_at", "created_by",
                  "expires_at", "uses_left", "used_count", "last_used_at", "revoked_at")
 TABLES = ("nodes", "metrics", "tasks", "task_events", "task_output", "alerts", "ssh_audit",
-          "users", "tokens", "audit", "bus_keys", "task_rollup", "schedules", "schedule_runs")
+          "users", "tokens", "audit", "bus_keys", "task_rollup", "schedules", "schedule_runs",
+          "task_deps")
 # the schedules row: architect.broker.schedules.COLUMNS, `spec` JSON-encoded, paused 0 / 1
 SCHEDULE_RUN_COLUMNS = ("schedule", "due", "at", "outcome", "task_id", "detail")
 __all__ = ["BaseStore", "Fenced", "TASK_COLUMNS", "JSON_TASK_COLUMNS", "NODE_COLUMNS", "JSON_NODE_COLUMNS",
@@ -171,6 +172,15 @@ class BaseStore(ABC):
     def schedule_runs(self, name: str, limit: int = 50) -> list[dict]:
         """A schedule's runs, newest first, each with the task's status (or None) as
         `task_status`. A read: any time."""
+
+    @abstractmethod
+    def add_task_deps(self, rows: list[tuple]) -> None:
+        """Record (task id, dependency id) pairs of workflows. Inside transaction()."""
+
+    @abstractmethod
+    def task_deps(self, task_ids, downstream: bool) -> list[tuple[int, int]]:
+        """(task id, dependency id) pairs where the dependency (downstream: what depends on
+        them) or the task (upstream: what they depend on) is one of task_ids. A read."""
 
     @abstractmethod
     def add_task_rollup(self, rows: list[tuple]) -> None:

@@ -138,3 +138,5 @@ def m009_workflows(db: sqlite_utils.Database) -> None:
     """depends_on (task ids, JSON) and whether their results are handed on (issue 13)."""
     db["tasks"].add_column("depends_on", str)
     db["tasks"].add_column("pass_results", int)
+    db["task_deps"].create({"task_id": int, "dep_id": int}, pk=("task_id", "dep_id"))
+    db["task_deps"].create_index(["dep_id"])

@@ -309,6 +309,19 @@ class Store(AccountStore, BaseStore):
             "WHERE r.schedule = %s ORDER BY r.id DESC LIMIT %s", (name, limit), rows=tuple_row)
         return [dict(zip(cols, r)) for r in rows]
 
+    def add_task_deps(self, rows: list[tuple]) -> None:
+        self._many("INSERT INTO task_deps (task_id, dep_id) VALUES (%s, %s)",
+               [tuple(r) for r in rows])
+
+    def task_deps(self, task_ids, downstream: bool) -> list[tuple[int, int]]:
+        ids = list(task_ids)
+        if not ids:
+            return []
+        col = "dep_id" if downstream else "task_id"
+        sql = (f"SELECT task_id, dep_id FROM task_deps WHERE {col} IN "
+               f"({', '.join('%s' for _ in ids)}) ORDER BY task_id, dep_id")
+        return [(int(a), int(b)) for a, b in self._query(sql, ids, rows=tuple_row)]
+
     def add_task_rollup(self, rows: list[tuple]) -> None:
         self._many("INSERT INTO task_rollup (hour, node, status, count) VALUES (%s, %s, %s, %s) "
                    "ON CONFLICT (hour, node, status) DO UPDATE SET "

@@ -142,6 +142,9 @@ ALTER TABLE tasks ADD COLUMN no_retry_on TEXT;
     ("m009_workflows", """
 ALTER TABLE tasks ADD COLUMN depends_on TEXT;
 ALTER TABLE tasks ADD COLUMN pass_results BIGINT;
+CREATE TABLE task_deps (task_id BIGINT NOT NULL, dep_id BIGINT NOT NULL,
+                        PRIMARY KEY (task_id, dep_id));
+CREATE INDEX idx_task_deps_dep_id ON task_deps (dep_id);
 """),
 ]
 

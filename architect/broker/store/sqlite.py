@@ -165,6 +165,19 @@ class Store(AccountStore, BaseStore):
     def _rows(self, sql: str, params=()) -> list[tuple]:
         return self.conn.execute(sql, params).fetchall()
 
+    def add_task_deps(self, rows: list[tuple]) -> None:
+        self.conn.executemany("INSERT INTO task_deps (task_id, dep_id) VALUES (?, ?)",
+               [tuple(r) for r in rows])
+
+    def task_deps(self, task_ids, downstream: bool) -> list[tuple[int, int]]:
+        ids = list(task_ids)
+        if not ids:
+            return []
+        col = "dep_id" if downstream else "task_id"
+        sql = (f"SELECT task_id, dep_id FROM task_deps WHERE {col} IN "
+               f"({', '.join('?' for _ in ids)}) ORDER BY task_id, dep_id")
+        return [(int(a), int(b)) for a, b in self.conn.execute(sql, ids).fetchall()]
+
     def add_task_rollup(self, rows: list[tuple]) -> None:
         self.conn.executemany(
             "INSERT INTO task_rollup (hour, node, status, count) VALUES (?, ?, ?, ?) "
