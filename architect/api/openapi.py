@@ -101,12 +101,19 @@ SCHEMAS = {
                            "retry_on": nullable(RULES), "no_retry_on": nullable(RULES),
                            "depends_on": nullable({"type": "array", "maxItems": 1000,
                                                    "items": {"type": "integer", "minimum": 1}}),
-                           "pass_results": nullable(BOOL)},
+                           "pass_results": nullable(BOOL),
+                           "unique_key": nullable({"type": "string", "minLength": 1,
+                                                   "maxLength": 200}),
+                           "unique_for": nullable({"oneOf": [
+                               {"type": "number", "exclusiveMinimum": True, "minimum": 0,
+                                "maximum": 366 * 86400},
+                               {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?[smhd]?$"}]})},
                           ("task_type",)),
     "AssignRequest": obj({"task_type": {"type": "string", "minLength": 1, "maxLength": 64},
                           "requirements": nullable(CAPS), "payload": nullable(OBJ)},
                          ("task_type",)),
-    "Submitted": obj({"id": INT, "status": STATE, "created": BOOL}, ("id", "status")),
+    "Submitted": obj({"id": INT, "status": STATE, "created": BOOL, "unique": BOOL},
+                     ("id", "status")),
     # POST /api/tasks takes one task or a JSON array of them (one commit for the batch)
     "TaskSubmissions": {"oneOf": [ref("TaskSubmission"), {
         "type": "array", "minItems": 1, "maxItems": 10000, "items": ref("TaskSubmission")}]},

@@ -14,7 +14,8 @@ SUBMIT_FIELDS = {"timeout": float, "max_attempts": int, "retries": int, "retry_b
                  "priority": int, "idempotency_key": str, "node": (str, int),
                  "run_at": (int, float), "countdown": (int, float), "expires_at": (int, float),
                  "expires_in": (int, float), "retry_on": list, "no_retry_on": list,
-                 "depends_on": list, "pass_results": bool}
+                 "depends_on": list, "pass_results": bool, "unique_key": str,
+                 "unique_for": (int, float, str)}
 
 
 def _spec(data: dict) -> dict:

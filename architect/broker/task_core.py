@@ -80,6 +80,8 @@ class TaskCore:
         orphan_deadline = now + 2 * self.pool.liveness + 5.0
         self.tasks.next_id = self.store.max_id("tasks") + 1
         self.tasks.load_tallies(self.store.task_counts(), self.store.distribution())
+        for key, task_id, until in self.store.open_unique_windows(now):
+            self.tasks.unique[key] = (task_id, until)
         for row in self.store.load_unfinished_tasks():
             task = T.Task(**row)
             if task.status in (T.ASSIGNED, T.RUNNING):

@@ -117,6 +117,22 @@ def parse_spec(b, params: dict, submitter: str | None = None,
     key = get(params, "idempotency_key", str, None)
     if key is not None and not 0 < len(key) <= 200:
         raise RequestError("idempotency_key must be 1-200 characters")
+    unique_key = get(params, "unique_key", str, None)
+    unique_for = params.get("unique_for")
+    if (unique_key is None) != (unique_for is None):
+        raise RequestError("unique_key and unique_for go together")
+    if unique_key is not None:
+        if not 0 < len(unique_key) <= 200:
+            raise RequestError("unique_key must be 1-200 characters")
+        if isinstance(unique_for, str):
+            from architect.broker.schedules import ScheduleError, parse_every
+            try:
+                unique_for = parse_every(unique_for)
+            except ScheduleError:
+                raise RequestError("unique_for must be seconds, or 30s, 5m, 2h, 1d") from None
+        if isinstance(unique_for, bool) or not isinstance(unique_for, (int, float)) or \
+                not 0 < unique_for <= YEAR:
+            raise RequestError("unique_for must be 1 s to 366 days")
     run_at = _when(params, "run_at", "countdown", now)
     expires_at = _when(params, "expires_at", "expires_in", now)
     if expires_at is not None and expires_at <= max(now, run_at or now):
@@ -128,7 +144,9 @@ def parse_spec(b, params: dict, submitter: str | None = None,
                   not_before=run_at, expires_at=expires_at,
                   retry_on=_rules(params, "retry_on"), no_retry_on=_rules(params, "no_retry_on"),
                   depends_on=_depends(params),
-                  pass_results=get(params, "pass_results", bool, False))
+                  pass_results=get(params, "pass_results", bool, False),
+                  unique_key=unique_key,
+                  unique_until=now + float(unique_for) if unique_key is not None else None)
 
 
 def _submit_one(b, params, ctx) -> dict:
@@ -137,6 +155,12 @@ def _submit_one(b, params, ctx) -> dict:
         existing = b.task_by_key(spec.idempotency_key)
         if existing is not None:
             return {"id": existing["id"], "status": existing["status"], "created": False}
+    if spec.unique_key:
+        first = b.tasks.unique_task(spec.unique_key, ctx.now)
+        if first is not None:
+            found = b.task_public(first)
+            return {"id": first, "status": found["status"] if found else None,
+                    "created": False, "unique": True}
     task = b.tasks.submit(spec, ctx.now, dependency_states(b, spec.depends_on))
     b.counters["tasks_submitted"] = b.counters.get("tasks_submitted", 0) + 1
     return {"id": task.id, "status": task.status, "created": True}

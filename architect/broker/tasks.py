@@ -64,6 +64,8 @@ class Task:
     no_retry_on: list | None = field(default=None, metadata=JSON)   # names (see retryable)
     depends_on: list | None = field(default=None, metadata=JSON)    # task ids (workflows)
     pass_results: bool = False              # their results go to it as `inputs`
+    unique_key: str | None = None           # a second submit with this key before
+    unique_until: float | None = None       # unique_until gets this task back
     # after a broker restart: claim window
     orphan_deadline: float | None = field(default=None, metadata=IN_MEMORY)
     # cached JSON of immutable columns
@@ -169,6 +171,7 @@ class TaskBook:
         self.accepted = 0                            # submitted since the last persist
         self.ended: list[tuple] = []                 # (hour, node, state, ±1): the roll-up
         self.deps: list[tuple] = []                  # (task id, dependency id) to record
+        self.unique: dict[str, tuple[int, float]] = {}   # unique_key -> (task id, until)
         # every final task in the database, counted once at start and then kept: the
         # dashboard's totals never scan a long history
         self.final_counts: dict[str, int] = {}
@@ -286,12 +289,26 @@ class TaskBook:
                 self._dependency_ended(waiting, task.id, status, now)
 
     # --- transitions ----------------------------------------------------------------------
+    def unique_task(self, key: str, now: float) -> int | None:
+        """The task submitted with this unique_key whose window is still open, if any."""
+        found = self.unique.get(key)
+        if found is None:
+            return None
+        if found[1] <= now:
+            del self.unique[key]
+            return None
+        return found[0]
+
     def submit(self, task: Task, now: float, dep_status: dict | None = None) -> Task:
         """A new task. dep_status: the state of each task in task.depends_on (the caller
         looked them up): all succeeded, it goes on as usual; one not (yet) final, it waits;
         one ended otherwise, it is cancelled at once, naming it."""
         task.id = self.next_id
         self.next_id += 1
+        if task.unique_key and task.unique_until:
+            if len(self.unique) > 100_000:      # bounded: drop the windows that closed
+                self.unique = {k: v for k, v in self.unique.items() if v[1] > now}
+            self.unique[task.unique_key] = (task.id, task.unique_until)
         if task.depends_on:
             self.deps.extend((task.id, d) for d in task.depends_on)
             unmet = {d for d in task.depends_on if (dep_status or {}).get(d) != SUCCEEDED}

@@ -35,6 +35,9 @@ def tasks():
 @click.option("--retries", type=int, help="Re-runs after failure, with exponential backoff [0].")
 @click.option("--max-attempts", type=int, help="Runs allowed when workers are lost [3].")
 @click.option("--key", "idempotency_key", help="Idempotency key: the same key returns the same task.")
+@click.option("--unique-key", help="With --unique-for: a second submit with this key in the "
+              "window gets the first task back (unlike --key, which is forever).")
+@click.option("--unique-for", help="The window of --unique-key (30s, 5m, 2h, 1d).")
 @click.option("--countdown", help="Start no sooner than this from now (30s, 5m, 2h); it waits "
               "as scheduled until then.")
 @click.option("--run-at", type=float, help="Start no sooner than this time (Unix seconds).")
@@ -50,8 +53,8 @@ def tasks():
 @json_option
 @click.pass_context
 def submit(ctx, task_type, command, argv, function, args, payload, requirements, node, timeout,
-           priority, retries, max_attempts, idempotency_key, countdown, run_at, expires_in,
-           retry_on, no_retry_on, wait, as_json):
+           priority, retries, max_attempts, idempotency_key, unique_key, unique_for, countdown,
+           run_at, expires_in, retry_on, no_retry_on, wait, as_json):
     """Submit a task, e.g. architect tasks submit --command "uptime" --require docker --wait"""
     if payload:
         try:
@@ -68,6 +71,8 @@ def submit(ctx, task_type, command, argv, function, args, payload, requirements,
     params = {"task_type": task_type, "payload": body, "requirements": list(requirements),
               "node": node, "timeout": timeout, "priority": priority, "retries": retries,
               "max_attempts": max_attempts, "idempotency_key": idempotency_key,
+              "unique_key": unique_key,
+              "unique_for": _seconds(unique_for, "--unique-for") if unique_for else None,
               "countdown": _seconds(countdown, "--countdown") if countdown else None,
               "run_at": run_at,
               "expires_in": _seconds(expires_in, "--expires-in") if expires_in else None,
@@ -79,7 +84,9 @@ def submit(ctx, task_type, command, argv, function, args, payload, requirements,
         if as_json:
             return print_json(created)
         return click.echo(f"task {created['id']} {created['status']}"
-                          + ("" if created["created"] else " (existing, same key)"))
+                          + ("" if created["created"] else " (the same unique key's, still "
+                             "in its window)" if created.get("unique") else
+                             " (existing, same key)"))
     task = _wait(ctx, created["id"])
     if as_json:
         print_json(task)

@@ -10,13 +10,14 @@ from dash import Input, Output, dcc, html
 
 from architect.ui import data
 from architect.ui.pages import (audit, flow, health, nodes, overview, schedules, ssh, tasks,
-                                topology)
+                                topology, workflow)
 
 # (path, title, module, least role that sees the page in the menu)
 PAGES = (("/", "Overview", overview, "viewer"), ("/topology", "Topology", topology, "viewer"),
          ("/flow", "Task flow", flow, "viewer"), ("/health", "Health", health, "viewer"),
          ("/nodes", "Nodes", nodes, "viewer"), ("/tasks", "Tasks", tasks, "viewer"),
          ("/schedules", "Schedules", schedules, "viewer"),
+         ("/workflow", "Workflow", workflow, "viewer"),
          ("/ssh", "SSH", ssh, "admin"), ("/audit", "Audit", audit, "admin"))
 TICK_MS = 2000
 

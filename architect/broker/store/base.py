@@ -174,6 +174,11 @@ class BaseStore(ABC):
         `task_status`. A read: any time."""
 
     @abstractmethod
+    def open_unique_windows(self, now: float) -> list[tuple[str, int, float]]:
+        """(unique_key, task id, unique_until) of the tasks whose window is open at `now`,
+        finished ones too (the newest task of a key wins). A read: any time."""
+
+    @abstractmethod
     def add_task_deps(self, rows: list[tuple]) -> None:
         """Record (task id, dependency id) pairs of workflows. Inside transaction()."""
 

@@ -140,3 +140,11 @@ def m009_workflows(db: sqlite_utils.Database) -> None:
     db["tasks"].add_column("pass_results", int)
     db["task_deps"].create({"task_id": int, "dep_id": int}, pk=("task_id", "dep_id"))
     db["task_deps"].create_index(["dep_id"])
+
+
+@migrations()
+def m010_unique_tasks(db: sqlite_utils.Database) -> None:
+    """unique_key / unique_until: a second submit in the window gets the first task."""
+    db["tasks"].add_column("unique_key", str)
+    db["tasks"].add_column("unique_until", float)
+    db["tasks"].create_index(["unique_until"])

@@ -309,6 +309,11 @@ class Store(AccountStore, BaseStore):
             "WHERE r.schedule = %s ORDER BY r.id DESC LIMIT %s", (name, limit), rows=tuple_row)
         return [dict(zip(cols, r)) for r in rows]
 
+    def open_unique_windows(self, now: float) -> list[tuple[str, int, float]]:
+        sql = ("SELECT unique_key, id, unique_until FROM tasks WHERE unique_until > %s "
+               "AND unique_key IS NOT NULL ORDER BY id")
+        return [(k, int(i), float(u)) for k, i, u in self._query(sql, (now,), rows=tuple_row)]
+
     def add_task_deps(self, rows: list[tuple]) -> None:
         self._many("INSERT INTO task_deps (task_id, dep_id) VALUES (%s, %s)",
                [tuple(r) for r in rows])

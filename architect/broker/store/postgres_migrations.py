@@ -146,6 +146,11 @@ CREATE TABLE task_deps (task_id BIGINT NOT NULL, dep_id BIGINT NOT NULL,
                         PRIMARY KEY (task_id, dep_id));
 CREATE INDEX idx_task_deps_dep_id ON task_deps (dep_id);
 """),
+    ("m010_unique_tasks", """
+ALTER TABLE tasks ADD COLUMN unique_key TEXT;
+ALTER TABLE tasks ADD COLUMN unique_until DOUBLE PRECISION;
+CREATE INDEX idx_tasks_unique_until ON tasks (unique_until);
+"""),
 ]
 
 

@@ -165,6 +165,11 @@ class Store(AccountStore, BaseStore):
     def _rows(self, sql: str, params=()) -> list[tuple]:
         return self.conn.execute(sql, params).fetchall()
 
+    def open_unique_windows(self, now: float) -> list[tuple[str, int, float]]:
+        sql = ("SELECT unique_key, id, unique_until FROM tasks WHERE unique_until > ? "
+               "AND unique_key IS NOT NULL ORDER BY id")
+        return [(k, int(i), float(u)) for k, i, u in self.conn.execute(sql, (now,)).fetchall()]
+
     def add_task_deps(self, rows: list[tuple]) -> None:
         self.conn.executemany("INSERT INTO task_deps (task_id, dep_id) VALUES (?, ?)",
                [tuple(r) for r in rows])

@@ -116,7 +116,24 @@ def table_rows(tasks: list) -> list:
             for t in tasks]
 
 
-def details(t: dict) -> list:
+KNOWN_IN_WORKFLOW: dict = {}   # task ids seen in a workflow (a task never leaves one)
+KNOWN_MAX = 10_000
+
+
+def in_workflow(t: dict) -> bool:
+    """Whether the task depends on others or others on it (task.graph has an edge)."""
+    if t.get("depends_on") or t["id"] in KNOWN_IN_WORKFLOW:
+        return True
+    graph, _err = data.safe(data.call, "task.graph", {"id": t["id"]})
+    if not graph or not graph["edges"]:
+        return False
+    if len(KNOWN_IN_WORKFLOW) >= KNOWN_MAX:
+        KNOWN_IN_WORKFLOW.clear()   # only a cache: the next look-up asks again
+    KNOWN_IN_WORKFLOW[t["id"]] = True
+    return True
+
+
+def details(t: dict, workflow: bool = False) -> list:
     r = t.get("result") or {}
     out = [html.Div([html.B(f"#{t['id']} "), html.Span(t["status"], className="pill " + (
         "healthy" if t["status"] == "succeeded" else "critical" if t["status"] in
@@ -125,6 +142,9 @@ def details(t: dict) -> list:
         html.Div(f"node {t.get('assigned_node') or '-'}, attempt {t['attempt']}, "
                  f"exit {r.get('exit_code')}" + (", truncated" if r.get("truncated") else ""),
                  className="muted")]
+    if workflow:
+        out.append(dcc.Link("workflow view", href=f"/workflow?id={t['id']}",
+                            className="workflow-link"))
     if t.get("error"):
         out.append(html.Div(t["error"], className="error"))
     for reason in (t.get("waiting_reasons") or {}).items():
@@ -182,7 +202,7 @@ def register(app):
         if t is None:
             return err, True, retry_style(True)
         stuck = t["status"] not in RETRYABLE
-        return details(t), stuck, retry_style(stuck)
+        return details(t, in_workflow(t)), stuck, retry_style(stuck)
 
     @app.callback(Output("task-cancel-msg", "children"), Input("task-cancel", "n_clicks"),
                   State("tasks-table", "selected_row_ids"), prevent_initial_call=True)
