@@ -113,6 +113,8 @@ class Config:
     #                                bus at, when it binds 0.0.0.0 [the hostname's address]
     metrics_retention_days: float = 7.0
     audit_retention_days: float = 365.0
+    task_retention: float = 30.0          # days a finished task (its events too) is kept
+    task_output_retention: float = 7.0    # days its streamed output chunks are kept
     # wire
     max_message_size: int = 1 << 20
     request_timeout: float = 5.0
@@ -135,7 +137,8 @@ class Config:
             raise ConfigError(f"lease_ttl must be 1-300 seconds, got {self.lease_ttl:g}",
                               "lease_ttl")
         for name in ("heartbeat_interval", "heartbeat_timeout", "request_timeout",
-                     "metrics_retention_days", "audit_retention_days", "load_warning",
+                     "metrics_retention_days", "audit_retention_days", "task_retention",
+                     "task_output_retention", "load_warning",
                      "load_critical",
                      "worker_heartbeat_interval"):
             if getattr(self, name) <= 0:

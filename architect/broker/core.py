@@ -30,6 +30,7 @@ log = logging.getLogger("architect.broker")
 FLUSH_INTERVAL = 1.0       # seconds between heartbeat batch writes
 OFFLINE_CHECK_INTERVAL = 1.0
 RETENTION_INTERVAL = 3600.0
+TASK_PURGE_CHUNK = 1000    # finished tasks removed per turn (each a few ms): never a long stall
 class Counters(dict):
     def inc(self, key: str, n: int = 1) -> None:
         self[key] = self.get(key, 0) + n
@@ -232,6 +233,17 @@ class Broker(TaskCore):
                 purged = self.store.purge_metrics(cutoff)
                 purged_audit = self.store.purge_audit(
                     now - self.config.audit_retention_days * 86400)
+                task_cutoff = now - self.config.task_retention * 86400
+                gone = self.store.purge_tasks(task_cutoff, TASK_PURGE_CHUNK)
+                purged_output = self.store.purge_task_output(
+                    now - self.config.task_output_retention * 86400)
+            purged_tasks = self.tasks.forget(gone, task_cutoff)
+            if purged_tasks or purged_output:
+                log.info("task retention: removed %d finished tasks, %d output chunks",
+                         purged_tasks, purged_output)
+                self.counters.inc("tasks_purged", purged_tasks)
+                if purged_tasks >= TASK_PURGE_CHUNK or purged_output >= 50_000:
+                    self._next_retention = now + 1.0   # more to remove: soon, in chunks
             if purged_audit:
                 log.info("audit retention: purged %d rows", purged_audit)
             if purged:

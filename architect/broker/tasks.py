@@ -208,6 +208,20 @@ class TaskBook:
         self.final_counts = {s: n for s, n in counts.items() if s in FINAL}
         self.final_by_node = {(node, s): n for node, s, n in distribution if s in FINAL}
 
+    def forget(self, gone, before: float) -> int:
+        """Tasks the retention removed from the database (those final before `before`):
+        (node, state, n) → the tallies drop them. Returns how many."""
+        total = 0
+        for node, state, n in gone:
+            total += n
+            self.final_counts[state] = self.final_counts.get(state, 0) - n
+            if node:
+                self.final_by_node[(node, state)] = self.final_by_node.get((node, state), 0) - n
+        if total:   # the in-memory copies of removed tasks: gone too
+            self.recent = OrderedDict((i, t) for i, t in self.recent.items()
+                                      if t.finished_at is None or t.finished_at >= before)
+        return total
+
     def counts(self) -> dict[str, int]:
         """{state: number of tasks}, every task ever (the final ones tallied, the others
         counted in memory)."""

@@ -484,6 +484,35 @@ class TestStore:
             got = {(node, status): n for node, status, n in store.task_flow(since, now)}
             assert got == expected, since
 
+    def test_purge_tasks_in_chunks_with_what_belongs_to_them(self, store):
+        book = T.TaskBook(random.Random(0))
+        done = [submit(book, T0 + i) for i in range(3)]
+        waiting = submit(book, T0 + 5)
+        follower = book.submit(T.Task(id=0, task_type="shell", payload={"command": "x"},
+                                      depends_on=[done[0].id]), T0 + 6, {done[0].id: T.QUEUED})
+        for i, t in enumerate(done):
+            book.pop(t.queue_key)
+            book.assign(t, "n1", "w1", BREAKDOWN, T0 + 10)
+            book.finish(t, T.SUCCEEDED if i else T.FAILED, {}, T0 + 20 + i)
+        persist_book(store, book)
+        with store.transaction():
+            store.insert_output([(done[0].id, 1, 1, "stdout", "a", T0 + 15),
+                                 (waiting.id, 1, 1, "stdout", "b", T0 + 100)])
+        with store.transaction():
+            gone = store.purge_tasks(T0 + 21.5, limit=10)      # the first two ended before
+        # the first two, and the follower cancelled when its dependency failed
+        assert sorted(gone) == [("", "cancelled", 1), ("n1", "failed", 1), ("n1", "succeeded", 1)]
+        assert store.task(done[0].id) is None and store.task(done[1].id) is None
+        assert store.task(done[2].id)["status"] == "succeeded"
+        assert store.task_events(done[0].id) == [] and store.task_output(done[0].id) == []
+        assert store.task_deps([done[0].id], True) == []
+        assert store.task(follower.id) is None
+        with store.transaction():
+            assert store.purge_tasks(T0 + 1000, limit=1) == [("n1", "succeeded", 1)]
+        with store.transaction():
+            assert store.purge_task_output(T0 + 200) == 1
+        assert store.task(waiting.id)["status"] == "queued"       # unfinished: kept
+
     def test_schedules_and_their_runs(self, store):
         from architect.broker import schedules as S
         book = T.TaskBook(random.Random(0))

@@ -598,3 +598,37 @@ def test_retry_by_hand_runs_the_same_task_again_with_its_history(h):
                                                           "dry_run": False}
     bad_input = h.request("task.retry_many", {"status": "succeeded"})
     assert not bad_input.ok and "status must be" in bad_input.error["message"]
+
+
+def test_task_retention_removes_old_finished_tasks_in_chunks_and_keeps_the_totals_true(tmp_path,
+                                                                                      monkeypatch):
+    from architect.broker import core
+    monkeypatch.setattr(core, "TASK_PURGE_CHUNK", 2)
+    h = Harness(tmp_path)
+    try:
+        h.heartbeat()
+        h.ready("w1", slots=8)
+        ids = [h.submit() for _ in range(5)]
+        h.submit(requirements=["gpu"])                       # queued: never removed
+        for a in h.assigns(h.step()):
+            h.work(b"w1", result(a.task_id, a.attempt, started_at=h.now))
+        h.step()
+        h.b.output_rows.append((ids[0], 1, 1, "stdout", "old", h.now))
+        h.step()
+        h.heartbeat()
+        h.b._next_retention = 0
+        h.now += 31 * 86400                                  # past the 30-day retention
+        h.heartbeat()
+        h.ready("w1", slots=8)
+        h.step()                                              # first chunk: 2 tasks
+        assert h.b.counters["tasks_purged"] == 2 and h.b._next_retention <= h.now + 1.0
+        for _ in range(3):
+            h.step(1.0)
+        assert h.b.counters["tasks_purged"] == 5
+        assert h.store.task_counts() == {"queued": 1} == h.call("cluster.summary")["tasks"]
+        missing = h.request("task.get", {"id": ids[1]})
+        assert not missing.ok and missing.error["code"] == "not_found"
+        assert h.store.task_output(ids[0]) == [] and h.store.task_events(ids[0]) == []
+        assert h.call("placement.distribution")["totals"] == {"queued": 1}
+    finally:
+        h.close()

@@ -216,7 +216,8 @@ def test_every_setting_has_an_env_var(no_file):
                "allowed_hosts": "a.example,.b.example", "bus_local": "tcp",
                "audit_retention_days": "30", "state_dir": "/state",
                "database_url": "postgresql://architect@db.example:5432/architect",
-               "lease_ttl": "7.5", "advertise_host": "10.0.0.9"}
+               "lease_ttl": "7.5", "advertise_host": "10.0.0.9", "task_retention": "60",
+               "task_output_retention": "3"}
     names = {f.name for f in config.fields(Config)}
     assert names == set(samples), "a new setting needs a sample here"
     cfg = config.load(env={config.env_name(k): v for k, v in samples.items()},

@@ -68,6 +68,14 @@ def _schedule_upsert(mark: str) -> str:
             f"({', '.join(mark for _ in COLUMNS)}) ON CONFLICT (name) DO UPDATE SET {sets}")
 
 
+def _counted(rows) -> list[tuple[str, str, int]]:
+    """(node, state, n) of (id, node, state) rows."""
+    out: dict = {}
+    for _, node, status in rows:
+        out[(node, status)] = out.get((node, status), 0) + 1
+    return [(node, status, n) for (node, status), n in out.items()]
+
+
 class Fenced(RuntimeError):
     """The database refused a write: this broker's leader epoch is no longer the current
     one (another master took over). The broker must stop at once (lease.py)."""
@@ -172,6 +180,17 @@ class BaseStore(ABC):
     def schedule_runs(self, name: str, limit: int = 50) -> list[dict]:
         """A schedule's runs, newest first, each with the task's status (or None) as
         `task_status`. A read: any time."""
+
+    @abstractmethod
+    def purge_tasks(self, before: float, limit: int = 1000) -> list[tuple[str, str, int]]:
+        """Delete up to `limit` final tasks that finished before `before`, oldest first,
+        with their events, output and workflow edges, and the roll-up hours a day older
+        than `before`. → (node or '', state, how many) deleted. Inside transaction()."""
+
+    @abstractmethod
+    def purge_task_output(self, before: float, limit: int = 50_000) -> int:
+        """Delete up to `limit` streamed output chunks older than `before`. Inside
+        transaction()."""
 
     @abstractmethod
     def open_unique_windows(self, now: float) -> list[tuple[str, int, float]]:

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg.rows import dict_row, tuple_row
 
+from architect.broker.store.base import _counted
 from architect.fastjson import dumps
 from architect.broker.store import postgres_migrations
 from architect.broker.store.base import (
@@ -308,6 +309,23 @@ class Store(AccountStore, BaseStore):
             "FROM schedule_runs r LEFT JOIN tasks t ON t.id = r.task_id "
             "WHERE r.schedule = %s ORDER BY r.id DESC LIMIT %s", (name, limit), rows=tuple_row)
         return [dict(zip(cols, r)) for r in rows]
+
+    def purge_tasks(self, before: float, limit: int = 1000) -> list[tuple[str, str, int]]:
+        rows = self._query(
+            "SELECT id, COALESCE(assigned_node, ''), status FROM tasks WHERE status IN "
+            "('succeeded', 'failed', 'timed_out', 'cancelled', 'expired') AND finished_at < %s ORDER BY finished_at LIMIT %s", (before, limit),
+            rows=tuple_row)
+        if rows:
+            ids = [r[0] for r in rows]
+            for table, col in (("task_events", "task_id"), ("task_output", "task_id"),
+                               ("task_deps", "task_id"), ("task_deps", "dep_id"), ("tasks", "id")):
+                self._query(f"DELETE FROM {table} WHERE {col} = ANY(%s)", (ids,))
+        self._query("DELETE FROM task_rollup WHERE hour < %s", (before - 86400,))
+        return _counted(rows)
+
+    def purge_task_output(self, before: float, limit: int = 50_000) -> int:
+        return self._query("DELETE FROM task_output WHERE id IN (SELECT id FROM task_output "
+                           "WHERE ts < %s LIMIT %s)", (before, limit))
 
     def open_unique_windows(self, now: float) -> list[tuple[str, int, float]]:
         sql = ("SELECT unique_key, id, unique_until FROM tasks WHERE unique_until > %s "

@@ -19,6 +19,7 @@ from typing import Iterable
 
 import sqlite_utils
 
+from architect.broker.store.base import _counted
 from architect.fastjson import dumps
 from architect.broker.store.base import (
     ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, JSON_TASK_COLUMNS, NODE_COLUMNS,
@@ -164,6 +165,24 @@ class Store(AccountStore, BaseStore):
 
     def _rows(self, sql: str, params=()) -> list[tuple]:
         return self.conn.execute(sql, params).fetchall()
+
+    def purge_tasks(self, before: float, limit: int = 1000) -> list[tuple[str, str, int]]:
+        rows = self.conn.execute(
+            "SELECT id, COALESCE(assigned_node, ''), status FROM tasks WHERE status IN "
+            "('succeeded', 'failed', 'timed_out', 'cancelled', 'expired') AND finished_at < ? ORDER BY finished_at LIMIT ?", (before, limit)).fetchall()
+        if rows:
+            ids = [r[0] for r in rows]
+            marks = ", ".join("?" for _ in ids)
+            for table, col in (("task_events", "task_id"), ("task_output", "task_id"),
+                               ("task_deps", "task_id"), ("task_deps", "dep_id"), ("tasks", "id")):
+                self.conn.execute(f"DELETE FROM {table} WHERE {col} IN ({marks})", ids)
+        self.conn.execute("DELETE FROM task_rollup WHERE hour < ?", (before - 86400,))
+        return _counted(rows)
+
+    def purge_task_output(self, before: float, limit: int = 50_000) -> int:
+        return self.conn.execute(
+            "DELETE FROM task_output WHERE id IN (SELECT id FROM task_output WHERE ts < ? "
+            "LIMIT ?)", (before, limit)).rowcount
 
     def open_unique_windows(self, now: float) -> list[tuple[str, int, float]]:
         sql = ("SELECT unique_key, id, unique_until FROM tasks WHERE unique_until > ? "

@@ -4,6 +4,7 @@ Opened as /workflow?id=N (the tasks page links here) or by typing a task id."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from urllib.parse import parse_qs
 
@@ -14,7 +15,7 @@ from architect.ui import data
 
 try:  # dagre comes in dash-cytoscape's extra bundle, served instead of the plain one
     cyto.load_extra_layouts()
-    LAYOUT = {"name": "dagre", "rankDir": "LR", "nodeSep": 24, "rankSep": 110,
+    LAYOUT = {"name": "dagre", "rankDir": "LR", "nodeSep": 50, "rankSep": 120,
               "animate": False, "fit": True, "padding": 24}
 except AttributeError:  # an older dash-cytoscape: breadthfirst, top to bottom
     LAYOUT = {"name": "breadthfirst", "directed": True, "spacingFactor": 1.2,
@@ -90,11 +91,19 @@ def layout():
         html.Div(className="card", style={"marginTop": "12px"}, children=[
             html.H3("Workflow"),
             cyto.Cytoscape(id="wf-graph", layout=LAYOUT, elements=[], stylesheet=STYLE,
-                           style={"width": "100%", "height": "460px"}, minZoom=0.1, maxZoom=2,
-                           userZoomingEnabled=True, wheelSensitivity=1)]),
+                           style={"width": "100%", "height": "460px"}, minZoom=0.1, maxZoom=1.3,
+                           userZoomingEnabled=True)]),
         html.Div(className="card", style={"marginTop": "12px"}, children=[
             html.H3("Task"), html.Div(id="wf-details", className="muted", children=CLICK)]),
+        # what the graph shows: its task ids and a digest (not the elements: the browser
+        # would post them all back on every tick)
+        dcc.Store(id="wf-shown", data={"digest": None, "ids": []}),
     ])
+
+
+def shown(new: list) -> dict:
+    return {"digest": hashlib.sha1(json.dumps(new, sort_keys=True).encode()).hexdigest(),
+            "ids": [e["data"]["id"] for e in new if "source" not in e["data"]]}
 
 
 def result_text(r: dict) -> str:
@@ -135,27 +144,30 @@ def register(app):
         task_id = task_id_from(search)
         return no_update if task_id is None else task_id
 
-    @app.callback(Output("wf-graph", "elements"), Output("wf-msg", "children"),
-                  Output("wf-msg", "className"),
+    @app.callback(Output("wf-graph", "elements"), Output("wf-shown", "data"),
+                  Output("wf-msg", "children"), Output("wf-msg", "className"),
                   Input("wf-id", "value"), Input("tick", "n_intervals"),
-                  State("wf-graph", "elements"))
-    def refresh(task_id, _, shown):
+                  State("wf-shown", "data"))
+    def refresh(task_id, _, before):
+        empty = shown([])
         if not task_id:
-            return [], PROMPT, "muted"
+            return [], empty, PROMPT, "muted"
         root = int(task_id)
         graph, err = data.safe(data.call, "task.graph", {"id": root})
         if graph is None:
-            return [], err, "error"
+            return [], empty, err, "error"
         if not graph["edges"]:
-            return [], f"task {root} is not part of a workflow", "muted"
+            return [], empty, f"task {root} is not part of a workflow", "muted"
         new = elements(graph, root)
-        return (no_update if new == shown else new), summary(graph, root), ""
+        now = shown(new)
+        if before and now["digest"] == before.get("digest"):  # unchanged: leave it drawn
+            return no_update, no_update, summary(graph, root), ""
+        return new, now, summary(graph, root), ""
 
     @app.callback(Output("wf-details", "children"), Input("wf-graph", "tapNodeData"),
-                  Input("tick", "n_intervals"), State("wf-graph", "elements"))
-    def show(node, _, shown):
-        ids = {e["data"]["id"] for e in shown or () if "source" not in e["data"]}
-        if not node or node.get("id") not in ids:
+                  Input("tick", "n_intervals"), State("wf-shown", "data"))
+    def show(node, _, drawn):
+        if not node or node.get("id") not in set((drawn or {}).get("ids") or ()):
             return CLICK
         t, err = data.safe(data.call, "task.get", {"id": int(node["id"])})
         return html.Span(err, className="error") if t is None else details(t)
