@@ -102,6 +102,9 @@ SCHEMAS = {
                            "depends_on": nullable({"type": "array", "maxItems": 1000,
                                                    "items": {"type": "integer", "minimum": 1}}),
                            "pass_results": nullable(BOOL),
+                           "labels": nullable({"type": "object", "maxProperties": 32,
+                                               "additionalProperties": {"type": "string",
+                                                                        "maxLength": 200}}),
                            "unique_key": nullable({"type": "string", "minLength": 1,
                                                    "maxLength": 200}),
                            "unique_for": nullable({"oneOf": [

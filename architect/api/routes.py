@@ -40,7 +40,12 @@ LEVELS = {"type": "string", "enum": list(protocol.LEVELS)}
 STATES = {"type": "string", "enum": list(protocol.STATES)}
 NODE_Q = (("status", LEVELS, "only nodes at this level"),)
 TASK_Q = (("status", STATES, "state"), ("node", "string", "placed on this node"),
-          ("task_type", "string", "type"), ("limit", rng(1, 1000), "1-1000 (100)"),
+          ("task_type", "string", "type"),
+          ("label", {"type": "string", "pattern": "^([A-Za-z0-9][A-Za-z0-9_./-]{0,63}=.*)?$"},
+           "key=value: tasks with this label (empty: any)"),
+          ("q", {"type": "string", "maxLength": 200},
+           "search the command or function, node, labels and error (empty: none)"),
+          ("limit", rng(1, 1000), "1-1000 (100)"),
           ("offset", rng(0, 10**9), "skip this many"))
 
 ROUTES = (

@@ -15,7 +15,7 @@ SUBMIT_FIELDS = {"timeout": float, "max_attempts": int, "retries": int, "retry_b
                  "run_at": (int, float), "countdown": (int, float), "expires_at": (int, float),
                  "expires_in": (int, float), "retry_on": list, "no_retry_on": list,
                  "depends_on": list, "pass_results": bool, "unique_key": str,
-                 "unique_for": (int, float, str)}
+                 "unique_for": (int, float, str), "labels": dict}
 
 
 def _spec(data: dict) -> dict:
@@ -33,7 +33,8 @@ def _spec(data: dict) -> dict:
 
 def list_tasks():
     params = {"status": query_str("status", STATES), "node": query_str("node"),
-              "task_type": query_str("task_type"), "limit": query_int("limit", 100, 1, 1000),
+              "task_type": query_str("task_type"), "label": query_str("label"),
+              "search": query_str("q"), "limit": query_int("limit", 100, 1, 1000),
               "offset": query_int("offset", 0, 0, 10**9)}
     tasks = broker().call("task.list", {k: v for k, v in params.items() if v is not None})
     return jsonify({"tasks": tasks, "count": len(tasks)})

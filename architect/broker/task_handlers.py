@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from architect import tasktypes
 from architect.broker import dispatch, placement
 from architect.broker import tasks as T
@@ -56,6 +58,20 @@ def _rules(params, name: str) -> list | None:
 
 
 MAX_DEPENDS = 1000
+MAX_LABELS = 32
+LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,63}$")
+
+
+def _labels(params) -> dict | None:
+    labels = params.get("labels")
+    if labels is None or labels == {}:
+        return None
+    if not isinstance(labels, dict) or len(labels) > MAX_LABELS or not all(
+            isinstance(k, str) and LABEL_KEY.match(k) and isinstance(v, str) and len(v) <= 200
+            for k, v in labels.items()):
+        raise RequestError(f"labels must be up to {MAX_LABELS} key: value strings (keys: "
+                           "letters, digits, _ . / -, up to 64; values up to 200 characters)")
+    return labels
 
 
 def _depends(params) -> list | None:
@@ -146,7 +162,8 @@ def parse_spec(b, params: dict, submitter: str | None = None,
                   depends_on=_depends(params),
                   pass_results=get(params, "pass_results", bool, False),
                   unique_key=unique_key,
-                  unique_until=now + float(unique_for) if unique_key is not None else None)
+                  unique_until=now + float(unique_for) if unique_key is not None else None,
+                  labels=_labels(params))
 
 
 def _submit_one(b, params, ctx) -> dict:
@@ -208,15 +225,28 @@ def task_get(b, params, ctx):
 
 
 def task_list(b, params, ctx):
-    """{status?, node?, task_type?, limit? (100), offset?} → [task] newest first."""
+    """{status?, node?, task_type?, label? ("key=value"), search?, limit? (100), offset?}
+    → [task] newest first."""
     status = get(params, "status", str, None)
     if status is not None and status not in T.STATES:
         raise RequestError(f"status must be one of {', '.join(T.STATES)}")
     limit, offset = get(params, "limit", int, 100), get(params, "offset", int, 0)
     if not 1 <= limit <= 1000 or offset < 0:
         raise RequestError("limit must be 1-1000 and offset >= 0")
+    label, search = _list_filters(params)
     return b.store.list_tasks(status, get(params, "node", str, None),
-                              get(params, "task_type", str, None), limit, offset)
+                              get(params, "task_type", str, None), limit, offset, label, search)
+
+
+def _list_filters(params) -> tuple[str | None, str | None]:
+    """label ("key=value") and search (a substring of the command or function, node,
+    labels or error) of the task list."""
+    label, search = get(params, "label", str, None), get(params, "search", str, None)
+    if label is not None and ("=" not in label or not LABEL_KEY.match(label.split("=")[0])):
+        raise RequestError("label must be key=value")
+    if search is not None and not 0 < len(search) <= 200:
+        raise RequestError("search must be 1-200 characters")
+    return label, search or None
 
 
 def task_cancel(b, params, ctx):

@@ -66,6 +66,7 @@ class Task:
     pass_results: bool = False              # their results go to it as `inputs`
     unique_key: str | None = None           # a second submit with this key before
     unique_until: float | None = None       # unique_until gets this task back
+    labels: dict | None = field(default=None, metadata=JSON)        # {key: value}, to filter
     # after a broker restart: claim window
     orphan_deadline: float | None = field(default=None, metadata=IN_MEMORY)
     # cached JSON of immutable columns

@@ -91,13 +91,15 @@ def node_metrics(b, params, ctx):
 
 
 def task_page(b, params, ctx):
-    """{status?, node?, task_type?, limit? (25), offset?} → {tasks, total}: one page."""
+    """{status?, node?, task_type?, label?, search?, limit? (25), offset?} → {tasks, total}:
+    one page."""
     from architect.broker.params import get
-    from architect.broker.task_handlers import task_list
+    from architect.broker.task_handlers import _list_filters, task_list
+    label, search = _list_filters(params)
     return {"tasks": task_list(b, params, ctx),
             "total": b.store.count_tasks(get(params, "status", str, None),
                                          get(params, "node", str, None),
-                                         get(params, "task_type", str, None))}
+                                         get(params, "task_type", str, None), label, search)}
 
 
 def task_timeline(b, params, ctx):

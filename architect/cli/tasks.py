@@ -35,6 +35,8 @@ def tasks():
 @click.option("--retries", type=int, help="Re-runs after failure, with exponential backoff [0].")
 @click.option("--max-attempts", type=int, help="Runs allowed when workers are lost [3].")
 @click.option("--key", "idempotency_key", help="Idempotency key: the same key returns the same task.")
+@click.option("--label", "labels", multiple=True, help="key=value, to filter and search by "
+              "(repeatable).")
 @click.option("--unique-key", help="With --unique-for: a second submit with this key in the "
               "window gets the first task back (unlike --key, which is forever).")
 @click.option("--unique-for", help="The window of --unique-key (30s, 5m, 2h, 1d).")
@@ -53,7 +55,8 @@ def tasks():
 @json_option
 @click.pass_context
 def submit(ctx, task_type, command, argv, function, args, payload, requirements, node, timeout,
-           priority, retries, max_attempts, idempotency_key, unique_key, unique_for, countdown,
+           priority, retries, max_attempts, idempotency_key, labels, unique_key, unique_for,
+           countdown,
            run_at, expires_in, retry_on, no_retry_on, wait, as_json):
     """Submit a task, e.g. architect tasks submit --command "uptime" --require docker --wait"""
     if payload:
@@ -71,6 +74,7 @@ def submit(ctx, task_type, command, argv, function, args, payload, requirements,
     params = {"task_type": task_type, "payload": body, "requirements": list(requirements),
               "node": node, "timeout": timeout, "priority": priority, "retries": retries,
               "max_attempts": max_attempts, "idempotency_key": idempotency_key,
+              "labels": dict(_label(x) for x in labels) or None,
               "unique_key": unique_key,
               "unique_for": _seconds(unique_for, "--unique-for") if unique_for else None,
               "countdown": _seconds(countdown, "--countdown") if countdown else None,
@@ -95,6 +99,13 @@ def submit(ctx, task_type, command, argv, function, args, payload, requirements,
     code = (task.get("result") or {}).get("exit_code")
     raise SystemExit(code if isinstance(code, int) and 0 <= code < 256 and task["status"] != SUCCEEDED
                      else (0 if task["status"] == SUCCEEDED else 1))
+
+
+def _label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{text!r}: use key=value", param_hint="--label")
+    return key, value
 
 
 def _rule(text: str):
@@ -132,12 +143,16 @@ def _print_result(task: dict) -> None:
 @click.option("--status", type=click.Choice(list(STATES)))
 @click.option("--node", help="Tasks placed on this node.")
 @click.option("--type", "task_type", help="Only this task type.")
+@click.option("--label", help="Only tasks with this label (key=value).")
+@click.option("--search", "-s", help="Only tasks whose command or function, node, labels or "
+              "error contain this.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @json_option
 @click.pass_context
-def list_(ctx, status, node, task_type, limit, as_json):
+def list_(ctx, status, node, task_type, label, search, limit, as_json):
     """Recent tasks, newest first."""
-    params = {"status": status, "node": node, "task_type": task_type, "limit": limit}
+    params = {"status": status, "node": node, "task_type": task_type, "label": label,
+              "search": search, "limit": limit}
     rows = call(ctx, "task.list", {k: v for k, v in params.items() if v is not None})
     if as_json:
         return print_json(rows)

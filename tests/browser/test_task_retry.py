@@ -111,7 +111,7 @@ def test_retry_the_selected_task_and_every_failed_one(ui_cluster, browser):
     choose(browser, "task-filter-node", "db-1")
     browser.find_element(By.ID, "tasks-retry-many").click()
     wait_text(browser, "#tasks-retry-msg",
-              "no tasks ended failed/timed_out in the last day on db-1")
+              "no tasks ended failed/timed_out/expired in the last day on db-1")
     assert alert_open(browser) is None
 
     # three more failures: the dry run counts them (and the first, failed again), the
@@ -133,7 +133,7 @@ def test_retry_the_selected_task_and_every_failed_one(ui_cluster, browser):
     open_tasks(browser, c.web)                 # no filters: failed and timed_out
     browser.find_element(By.ID, "tasks-retry-many").click()
     dialog = wait_for(lambda: alert_open(browser), 15, what="the confirm dialog again")
-    assert dialog.text == f"Retry {count} tasks that ended failed/timed_out in the last day?"
+    assert dialog.text == f"Retry {count} tasks that ended failed/timed_out/expired in the last day?"
     dialog.accept()
     wait_text(browser, "#tasks-retry-msg", f"{count} tasks queued again")
     for task_id in more:

@@ -8,7 +8,7 @@ from tests.browser.conftest import save_shot, wait_ticks
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
-PAGES = ("/", "/topology", "/flow", "/health", "/nodes", "/tasks", "/schedules", "/ssh", "/audit")
+PAGES = ("/", "/topology", "/flow", "/health", "/nodes", "/tasks", "/schedules", "/workflow", "/ssh", "/audit")
 
 
 def severe(driver) -> list:

@@ -68,6 +68,33 @@ def _schedule_upsert(mark: str) -> str:
             f"({', '.join(mark for _ in COLUMNS)}) ON CONFLICT (name) DO UPDATE SET {sets}")
 
 
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def task_filters(mark: str, status=None, node=None, task_type=None, label=None,
+                 search=None) -> tuple[str, list]:
+    """The WHERE clause (without WHERE; '' for none) and its parameters of the task list's
+    filters, in a backend's placeholder style. label: "key=value" (the labels column is
+    compact JSON, as fastjson writes it); search: a substring of the payload (command or
+    function), the node, the labels or the error."""
+    clauses, params = [], []
+    for col, value in (("status", status), ("assigned_node", node), ("task_type", task_type)):
+        if value is not None:
+            clauses.append(f"{col} = {mark}")
+            params.append(value)
+    if label is not None:
+        key, _, value = label.partition("=")
+        from architect.fastjson import dumps
+        clauses.append(f"labels LIKE {mark} ESCAPE '\\'")
+        params.append(_like(dumps({key: value})[1:-1]))
+    if search is not None:
+        clauses.append("(" + " OR ".join(f"{c} LIKE {mark} ESCAPE '\\'" for c in
+                                         ("payload", "assigned_node", "labels", "error")) + ")")
+        params.extend([_like(search)] * 4)
+    return " AND ".join(clauses), params
+
+
 def _counted(rows) -> list[tuple[str, str, int]]:
     """(node, state, n) of (id, node, state) rows."""
     out: dict = {}
@@ -251,9 +278,10 @@ class BaseStore(ABC):
 
     @abstractmethod
     def list_tasks(self, status=None, node=None, task_type=None, limit=100,
-                   offset=0) -> list[dict]:
-        """One page of tasks, newest (highest id) first, filtered by status, assigned node
-        and type when given. A read: any time."""
+                   offset=0, label=None, search=None) -> list[dict]:
+        """One page of tasks, newest (highest id) first, filtered by status, assigned node,
+        type, a label ("key=value") and a search string when given (task_filters). A read:
+        any time."""
 
     @abstractmethod
     def ended_task_ids(self, statuses, since: float, node=None, task_type=None,
@@ -262,7 +290,8 @@ class BaseStore(ABC):
         node and of that type when given, newest first. A read: any time."""
 
     @abstractmethod
-    def count_tasks(self, status=None, node=None, task_type=None) -> int:
+    def count_tasks(self, status=None, node=None, task_type=None, label=None,
+                    search=None) -> int:
         """How many tasks match the same filters as list_tasks. A read: any time."""
 
     @abstractmethod

@@ -148,3 +148,9 @@ def m010_unique_tasks(db: sqlite_utils.Database) -> None:
     db["tasks"].add_column("unique_key", str)
     db["tasks"].add_column("unique_until", float)
     db["tasks"].create_index(["unique_until"])
+
+
+@migrations()
+def m011_task_labels(db: sqlite_utils.Database) -> None:
+    """labels: {key: value} to filter and search tasks by (issue 13)."""
+    db["tasks"].add_column("labels", str)

@@ -33,7 +33,7 @@ from architect.fastjson import dumps
 from architect.broker.store import postgres_migrations
 from architect.broker.store.base import (
     ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, JSON_TASK_COLUMNS, NODE_COLUMNS,
-    BaseStore, Fenced, _schedule_upsert, write_sql)
+    BaseStore, Fenced, _schedule_upsert, task_filters, write_sql)
 from architect.broker.store.postgres_accounts import AccountStore
 
 CONNECT_TIMEOUT = 10       # seconds, at start
@@ -377,18 +377,10 @@ class Store(AccountStore, BaseStore):
         rows = self._tasks("idempotency_key = %s", (key,))
         return rows[0] if rows else None
 
-    @staticmethod
-    def _filters(status, node, task_type) -> tuple[str, tuple]:
-        clauses, params = [], []
-        for col, value in (("status", status), ("assigned_node", node), ("task_type", task_type)):
-            if value is not None:
-                clauses.append(f"{col} = %s")
-                params.append(value)
-        return " AND ".join(clauses), tuple(params)
-
-    def list_tasks(self, status=None, node=None, task_type=None, limit=100, offset=0) -> list[dict]:
-        where, params = self._filters(status, node, task_type)
-        return self._tasks(where, params, order="id DESC", limit=limit, offset=offset)
+    def list_tasks(self, status=None, node=None, task_type=None, limit=100, offset=0,
+                   label=None, search=None) -> list[dict]:
+        where, params = task_filters("%s", status, node, task_type, label, search)
+        return self._tasks(where, tuple(params), order="id DESC", limit=limit, offset=offset)
 
     def ended_task_ids(self, statuses, since, node=None, task_type=None, limit=1000):
         statuses = list(statuses)
@@ -403,8 +395,9 @@ class Store(AccountStore, BaseStore):
         params.append(limit)
         return [r[0] for r in self._query(sql, params, rows=tuple_row)]
 
-    def count_tasks(self, status=None, node=None, task_type=None) -> int:
-        where, params = self._filters(status, node, task_type)
+    def count_tasks(self, status=None, node=None, task_type=None, label=None,
+                    search=None) -> int:
+        where, params = task_filters("%s", status, node, task_type, label, search)
         return self._scalar(f"SELECT COUNT(*) FROM tasks{' WHERE ' + where if where else ''}",
                             params)
 

@@ -151,6 +151,9 @@ ALTER TABLE tasks ADD COLUMN unique_key TEXT;
 ALTER TABLE tasks ADD COLUMN unique_until DOUBLE PRECISION;
 CREATE INDEX idx_tasks_unique_until ON tasks (unique_until);
 """),
+    ("m011_task_labels", """
+ALTER TABLE tasks ADD COLUMN labels TEXT;
+"""),
 ]
 
 

@@ -23,7 +23,7 @@ from architect.broker.store.base import _counted
 from architect.fastjson import dumps
 from architect.broker.store.base import (
     ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, JSON_TASK_COLUMNS, NODE_COLUMNS,
-    BaseStore, _schedule_upsert, write_sql)
+    BaseStore, _schedule_upsert, task_filters, write_sql)
 from architect.broker.store.migrations import migrations
 from architect.broker.store.sqlite_accounts import AccountStore
 
@@ -225,15 +225,13 @@ class Store(AccountStore, BaseStore):
         rows = self.load_tasks("idempotency_key = ?", [key])
         return rows[0] if rows else None
 
-    def list_tasks(self, status=None, node=None, task_type=None, limit=100, offset=0) -> list[dict]:
-        clauses, params = [], []
-        for col, value in (("status", status), ("assigned_node", node), ("task_type", task_type)):
-            if value is not None:
-                clauses.append(f"{col} = ?")
-                params.append(value)
-        where = " AND ".join(clauses) or None
-        return [self._task_out(r) for r in self.db["tasks"].rows_where(
-            where, params, order_by="id DESC", limit=limit, offset=offset)]
+    def list_tasks(self, status=None, node=None, task_type=None, limit=100, offset=0,
+                   label=None, search=None) -> list[dict]:
+        where, params = task_filters("?", status, node, task_type, label, search)
+        cur = self.conn.execute(f"SELECT * FROM tasks {'WHERE ' + where if where else ''} "
+                                "ORDER BY id DESC LIMIT ? OFFSET ?", [*params, limit, offset])
+        cols = [d[0] for d in cur.description]
+        return [self._task_out(dict(zip(cols, r))) for r in cur.fetchall()]
 
     def task_events(self, task_id: int) -> list[dict]:
         out = []
@@ -349,14 +347,11 @@ class Store(AccountStore, BaseStore):
         params.append(limit)
         return [r[0] for r in self.conn.execute(sql, params).fetchall()]
 
-    def count_tasks(self, status=None, node=None, task_type=None) -> int:
-        clauses, params = [], []
-        for col, value in (("status", status), ("assigned_node", node), ("task_type", task_type)):
-            if value is not None:
-                clauses.append(f"{col} = ?")
-                params.append(value)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        return self.conn.execute(f"SELECT COUNT(*) FROM tasks{where}", params).fetchone()[0]
+    def count_tasks(self, status=None, node=None, task_type=None, label=None,
+                    search=None) -> int:
+        where, params = task_filters("?", status, node, task_type, label, search)
+        return self.conn.execute(f"SELECT COUNT(*) FROM tasks {'WHERE ' + where if where else ''}",
+                                 params).fetchone()[0]
 
     def timeline(self, since: float, limit: int) -> list[dict]:
         cur = self.conn.execute(
