@@ -112,11 +112,13 @@ def _failed(error: str) -> dict:
     return {"state": "failed", "error": error}
 
 
-def _start(payload: dict):
+def _start(payload: dict, soft_timeout: float | None = None):
     """Popen the task, or a failed partial result explaining why it could not start."""
     argv = payload.get("argv") or ["/bin/sh", "-c", payload["command"]]
     cwd = payload.get("cwd")
     env = payload.get("env")
+    if soft_timeout is not None:
+        env = {**(env or {}), "ARCHITECT_SOFT_TIMEOUT": f"{soft_timeout:g}"}
     if payload.get("inputs") is not None:   # results of the tasks it depends on (workflows)
         env = {**(env or {}), "ARCHITECT_INPUTS": json.dumps(payload["inputs"])}
     if cwd is not None and not os.path.isdir(cwd):
@@ -136,13 +138,18 @@ def _start(payload: dict):
 
 
 def run(payload: dict, *, timeout: float | None, cancel, on_output=None,
-        max_output: int = 1_048_576, kill_grace: float = 5.0) -> dict:
-    """Run one shell task (payload already validated); a partial result dict."""
-    proc = _start(payload)
+        max_output: int = 1_048_576, kill_grace: float = 5.0,
+        soft_timeout: float | None = None) -> dict:
+    """Run one shell task (payload already validated); a partial result dict. At
+    soft_timeout the process group gets SIGTERM once (it may clean up and exit: then the
+    task ended timed_out, "soft time limit"); at timeout it is stopped as always."""
+    proc = _start(payload, soft_timeout)
     if isinstance(proc, dict):
         return proc
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
+    soft_at = None if soft_timeout is None else started + soft_timeout
+    soft_sent = False
     pgid = proc.pid  # start_new_session: the child leads its own session and group
     selector = selectors.DefaultSelector()
     streams = []
@@ -171,6 +178,9 @@ def run(payload: dict, *, timeout: float | None, cancel, on_output=None,
                 if reason is not None:
                     _killpg(pgid, signal.SIGTERM)
                     term_at = now
+                elif soft_at is not None and not soft_sent and now >= soft_at:
+                    _killpg(pgid, signal.SIGTERM)   # the soft limit: a chance to clean up
+                    soft_sent = True
             if term_at is not None and not killed and now - term_at >= kill_grace:
                 _killpg(pgid, signal.SIGKILL)
                 killed = True
@@ -203,6 +213,11 @@ def run(payload: dict, *, timeout: float | None, cancel, on_output=None,
         selector.close()
     for stream in streams:
         stream.emit(time.monotonic(), final=True)
+    if reason is None and soft_sent:
+        return {"state": "timed_out", "error": f"soft time limit ({soft_timeout:g}s) reached",
+                "exit_code": proc.returncode, "stdout": streams[0].text(),
+                "stderr": streams[1].text(),
+                "truncated": streams[0].truncated or streams[1].truncated}
     return _outcome(proc.returncode, reason, timeout) | {
         "exit_code": proc.returncode,
         "stdout": streams[0].text(), "stderr": streams[1].text(),

@@ -48,7 +48,8 @@ _RUNNERS = {"shell": exec_shell.run, "python": exec_python.run}
 
 
 def execute(task_type: str, payload: dict, *, timeout: float | None, cancel: threading.Event,
-            on_output=None, max_output: int = 1_048_576, kill_grace: float = 5.0) -> dict:
+            on_output=None, max_output: int = 1_048_576, kill_grace: float = 5.0,
+            soft_timeout: float | None = None) -> dict:
     """Run one task to the end and return its result dict. Never raises for task failures.
 
     `on_output(stream_name, text)` is called from this thread with batches of shell output
@@ -64,7 +65,7 @@ def execute(task_type: str, payload: dict, *, timeout: float | None, cancel: thr
         else:
             out = _RUNNERS[task_type](payload, timeout=timeout, cancel=cancel,
                                       on_output=on_output, max_output=max_output,
-                                      kill_grace=kill_grace)
+                                      kill_grace=kill_grace, soft_timeout=soft_timeout)
     except PayloadError as exc:
         out = {"state": "failed", "error": f"invalid payload: {exc}"}
     except Exception as exc:  # a bug here must not kill the worker thread

@@ -363,7 +363,8 @@ class TaskWorker:
             try:
                 out = executors.execute(m.task_type, m.payload, timeout=m.timeout,
                                         cancel=run.cancel, on_output=on_output,
-                                        max_output=self.max_output, kill_grace=self.kill_grace)
+                                        max_output=self.max_output, kill_grace=self.kill_grace,
+                                        soft_timeout=m.soft_timeout)
             except Exception as exc:  # the executor promises not to raise; be sure anyway
                 log.exception("task %s crashed the executor", m.task_id)
                 out = {"state": "failed", "exit_code": None, "stdout": "", "stderr": "",

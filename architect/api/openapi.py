@@ -102,6 +102,8 @@ SCHEMAS = {
                            "depends_on": nullable({"type": "array", "maxItems": 1000,
                                                    "items": {"type": "integer", "minimum": 1}}),
                            "pass_results": nullable(BOOL),
+                           "soft_timeout": nullable({"type": "number", "exclusiveMinimum": True,
+                                                     "minimum": 0, "maximum": 604800}),
                            "labels": nullable({"type": "object", "maxProperties": 32,
                                                "additionalProperties": {"type": "string",
                                                                         "maxLength": 200}}),

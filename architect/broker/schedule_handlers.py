@@ -18,7 +18,8 @@ from architect.broker.task_handlers import parse_spec
 
 log = logging.getLogger("architect.broker")
 SPEC_KEYS = ("task_type", "payload", "requirements", "node", "timeout", "max_attempts",
-             "retries", "retry_backoff", "priority", "expires_in", "retry_on", "no_retry_on")
+             "retries", "retry_backoff", "priority", "expires_in", "retry_on", "no_retry_on",
+             "soft_timeout", "labels")
 MAX_SCHEDULES = 10_000
 
 

@@ -204,7 +204,7 @@ class TaskCore:
                 payload = {**payload, "inputs": self._inputs(task)}
             self.work_out.append((worker.identity, TaskAssign(
                 task_id=task.id, attempt=task.attempt, task_type=task.task_type,
-                payload=payload, timeout=task.timeout)))
+                payload=payload, timeout=task.timeout, soft_timeout=task.soft_timeout)))
         if now >= self._next_ping:
             self._next_ping = now + self.worker_interval
             ping = BrokerPing(ts=now)

@@ -122,6 +122,9 @@ def parse_spec(b, params: dict, submitter: str | None = None,
     timeout = get(params, "timeout", float, None)
     if timeout is not None and not 0 < timeout <= 7 * 86400:
         raise RequestError("timeout must be between 0 and 604800 seconds")
+    soft = get(params, "soft_timeout", float, None)
+    if soft is not None and not (0 < soft <= 7 * 86400 and (timeout is None or soft < timeout)):
+        raise RequestError("soft_timeout must be over 0 and below timeout (seconds)")
     max_attempts = get(params, "max_attempts", int, 3)
     retries = get(params, "retries", int, 0)
     backoff = get(params, "retry_backoff", float, 1.0)
@@ -163,7 +166,8 @@ def parse_spec(b, params: dict, submitter: str | None = None,
                   pass_results=get(params, "pass_results", bool, False),
                   unique_key=unique_key,
                   unique_until=now + float(unique_for) if unique_key is not None else None,
-                  labels=_labels(params))
+                  labels=_labels(params),
+                  soft_timeout=float(soft) if soft is not None else None)
 
 
 def _submit_one(b, params, ctx) -> dict:

@@ -67,6 +67,7 @@ class Task:
     unique_key: str | None = None           # a second submit with this key before
     unique_until: float | None = None       # unique_until gets this task back
     labels: dict | None = field(default=None, metadata=JSON)        # {key: value}, to filter
+    soft_timeout: float | None = None       # shell: SIGTERM then, before the hard timeout
     # after a broker restart: claim window
     orphan_deadline: float | None = field(default=None, metadata=IN_MEMORY)
     # cached JSON of immutable columns

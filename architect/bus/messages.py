@@ -121,13 +121,16 @@ class BrokerPing:
 
 @message
 class TaskAssign:
-    """Broker → worker: run this task. `timeout` seconds (None: no limit)."""
+    """Broker → worker: run this task. `timeout` seconds (None: no limit); `soft_timeout`
+    seconds: a shell task's process group gets SIGTERM then, to clean up, and sees the
+    value in $ARCHITECT_SOFT_TIMEOUT."""
     TYPE = "task"
     task_id: int
     attempt: int
     task_type: str
     payload: dict
     timeout: Optional[float] = None
+    soft_timeout: Optional[float] = None
 
 
 @message

@@ -35,6 +35,8 @@ def tasks():
 @click.option("--retries", type=int, help="Re-runs after failure, with exponential backoff [0].")
 @click.option("--max-attempts", type=int, help="Runs allowed when workers are lost [3].")
 @click.option("--key", "idempotency_key", help="Idempotency key: the same key returns the same task.")
+@click.option("--soft-timeout", type=float, help="shell: seconds before the process group "
+              "gets SIGTERM to clean up ($ARCHITECT_SOFT_TIMEOUT), below --timeout.")
 @click.option("--label", "labels", multiple=True, help="key=value, to filter and search by "
               "(repeatable).")
 @click.option("--unique-key", help="With --unique-for: a second submit with this key in the "
@@ -55,7 +57,8 @@ def tasks():
 @json_option
 @click.pass_context
 def submit(ctx, task_type, command, argv, function, args, payload, requirements, node, timeout,
-           priority, retries, max_attempts, idempotency_key, labels, unique_key, unique_for,
+           priority, retries, max_attempts, idempotency_key, soft_timeout, labels, unique_key,
+           unique_for,
            countdown,
            run_at, expires_in, retry_on, no_retry_on, wait, as_json):
     """Submit a task, e.g. architect tasks submit --command "uptime" --require docker --wait"""
@@ -75,6 +78,7 @@ def submit(ctx, task_type, command, argv, function, args, payload, requirements,
               "node": node, "timeout": timeout, "priority": priority, "retries": retries,
               "max_attempts": max_attempts, "idempotency_key": idempotency_key,
               "labels": dict(_label(x) for x in labels) or None,
+              "soft_timeout": soft_timeout,
               "unique_key": unique_key,
               "unique_for": _seconds(unique_for, "--unique-for") if unique_for else None,
               "countdown": _seconds(countdown, "--countdown") if countdown else None,

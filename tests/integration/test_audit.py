@@ -20,6 +20,7 @@ import zmq
 from architect.broker import accounts, handlers, keys, task_handlers, views
 from architect.bus.errors import RemoteError
 from architect.broker.ssh_handlers import SSH_METHODS
+from architect.broker.schedule_handlers import SCHEDULE_METHODS
 from tests.helpers import Cluster, db_rows, free_port_block, wait_for
 
 pytestmark = pytest.mark.slow
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.slow
 ADMIN = ("admin", "audit-admin-pw")
 CREDS = {"ARCHITECT_USER": ADMIN[0], "ARCHITECT_PASSWORD": ADMIN[1]}
 TABLE = {**handlers.METHODS, **task_handlers.TASK_METHODS, **views.VIEW_METHODS,
-         **keys.KEY_METHODS, **accounts.ACCOUNT_METHODS, **SSH_METHODS}
+         **keys.KEY_METHODS, **accounts.ACCOUNT_METHODS, **SSH_METHODS, **SCHEDULE_METHODS}
 WRITES = sorted(n for n, m in TABLE.items() if m.writes)
 READS = sorted(n for n, m in TABLE.items() if not m.writes)
 NODE = "au-n1"
@@ -62,6 +63,11 @@ def au(tmp_path_factory):
                                                if x["node_name"] == "au-alerting"), None), 20,
                                   what="an offline alert")
         a.ctx["closed_port"] = free_port_block(1)   # nothing listens: SSH fails at once
+        # a task to retry: it expires while it waits (no worker here)
+        a.ctx["expired"] = cluster.rpc("task.submit", {
+            "task_type": "shell", "payload": {"command": "true"}, "expires_in": 0.1})["id"]
+        wait_for(lambda: cluster.rpc("task.get", {"id": a.ctx["expired"]})["status"] ==
+                 "expired", 10, what="a task expired")
         yield a
     finally:
         cluster.stop_all()
@@ -82,6 +88,13 @@ def write_calls(a: Audited) -> list[tuple[str, object]]:
         ("task.submit", task),
         ("task.submit_many", {"tasks": [task, task]}),
         ("task.cancel", lambda: {"id": a.ctx["task.submit"]["id"]}),
+        ("task.retry", lambda: {"id": a.ctx["expired"]}),
+        ("task.retry_many", {"since": 3600, "dry_run": True}),
+        ("schedule.add", {**task, "name": "au-sched", "every": 3600}),
+        ("schedule.pause", {"name": "au-sched"}),
+        ("schedule.resume", {"name": "au-sched"}),
+        ("schedule.run", {"name": "au-sched"}),
+        ("schedule.remove", {"name": "au-sched"}),
         ("placement.assign_optimal", {**task, "requirements": []}),
         ("keys.join", {"name": "au-key", "public_key": key_pub}),
         ("keys.accept", {"name": "au-key"}),
@@ -148,7 +161,11 @@ def test_every_write_method_leaves_its_row_on_disk_before_the_reply(au):
 def read_calls(a: Audited) -> list[tuple[str, dict]]:
     task_id = a.cluster.rpc("task.submit", {"task_type": "shell",
                                             "payload": {"command": "echo r"}})["id"]
+    a.cluster.rpc("schedule.add", {"task_type": "shell", "payload": {"command": "echo r"},
+                                   "name": "au-read", "every": 3600})
     return [
+        ("task.graph", {"id": task_id}), ("schedule.list", {}),
+        ("schedule.get", {"name": "au-read"}),
         ("node.list", {}), ("node.get", {"node": "au-alerting"}), ("health.summary", {}),
         ("alert.list", {"all": True}), ("cluster.stats", {}), ("ping", {}),
         ("task.get", {"id": task_id}), ("task.list", {}), ("task.wait", {"id": task_id,

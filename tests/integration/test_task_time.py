@@ -83,3 +83,20 @@ def test_retry_rules_and_bad_input(cluster):
         assert words in answer.json()["error"]["message"], (extra, answer.text)
     cli = cluster.cli("tasks", "submit", "--command", "true", "--countdown", "soon", check=False)
     assert cli.returncode == 2 and "--countdown" in cli.stderr
+
+
+def test_a_soft_time_limit_lets_a_shell_task_clean_up_first(cluster, tmp_path):
+    cluster.start_broker()
+    cluster.start_worker("w1", "-c", "1")
+    cluster.wait_workers(1)
+    cleaned = tmp_path / "cleaned"
+    script = (f'trap \'echo "$ARCHITECT_SOFT_TIMEOUT" > {cleaned}; exit 0\' TERM; '
+              'for i in $(seq 100); do sleep 0.1; done')
+    task_id = cluster.submit(payload={"command": script}, timeout=10, soft_timeout=0.5)
+    task = cluster.wait_task(task_id, 15)
+    assert task["status"] == "timed_out" and "soft time limit (0.5s)" in task["error"]
+    assert task["result"]["duration"] < 5                      # well before the hard limit
+    assert cleaned.read_text().strip() == "0.5"                 # it saw the limit and cleaned up
+    cli = cluster.cli("tasks", "submit", "--command", "true", "--timeout", "1",
+                      "--soft-timeout", "2", check=False)
+    assert cli.returncode != 0 and "soft_timeout must be" in cli.stderr

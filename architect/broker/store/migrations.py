@@ -154,3 +154,9 @@ def m010_unique_tasks(db: sqlite_utils.Database) -> None:
 def m011_task_labels(db: sqlite_utils.Database) -> None:
     """labels: {key: value} to filter and search tasks by (issue 13)."""
     db["tasks"].add_column("labels", str)
+
+
+@migrations()
+def m012_soft_timeout(db: sqlite_utils.Database) -> None:
+    """soft_timeout: a shell task's SIGTERM before its hard timeout (issue 13)."""
+    db["tasks"].add_column("soft_timeout", float)

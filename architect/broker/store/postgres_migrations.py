@@ -154,6 +154,9 @@ CREATE INDEX idx_tasks_unique_until ON tasks (unique_until);
     ("m011_task_labels", """
 ALTER TABLE tasks ADD COLUMN labels TEXT;
 """),
+    ("m012_soft_timeout", """
+ALTER TABLE tasks ADD COLUMN soft_timeout DOUBLE PRECISION;
+"""),
 ]
 
 
