@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 import time
 from datetime import datetime, timezone
 
@@ -11,7 +10,7 @@ import click
 
 from architect.bus.protocol import SUCCEEDED
 from architect.cli.common import ago, call, print_json, print_table
-from architect.cli.tasks import _arg, _print_result, _wait, json_option
+from architect.cli.tasks import _print_result, _wait, json_option, task_options, task_spec
 
 
 @click.group()
@@ -32,22 +31,6 @@ def schedules():
 
 # --- add ----------------------------------------------------------------------------------
 
-def task_spec(task_type, command, argv, function, args, payload) -> tuple[str, dict]:
-    """(task type, payload) from the task options, as `tasks submit` reads them."""
-    if payload:
-        try:
-            body = json.loads(payload)
-        except ValueError as exc:
-            raise click.BadParameter(f"not JSON: {exc}", param_hint="--payload") from None
-    elif command or argv:
-        body = {"command": command} if command else {"argv": shlex.split(argv)}
-    elif function:
-        body = {"function": function, "args": [_arg(a) for a in args]}
-    else:
-        raise click.UsageError("give --command, --argv, --function or --payload")
-    return task_type or ("python" if function else "shell"), body
-
-
 @schedules.command()
 @click.argument("name")
 @click.option("--cron", help='A cron expression: 5 fields, or 6 with seconds last, e.g. '
@@ -59,20 +42,7 @@ def task_spec(task_type, command, argv, function, args, payload) -> tuple[str, d
 @click.option("--overlap", type=click.Choice(["allow", "skip"]), help="When the previous run's "
               "task is still going: run anyway, or skip this run [allow].")
 @click.option("--paused", is_flag=True, help="Add it paused: nothing runs until resumed.")
-@click.option("--type", "task_type", help="shell, python or a type your workers offer [python "
-              "with --function, else shell].")
-@click.option("--command", help="shell: the command line (run by /bin/sh -c).")
-@click.option("--argv", help="shell: run this argv directly (split like a shell would).")
-@click.option("--function", help='python: "module:function".')
-@click.option("--arg", "args", multiple=True, help="python: a positional argument (JSON, or a "
-              "plain string).")
-@click.option("--payload", help="The whole payload as JSON (instead of --command/--function).")
-@click.option("--require", "requirements", multiple=True, help="A capability the node must have.")
-@click.option("--node", help="Pin to this node (name or id).")
-@click.option("--timeout", type=float, help="Seconds before the task is killed.")
-@click.option("--priority", type=int, help="Higher runs first [0].")
-@click.option("--retries", type=int, help="Re-runs after failure, with exponential backoff [0].")
-@click.option("--max-attempts", type=int, help="Runs allowed when workers are lost [3].")
+@task_options
 @json_option
 @click.pass_context
 def add(ctx, name, cron, tz, every, missed, overlap, paused, task_type, command, argv, function,

@@ -19,21 +19,49 @@ def tasks():
     """Submit and follow tasks."""
 
 
+def task_options(command):
+    """The options that say what a task runs and how (tasks submit, schedules add)."""
+    for option in reversed([
+        click.option("--type", "task_type", help="shell, python or a type your workers offer "
+                     "[python with --function, else shell]."),
+        click.option("--command", help="shell: the command line (run by /bin/sh -c)."),
+        click.option("--argv", help="shell: run this argv directly (split like a shell would)."),
+        click.option("--function", help='python: "module:function".'),
+        click.option("--arg", "args", multiple=True, help="python: a positional argument (JSON, "
+                     "or a plain string)."),
+        click.option("--payload", help="The whole payload as JSON (instead of "
+                     "--command/--function)."),
+        click.option("--require", "requirements", multiple=True,
+                     help="A capability the node must have."),
+        click.option("--node", help="Pin to this node (name or id)."),
+        click.option("--timeout", type=float, help="Seconds before the task is killed."),
+        click.option("--priority", type=int, help="Higher runs first [0]."),
+        click.option("--retries", type=int, help="Re-runs after failure, with exponential "
+                     "backoff [0]."),
+        click.option("--max-attempts", type=int, help="Runs allowed when workers are lost [3]."),
+    ]):
+        command = option(command)
+    return command
+
+
+def task_spec(task_type, command, argv, function, args, payload) -> tuple[str, dict]:
+    """(task type, payload) from the task options."""
+    if payload:
+        try:
+            body = json.loads(payload)
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--payload") from None
+    elif command or argv:
+        body = {"command": command} if command else {"argv": shlex.split(argv)}
+    elif function:
+        body = {"function": function, "args": [_arg(a) for a in args]}
+    else:
+        raise click.UsageError("give --command, --argv, --function or --payload")
+    return task_type or ("python" if function else "shell"), body
+
+
 @tasks.command()
-@click.option("--type", "task_type", help="shell, python or a type your workers offer [python "
-              "with --function, else shell].")
-@click.option("--command", help="shell: the command line (run by /bin/sh -c).")
-@click.option("--argv", help="shell: run this argv directly (split like a shell would).")
-@click.option("--function", help='python: "module:function".')
-@click.option("--arg", "args", multiple=True, help="python: a positional argument (JSON, or a "
-              "plain string).")
-@click.option("--payload", help="The whole payload as JSON (instead of --command/--function).")
-@click.option("--require", "requirements", multiple=True, help="A capability the node must have.")
-@click.option("--node", help="Pin to this node (name or id).")
-@click.option("--timeout", type=float, help="Seconds before the task is killed.")
-@click.option("--priority", type=int, help="Higher runs first [0].")
-@click.option("--retries", type=int, help="Re-runs after failure, with exponential backoff [0].")
-@click.option("--max-attempts", type=int, help="Runs allowed when workers are lost [3].")
+@task_options
 @click.option("--key", "idempotency_key", help="Idempotency key: the same key returns the same task.")
 @click.option("--soft-timeout", type=float, help="shell: seconds before the process group "
               "gets SIGTERM to clean up ($ARCHITECT_SOFT_TIMEOUT), below --timeout.")
@@ -58,22 +86,9 @@ def tasks():
 @click.pass_context
 def submit(ctx, task_type, command, argv, function, args, payload, requirements, node, timeout,
            priority, retries, max_attempts, idempotency_key, soft_timeout, labels, unique_key,
-           unique_for,
-           countdown,
-           run_at, expires_in, retry_on, no_retry_on, wait, as_json):
+           unique_for, countdown, run_at, expires_in, retry_on, no_retry_on, wait, as_json):
     """Submit a task, e.g. architect tasks submit --command "uptime" --require docker --wait"""
-    if payload:
-        try:
-            body = json.loads(payload)
-        except ValueError as exc:
-            raise click.BadParameter(f"not JSON: {exc}", param_hint="--payload") from None
-    elif command or argv:
-        body = {"command": command} if command else {"argv": shlex.split(argv)}
-    elif function:
-        body = {"function": function, "args": [_arg(a) for a in args]}
-    else:
-        raise click.UsageError("give --command, --argv, --function or --payload")
-    task_type = task_type or ("python" if function else "shell")
+    task_type, body = task_spec(task_type, command, argv, function, args, payload)
     params = {"task_type": task_type, "payload": body, "requirements": list(requirements),
               "node": node, "timeout": timeout, "priority": priority, "retries": retries,
               "max_attempts": max_attempts, "idempotency_key": idempotency_key,

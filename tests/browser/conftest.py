@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from selenium.webdriver.common.by import By
 
 from tests.helpers import Cluster, free_port_block, wait_for
 
@@ -102,3 +103,17 @@ def wait_ticks(driver, ticks: int = 2, timeout: float = 15.0) -> None:
             seen.append(now)
         return len(seen) > ticks
     wait_for(moved, timeout, what=f"{ticks} live ticks")
+
+
+def severe(driver) -> list:
+    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def text_of(driver, css: str) -> str:
+    found = driver.find_elements(By.CSS_SELECTOR, css)
+    return found[0].text if found else ""
+
+
+def wait_text(driver, css: str, needle: str, timeout: float = 15):
+    return wait_for(lambda: needle in text_of(driver, css), timeout,
+                    what=f"{needle!r} in {css}")

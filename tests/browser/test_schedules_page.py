@@ -5,7 +5,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from tests.browser import test_ui_roles
-from tests.browser.conftest import chrome, save_shot, wait_ticks
+from tests.browser.conftest import chrome, save_shot, severe, text_of, wait_text, wait_ticks
 from tests.browser.test_ui_roles import VIEWER, as_user, shown
 from tests.helpers import wait_for
 
@@ -14,20 +14,6 @@ auth_cluster = test_ui_roles.auth_cluster   # its server with a login, an admin 
 BEAT = {"name": "beat", "every": 1, "task_type": "shell", "payload": {"command": "true"}}
 NIGHTLY = {"name": "nightly", "cron": "0 3 * * *", "tz": "Europe/Berlin", "task_type": "shell",
            "payload": {"command": "backup"}}
-
-
-def severe(driver) -> list:
-    return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-
-
-def text_of(driver, css: str) -> str:
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    return found[0].text if found else ""
-
-
-def wait_text(driver, css: str, needle: str, timeout: float = 15):
-    return wait_for(lambda: needle in text_of(driver, css), timeout,
-                    what=f"{needle!r} in {css}")
 
 
 def open_page(driver, url: str) -> None:

@@ -7,7 +7,7 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
 
 from tests.browser import test_ui_roles
-from tests.browser.conftest import chrome, save_shot, wait_ticks
+from tests.browser.conftest import chrome, save_shot, severe, text_of, wait_text, wait_ticks
 from tests.browser.test_ui_roles import VIEWER, as_user, shown
 from tests.helpers import wait_for
 
@@ -15,20 +15,6 @@ pytestmark = pytest.mark.slow
 auth_cluster = test_ui_roles.auth_cluster   # its server with a login, an admin and a viewer
 FAIL = {"task_type": "shell", "payload": {"command": "exit 3"}}
 OK = {"task_type": "shell", "payload": {"command": "echo fine"}}
-
-
-def severe(driver) -> list:
-    return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-
-
-def text_of(driver, css: str) -> str:
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    return found[0].text if found else ""
-
-
-def wait_text(driver, css: str, needle: str, timeout: float = 15):
-    return wait_for(lambda: needle in text_of(driver, css), timeout,
-                    what=f"{needle!r} in {css}")
 
 
 def open_tasks(driver, url: str) -> None:

@@ -4,25 +4,11 @@
 import pytest
 from selenium.webdriver.common.by import By
 
-from tests.browser.conftest import save_shot, wait_ticks
+from tests.browser.conftest import save_shot, severe, text_of, wait_text, wait_ticks
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 PAGES = ("/", "/topology", "/flow", "/health", "/nodes", "/tasks", "/schedules", "/workflow", "/ssh", "/audit")
-
-
-def severe(driver) -> list:
-    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-
-
-def text_of(driver, css: str) -> str:
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    return found[0].text if found else ""
-
-
-def wait_text(driver, css: str, needle: str, timeout: float = 15):
-    return wait_for(lambda: needle in text_of(driver, css), timeout,
-                    what=f"{needle!r} in {css}")
 
 
 def test_every_page_renders_without_console_errors(ui_cluster, browser):

@@ -7,7 +7,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from architect.ui.data import COLORS
-from tests.browser.conftest import save_shot, wait_ticks
+from tests.browser.conftest import save_shot, severe, text_of, wait_text, wait_ticks
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -21,20 +21,6 @@ GRAPH = ("const el = document.getElementById('wf-graph');"
 
 def py(function: str, *args) -> dict:
     return {"task_type": "python", "payload": {"function": FN + function, "args": list(args)}}
-
-
-def severe(driver) -> list:
-    return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-
-
-def text_of(driver, css: str) -> str:
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    return found[0].text if found else ""
-
-
-def wait_text(driver, css: str, needle: str, timeout: float = 15):
-    return wait_for(lambda: needle in text_of(driver, css), timeout,
-                    what=f"{needle!r} in {css}")
 
 
 def graph_with(driver, nodes: int, edges: int, final: bool = True, timeout: float = 20):
