@@ -118,11 +118,12 @@ class Running:
 class TaskWorker:
     def __init__(self, config: Config, slots: int | None = None, task_types=None,
                  max_output: int = 1 << 20, kill_grace: float = 5.0, shutdown_grace: float = 5.0,
-                 prefetch: int | None = None):
+                 prefetch: int | None = None, queues=None):
         self.config = config
         self.slots = slots or os.cpu_count() or 1
         # tasks taken beyond the slots, queued here (default: one per slot)
         self.prefetch = self.slots if prefetch is None else prefetch
+        self.queues = list(queues or ())     # the queues it serves ([]: "default")
         self.task_types = sorted(task_types or executors.TASK_TYPES)
         self.max_output = max_output
         self.kill_grace = kill_grace
@@ -166,7 +167,7 @@ class TaskWorker:
                    # held = running, or finished with the result not yet acknowledged: the
                    # broker must not count those as lost when this worker reconnects
                    running=[list(k) for k in {*self.running, *self.unacked}],
-                   hostname=self.hostname, prefetch=self.prefetch,
+                   hostname=self.hostname, prefetch=self.prefetch, queues=self.queues,
                    pid=os.getpid(), metrics=self._metrics())
 
     @staticmethod

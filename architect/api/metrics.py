@@ -39,6 +39,19 @@ class BrokerCollector:
         depth = GaugeMetricFamily("architect_queue_depth", "Tasks waiting to be placed")
         depth.add_metric([], stats["tasks"]["queued"])
         yield depth
+        try:
+            queues = self.gateway.call("queue.list", timeout=2.0)
+        except Exception:
+            queues = []
+        for key, name, help_text in (
+                ("queued", "architect_queue_waiting", "Tasks waiting, per named queue"),
+                ("running", "architect_queue_running", "Tasks assigned or running, per queue"),
+                ("oldest_age", "architect_queue_oldest_age_seconds",
+                 "Age of the oldest waiting task, per queue")):
+            g = GaugeMetricFamily(name, help_text, labels=["queue"])
+            for q in queues:
+                g.add_metric([q["name"]], q[key] or 0)
+            yield g
         for key, help_text in (("connected", "Connected task workers"),
                                ("slots", "Task slots over all workers"),
                                ("busy", "Slots running a task")):

@@ -41,6 +41,7 @@ NOT_RESERVED = {"enum": list(protocol.RESERVED_NAMES)}  # node names that are AP
 
 WEB_ROLE = {"type": "string", "enum": ["viewer", "operator", "admin"]}
 TTL = {"type": "number", "minimum": 1, "maximum": 366 * 86400}
+RATE_PATTERN = "^([1-9][0-9]*(\\.[0-9]+)?|0\\.[0-9]*[1-9][0-9]*)/(s|sec|second|m|min|minute)$"
 RULES = {"type": "array", "maxItems": 64, "items": {"oneOf": [
     {"type": "integer", "minimum": -255, "maximum": 255},
     {"type": "string", "minLength": 1, "maxLength": 200}]}}
@@ -102,6 +103,8 @@ SCHEMAS = {
                            "depends_on": nullable({"type": "array", "maxItems": 1000,
                                                    "items": {"type": "integer", "minimum": 1}}),
                            "pass_results": nullable(BOOL),
+                           "queue": nullable({"type": "string",
+                                              "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"}),
                            "soft_timeout": nullable({"type": "number", "exclusiveMinimum": True,
                                                      "minimum": 0, "maximum": 604800}),
                            "labels": nullable({"type": "object", "maxProperties": 32,
@@ -151,6 +154,15 @@ SCHEMAS = {
                      "last_task_status": nullable(STR), "created_by": nullable(STR)},
                     ("name", "when", "paused", "spec")),
     "ScheduleList": listing("schedules", "Schedule"),
+    "Queue": obj({"name": STR, "queued": INT, "running": INT, "oldest_age": nullable(NUM),
+                  "concurrency": nullable(INT), "rate": nullable(STR), "held": nullable(STR)},
+                 ("name", "queued", "running")),
+    "QueueList": listing("queues", "Queue"),
+    "QueueLimits": obj({"name": STR, "concurrency": nullable(INT), "rate": nullable(STR)},
+                       ("name",)),
+    "QueueLimitsRequest": obj({"concurrency": nullable({"type": "integer", "minimum": 1,
+                                                        "maximum": 1000000}),
+                               "rate": nullable({"type": "string", "pattern": RATE_PATTERN})}),
     "ScheduleWithRuns": {"allOf": [ref("Schedule"), obj({"runs": {"type": "array", "items": obj(
         {"id": INT, "due": NUM, "at": NUM, "outcome": STR, "task_id": nullable(INT),
          "detail": nullable(STR), "task_status": nullable(STR)}, ("due", "outcome"))}},
@@ -244,6 +256,8 @@ def _path(rule: str) -> tuple[str, list]:
         conv, name = m.group(1), m.group(2)
         schema = {"type": "integer", "minimum": 0} if conv == "int" else \
             {"type": "string", "minLength": 1}
+        if rule.startswith("/api/queues/") and name == "name":   # a queue name, as checked
+            schema["pattern"] = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
         if conv == "nodekey":  # /api/nodes/<key>: these names are other routes (and refused)
             schema["not"] = NOT_RESERVED
         params.append({"name": name, "in": "path", "required": True, "schema": schema})

@@ -1,4 +1,4 @@
-"""REST views: schedules (tasks that run on a cron expression or every N seconds)."""
+"""REST views: schedules (tasks on a cron expression or every N seconds) and queues."""
 
 from __future__ import annotations
 
@@ -53,3 +53,15 @@ def resume_schedule(name):
 def run_schedule(name):
     return jsonify(broker().call("schedule.run", {"name": name})), 201
 
+
+
+def list_queues():
+    out = broker().call("queue.list", {})
+    return jsonify({"queues": out, "count": len(out)})
+
+
+def set_queue(name):
+    data = json_body()
+    return jsonify(broker().call("queue.set", {"name": name,
+                                               "concurrency": data.get("concurrency"),
+                                               "rate": data.get("rate")}))

@@ -15,7 +15,7 @@ SUBMIT_FIELDS = {"timeout": float, "max_attempts": int, "retries": int, "retry_b
                  "run_at": (int, float), "countdown": (int, float), "expires_at": (int, float),
                  "expires_in": (int, float), "retry_on": list, "no_retry_on": list,
                  "depends_on": list, "pass_results": bool, "unique_key": str,
-                 "unique_for": (int, float, str), "labels": dict, "soft_timeout": float}
+                 "unique_for": (int, float, str), "labels": dict, "soft_timeout": float, "queue": str}
 
 
 def _spec(data: dict) -> dict:

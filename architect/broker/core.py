@@ -10,8 +10,8 @@ import logging
 import os
 import time
 
-from architect.broker import (accounts, handlers, identity, keys, schedule_handlers,
-                              task_handlers, views)
+from architect.broker import (accounts, handlers, identity, keys, queue_handlers,
+                              schedule_handlers, task_handlers, views)
 from architect.broker.alerts import AlertBook
 from architect.broker.audit import AuditBook
 from architect.broker.methods import LOCAL, WEB_ROLES, Caller, Ctx, allowed
@@ -54,7 +54,7 @@ class Broker(TaskCore):
                                  identity_rejected=0)
         self.methods = {**handlers.METHODS, **task_handlers.TASK_METHODS, **views.VIEW_METHODS,
                         **SSH_METHODS, **keys.KEY_METHODS, **accounts.ACCOUNT_METHODS,
-                        **schedule_handlers.SCHEDULE_METHODS}
+                        **schedule_handlers.SCHEDULE_METHODS, **queue_handlers.QUEUE_METHODS}
         self.audit = AuditBook()
         self.work_keys: dict[bytes, str] = {}  # secured bus: worker routing id → its key
         self.metrics_rows = RowBuffer()  # samples for the next commit

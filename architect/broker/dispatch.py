@@ -74,6 +74,9 @@ def _fill(book, pool, registry, now: float, limit: int, prefetch_at) -> list[tup
         if best is None:
             break
         key, task = best
+        if book.limits.blocked(key[0], now) is not None:
+            blocked.add(key)   # its queue's limit: the others may still go
+            continue
         if prefetch_at is not None and task.expires_at is not None:
             blocked.add(key)   # never queued on a worker: it must be able to expire waiting
             continue
@@ -81,20 +84,21 @@ def _fill(book, pool, registry, now: float, limit: int, prefetch_at) -> list[tup
         if cand is None:
             blocked.add(key)
             continue
-        worker = pool.best_worker(cand.name, task.task_type, prefetch_at)
+        worker = pool.best_worker(cand.name, task.task_type, prefetch_at, key[0])
         if worker is None:
             # the node's slots are summed over its workers, and the free one runs another
             # type: place among the nodes with a free worker for this type instead
             fits = [c for c in cands.values()
-                    if pool.best_worker(c.name, task.task_type, prefetch_at)]
+                    if pool.best_worker(c.name, task.task_type, prefetch_at, key[0])]
             cand = placement.best(fits, task.task_type, task.requirements, task.node)
             if cand is None:
                 blocked.add(key)
                 continue
-            worker = pool.best_worker(cand.name, task.task_type, prefetch_at)
+            worker = pool.best_worker(cand.name, task.task_type, prefetch_at, key[0])
         breakdown = placement.score(cand)
         book.pop(key)
         book.assign(task, cand.name, worker.id, breakdown, now)
+        book.limits.started(key[0])
         worker.active.add((task.id, task.attempt))
         cand.active += 1
         free -= 1

@@ -80,6 +80,8 @@ class TaskCore:
         orphan_deadline = now + 2 * self.pool.liveness + 5.0
         self.tasks.next_id = self.store.max_id("tasks") + 1
         self.tasks.load_tallies(self.store.task_counts(), self.store.distribution())
+        for row in self.store.load_queues():
+            self.tasks.limits.load(row, now)
         for key, task_id, until in self.store.open_unique_windows(now):
             self.tasks.unique[key] = (task_id, until)
         for row in self.store.load_unfinished_tasks():
@@ -137,6 +139,9 @@ class TaskCore:
             data["final"] = data["status"] in T.FINAL
         if data["status"] == T.QUEUED and task is not None:
             data["waiting_reasons"] = dispatch.explain(task, self.registry, self.pool)
+            held = self.tasks.limits.blocked(task.queue or "default", self.tasks_now)
+            if held:
+                data["waiting_reason"] = held
         return data
 
     def task_by_key(self, key: str) -> dict | None:
@@ -257,6 +262,8 @@ class TaskCore:
                    durable=lambda changes: changes.accepted > 0,
                    committed=lambda changes: self.publish_task_events(changes.events)),
             Stream("task_output", self.output_rows, lambda st, rows: st.insert_output(rows),
+                   urgent=True),
+            Stream("queues", self.tasks.limits, lambda st, changes: st.save_queues(changes),
                    urgent=True),
         ]
 

@@ -58,6 +58,17 @@ def _rules(params, name: str) -> list | None:
 
 
 MAX_DEPENDS = 1000
+
+
+def _queue(params) -> str | None:
+    from architect.broker.queues import QueueError, check_name
+    name = params.get("queue")
+    if name is None or name == "default":
+        return None
+    try:
+        return check_name(name)
+    except QueueError as exc:
+        raise RequestError(str(exc)) from None
 MAX_LABELS = 32
 LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,63}$")
 
@@ -167,7 +178,8 @@ def parse_spec(b, params: dict, submitter: str | None = None,
                   unique_key=unique_key,
                   unique_until=now + float(unique_for) if unique_key is not None else None,
                   labels=_labels(params),
-                  soft_timeout=float(soft) if soft is not None else None)
+                  soft_timeout=float(soft) if soft is not None else None,
+                  queue=_queue(params))
 
 
 def _submit_one(b, params, ctx) -> dict:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import NamedTuple
 
+from architect.broker.queues import QueueBook
 from architect.fastjson import dumps
 from architect.bus.protocol import (ASSIGNED, CANCELLED, EXPIRED, FAILED, FINAL,  # noqa: F401
                                     QUEUED, RUNNING, SCHEDULED, STATES, SUCCEEDED, TIMED_OUT,
@@ -68,6 +69,7 @@ class Task:
     unique_until: float | None = None       # unique_until gets this task back
     labels: dict | None = field(default=None, metadata=JSON)        # {key: value}, to filter
     soft_timeout: float | None = None       # shell: SIGTERM then, before the hard timeout
+    queue: str | None = None                # its queue (None: "default"), see queues.py
     # after a broker restart: claim window
     orphan_deadline: float | None = field(default=None, metadata=IN_MEMORY)
     # cached JSON of immutable columns
@@ -75,7 +77,7 @@ class Task:
 
     @property
     def queue_key(self) -> tuple:
-        return (self.task_type, tuple(self.requirements), self.node)
+        return (self.queue or "default", self.task_type, tuple(self.requirements), self.node)
 
     def public(self) -> dict:
         out = {k: getattr(self, k) for k in COLUMNS}
@@ -174,6 +176,7 @@ class TaskBook:
         self.ended: list[tuple] = []                 # (hour, node, state, ±1): the roll-up
         self.deps: list[tuple] = []                  # (task id, dependency id) to record
         self.unique: dict[str, tuple[int, float]] = {}   # unique_key -> (task id, until)
+        self.limits = QueueBook()                    # named queues' limits and in-flight sets
         # every final task in the database, counted once at start and then kept: the
         # dashboard's totals never scan a long history
         self.final_counts: dict[str, int] = {}
@@ -185,6 +188,7 @@ class TaskBook:
         return self.active.get(task_id) or self.recent.get(task_id)
 
     def _touch(self, task: Task, now: float, event: str, detail: dict | None = None) -> None:
+        self.limits.track(task)
         task.updated_at = now
         self.dirty[task.id] = task
         self.events.append((task.id, now, event, task.attempt, task.assigned_node, detail))
@@ -192,6 +196,7 @@ class TaskBook:
     def load(self, task: Task) -> None:
         """A non-final task read back from the store at start."""
         self.active[task.id] = task
+        self.limits.track(task)
         if task.idempotency_key:
             self.keys[task.idempotency_key] = task.id
         if task.status in (QUEUED, SCHEDULED):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from architect.broker import tasks as T
+from architect.broker.queues import NAME_RE
 from architect.broker.registry import InvalidNode, check_capabilities, check_name
 from architect.bus.codec import build
 from architect.bus.errors import ProtocolError
@@ -49,13 +50,16 @@ def on_hello(b, ident: bytes, msg, now: float) -> None:
         raise BadWorkerMessage(f"slots must be 1-{MAX_SLOTS} and worker_id 1-128 chars")
     if not 0 <= msg.prefetch <= MAX_PREFETCH:
         raise BadWorkerMessage(f"prefetch must be 0-{MAX_PREFETCH}")
+    if len(msg.queues) > 64 or not all(isinstance(q, str) and NAME_RE.match(q)
+                                       for q in msg.queues):
+        raise BadWorkerMessage("queues must be up to 64 queue names")
     claimed = _claimed(msg)
     known = b.pool.by_id.get(msg.worker_id)
     if known is not None and known.node != msg.node:
         raise BadWorkerMessage(f"worker id {msg.worker_id!r} belongs to node {known.node!r}")
     b.worker_seen(msg.node, msg.hostname, caps, msg.metrics, now)
     worker, new = b.pool.upsert(msg.worker_id, ident, msg.node, msg.slots, caps, types, now,
-                                msg.hostname, msg.pid, msg.prefetch)
+                                msg.hostname, msg.pid, msg.prefetch, msg.queues)
     if new:
         log.info("worker %s joined: node %s, %d slots, types %s", worker.id, worker.node,
                  worker.slots, ",".join(types))

@@ -33,6 +33,7 @@ class Worker:
     pid: int = 0
     draining: bool = False   # stopping: finishes what it holds, gets nothing new
     prefetch: int = 0        # tasks it may keep queued beyond its slots
+    queues: tuple = ("default",)   # the queues it takes tasks from
     avg_duration: float | None = None   # moving average of its runs' durations
     short_until: float = 0.0            # prefetch is open until then (see the module doc)
 
@@ -56,7 +57,7 @@ class Worker:
 
     def public(self, now: float) -> dict:
         return {"id": self.id, "node": self.node, "slots": self.slots,
-                "prefetch": self.prefetch,
+                "prefetch": self.prefetch, "queues": list(self.queues),
                 "active": len(self.active), "capabilities": sorted(self.capabilities),
                 "task_types": sorted(self.task_types), "hostname": self.hostname,
                 "pid": self.pid, "connected_at": self.connected_at,
@@ -72,7 +73,7 @@ class WorkerPool:
 
     def upsert(self, worker_id: str, identity: bytes, node: str, slots: int, capabilities,
                task_types, now: float, hostname: str = "", pid: int = 0,
-               prefetch: int = 0) -> tuple[Worker, bool]:
+               prefetch: int = 0, queues=None) -> tuple[Worker, bool]:
         """Add or refresh a worker; returns (worker, new)."""
         w = self.by_id.get(worker_id)
         new = w is None
@@ -92,6 +93,7 @@ class WorkerPool:
         w.slots, w.last_seen = slots, now
         w.capabilities, w.task_types = set(capabilities), set(task_types)
         w.hostname, w.pid, w.prefetch = hostname, pid, prefetch
+        w.queues = tuple(queues) if queues else ("default",)
         return w, new
 
     def _unindex(self, w: Worker) -> None:
@@ -124,11 +126,12 @@ class WorkerPool:
             types |= w.task_types
         return active, slots, caps, types, len(workers)
 
-    def best_worker(self, node: str, task_type: str, now: float | None = None) -> Worker | None:
+    def best_worker(self, node: str, task_type: str, now: float | None = None,
+                    queue: str = "default") -> Worker | None:
         best, most = None, 0
         for w in self.by_node.get(node, ()):
             free = w.free(now)
-            if free > most and task_type in w.task_types:
+            if free > most and task_type in w.task_types and queue in w.queues:
                 best, most = w, free
         return best
 

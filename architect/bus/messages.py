@@ -89,6 +89,8 @@ class WorkerReady:
     # how many tasks beyond `slots` it takes and keeps queued, so a slot that frees starts
     # its next task at once; the broker fills free slots anywhere before it prefetches
     prefetch: int = 0
+    # the queues it takes tasks from, first first (empty: "default" only)
+    queues: list = field(default_factory=list)
 
 
 @message

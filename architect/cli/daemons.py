@@ -411,11 +411,13 @@ def web(ctx, host, port, use_ssl, cert_file, key_file, as_daemon, show_status, d
                    "its next task at once. The broker prefetches only when no worker has a "
                    "free slot; a prefetched task waits behind this worker's running ones, so "
                    "use 0 for long tasks [one per slot; env ARCHITECT_WORKER_PREFETCH].")
+@click.option("--queue", "queues", multiple=True,
+              help="A queue to take tasks from (repeatable) [default].")
 @with_daemon_options
 @click.pass_context
 def worker(ctx, dashboard_url, broker_host, bus_port, node_name, capabilities, concurrency,
-           task_types, max_output, kill_grace, shutdown_grace, prefetch, as_daemon, show_status,
-           do_stop):
+           task_types, max_output, kill_grace, shutdown_grace, prefetch, queues, as_daemon,
+           show_status, do_stop):
     """Run a task worker: take tasks from the broker and run them (shell, python)."""
     def start():
         cfg = load_config(ctx, dashboard_url=dashboard_url, broker_host=broker_host,
@@ -424,5 +426,6 @@ def worker(ctx, dashboard_url, broker_host, bus_port, node_name, capabilities, c
         from architect.agent.worker import TaskWorker
         _run_with_signals(TaskWorker(cfg, slots=concurrency, task_types=task_types or None,
                                      max_output=max_output, kill_grace=kill_grace,
-                                     shutdown_grace=shutdown_grace, prefetch=prefetch))
+                                     shutdown_grace=shutdown_grace, prefetch=prefetch,
+                                     queues=queues))
     run_as(ctx, "worker", as_daemon, show_status, do_stop, start)

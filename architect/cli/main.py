@@ -9,6 +9,7 @@ from architect.cli.daemons import agent, broker, server, up, web, worker
 from architect.cli.inspect import alerts, cluster, nodes
 from architect.cli.tasks import tasks
 from architect.cli.schedules import schedules
+from architect.cli.queues import queues
 from architect.cli.admin import backup, keys, restore
 from architect.cli.common import CliState
 from architect.cli.accounts import audit, tokens, users
@@ -39,6 +40,6 @@ def main(ctx, config_file, broker_host, bus_port, dashboard_url, log_level):
 
 
 nodes.add_command(set_ssh_command())
-for command in (up, server, broker, web, agent, worker, nodes, tasks, schedules, ssh, alerts,
+for command in (up, server, broker, web, agent, worker, nodes, tasks, schedules, queues, ssh, alerts,
                 cluster, backup, restore, keys, users, tokens, audit):
     main.add_command(command)

@@ -63,6 +63,7 @@ def task_spec(task_type, command, argv, function, args, payload) -> tuple[str, d
 @tasks.command()
 @task_options
 @click.option("--key", "idempotency_key", help="Idempotency key: the same key returns the same task.")
+@click.option("--queue", help="Its queue [default]; workers take from the queues they serve.")
 @click.option("--soft-timeout", type=float, help="shell: seconds before the process group "
               "gets SIGTERM to clean up ($ARCHITECT_SOFT_TIMEOUT), below --timeout.")
 @click.option("--label", "labels", multiple=True, help="key=value, to filter and search by "
@@ -85,7 +86,8 @@ def task_spec(task_type, command, argv, function, args, payload) -> tuple[str, d
 @json_option
 @click.pass_context
 def submit(ctx, task_type, command, argv, function, args, payload, requirements, node, timeout,
-           priority, retries, max_attempts, idempotency_key, soft_timeout, labels, unique_key,
+           priority, retries, max_attempts, idempotency_key, queue, soft_timeout, labels,
+           unique_key,
            unique_for, countdown, run_at, expires_in, retry_on, no_retry_on, wait, as_json):
     """Submit a task, e.g. architect tasks submit --command "uptime" --require docker --wait"""
     task_type, body = task_spec(task_type, command, argv, function, args, payload)
@@ -93,7 +95,7 @@ def submit(ctx, task_type, command, argv, function, args, payload, requirements,
               "node": node, "timeout": timeout, "priority": priority, "retries": retries,
               "max_attempts": max_attempts, "idempotency_key": idempotency_key,
               "labels": dict(_label(x) for x in labels) or None,
-              "soft_timeout": soft_timeout,
+              "soft_timeout": soft_timeout, "queue": queue,
               "unique_key": unique_key,
               "unique_for": _seconds(unique_for, "--unique-for") if unique_for else None,
               "countdown": _seconds(countdown, "--countdown") if countdown else None,

@@ -562,6 +562,7 @@ BODIES = {
     ("POST", "/api/tokens"): {"role": "viewer"},
     ("POST", "/api/schedules"): {**TASK, "name": "s1", "every": 60},
     ("POST", "/api/tasks/retry"): {"since": 3600},
+    ("PUT", "/api/queues/{name}"): {"concurrency": 2},
 }
 PLACEHOLDERS = {"key": "n1", "task_id": "1", "alert_id": "1", "name": "n1", "token_id": "1"}
 

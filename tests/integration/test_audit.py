@@ -21,6 +21,7 @@ from architect.broker import accounts, handlers, keys, task_handlers, views
 from architect.bus.errors import RemoteError
 from architect.broker.ssh_handlers import SSH_METHODS
 from architect.broker.schedule_handlers import SCHEDULE_METHODS
+from architect.broker.queue_handlers import QUEUE_METHODS
 from tests.helpers import Cluster, db_rows, free_port_block, wait_for
 
 pytestmark = pytest.mark.slow
@@ -28,7 +29,8 @@ pytestmark = pytest.mark.slow
 ADMIN = ("admin", "audit-admin-pw")
 CREDS = {"ARCHITECT_USER": ADMIN[0], "ARCHITECT_PASSWORD": ADMIN[1]}
 TABLE = {**handlers.METHODS, **task_handlers.TASK_METHODS, **views.VIEW_METHODS,
-         **keys.KEY_METHODS, **accounts.ACCOUNT_METHODS, **SSH_METHODS, **SCHEDULE_METHODS}
+         **keys.KEY_METHODS, **accounts.ACCOUNT_METHODS, **SSH_METHODS, **SCHEDULE_METHODS,
+         **QUEUE_METHODS}
 WRITES = sorted(n for n, m in TABLE.items() if m.writes)
 READS = sorted(n for n, m in TABLE.items() if not m.writes)
 NODE = "au-n1"
@@ -95,6 +97,7 @@ def write_calls(a: Audited) -> list[tuple[str, object]]:
         ("schedule.resume", {"name": "au-sched"}),
         ("schedule.run", {"name": "au-sched"}),
         ("schedule.remove", {"name": "au-sched"}),
+        ("queue.set", {"name": "au-queue", "concurrency": 3}),
         ("placement.assign_optimal", {**task, "requirements": []}),
         ("keys.join", {"name": "au-key", "public_key": key_pub}),
         ("keys.accept", {"name": "au-key"}),
@@ -165,7 +168,7 @@ def read_calls(a: Audited) -> list[tuple[str, dict]]:
                                    "name": "au-read", "every": 3600})
     return [
         ("task.graph", {"id": task_id}), ("schedule.list", {}),
-        ("schedule.get", {"name": "au-read"}),
+        ("schedule.get", {"name": "au-read"}), ("queue.list", {}),
         ("node.list", {}), ("node.get", {"node": "au-alerting"}), ("health.summary", {}),
         ("alert.list", {"all": True}), ("cluster.stats", {}), ("ping", {}),
         ("task.get", {"id": task_id}), ("task.list", {}), ("task.wait", {"id": task_id,

@@ -91,6 +91,7 @@ class Web:
             "schedules": self.rows("SELECT name, paused, next_due, last_task, spec "
                                    "FROM schedules ORDER BY name"),
             "schedule_runs": self.rows("SELECT COUNT(*) AS n FROM schedule_runs"),
+            "queues": self.rows("SELECT * FROM queues ORDER BY name"),
             "keys": {"authorized": keys["authorized"], "pending": keys["pending"],
                      "roles": keys["roles"]},
         }
@@ -149,6 +150,7 @@ def bodies(w: Web) -> dict:
         ("POST", "/api/tasks/<int:task_id>/cancel"): (f"/api/tasks/{w.task}/cancel", None),
         ("POST", "/api/tasks/<int:task_id>/retry"): (f"/api/tasks/{w.task}/retry", None),
         ("POST", "/api/tasks/retry"): ("/api/tasks/retry", {"since": 86400}),
+        ("PUT", "/api/queues/<name>"): ("/api/queues/reports", {"concurrency": 1}),
         ("POST", "/api/schedules"): ("/api/schedules", {**cmd, "name": "by-a-viewer",
                                                         "every": 1}),
         ("DELETE", "/api/schedules/<name>"): ("/api/schedules/nightly-web", None),

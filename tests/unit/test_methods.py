@@ -16,8 +16,10 @@ from architect.broker.methods import ADMIN, NODE, OPERATOR, ROLES, VIEWER, WEB_R
 from architect.bus.messages import Heartbeat, TaskResult, WorkerReady
 from architect.broker.ssh_handlers import SSH_METHODS
 from architect.broker.schedule_handlers import SCHEDULE_METHODS
+from architect.broker.queue_handlers import QUEUE_METHODS
 
-TABLES = {"schedule_handlers.SCHEDULE_METHODS": SCHEDULE_METHODS,"handlers.METHODS": handlers.METHODS, "task_handlers.TASK_METHODS": task_handlers.TASK_METHODS,
+TABLES = {"schedule_handlers.SCHEDULE_METHODS": SCHEDULE_METHODS,
+          "queue_handlers.QUEUE_METHODS": QUEUE_METHODS,"handlers.METHODS": handlers.METHODS, "task_handlers.TASK_METHODS": task_handlers.TASK_METHODS,
           "views.VIEW_METHODS": views.VIEW_METHODS, "keys.KEY_METHODS": keys.KEY_METHODS,
           "accounts.ACCOUNT_METHODS": accounts.ACCOUNT_METHODS, "ssh.SSH_METHODS": SSH_METHODS}
 ALL = {name: m for table in TABLES.values() for name, m in table.items()}
@@ -31,7 +33,7 @@ READ_ONLY = {
     "node.metrics", "task.page", "task.timeline", "cluster.topology", "cluster.flow",
     "cluster.summary",
     "keys.list", "users.list", "tokens.list", "audit.list",
-    "ssh.pool.stats", "ssh.audit", "schedule.list", "schedule.get",
+    "ssh.pool.stats", "ssh.audit", "schedule.list", "schedule.get", "queue.list",
 }
 WRITES = {
     "node.register", "node.remove", "node.drain", "node.undrain", "alert.ack",
@@ -41,6 +43,7 @@ WRITES = {
     "users.add", "users.passwd", "users.remove", "tokens.create", "tokens.revoke",
     "ssh.execute", "ssh.broadcast", "ssh.trust", "ssh.pool.cleanup", "node.set_ssh",
     "schedule.add", "schedule.pause", "schedule.resume", "schedule.remove", "schedule.run",
+    "queue.set",
 }
 # least role per method (§10): admin for keys, users, tokens, SSH, removal and the audit
 ADMIN_ONLY = {

@@ -63,8 +63,8 @@ def changes_in_every_stream(b, now):
 
 def test_the_stream_list_covers_every_table(broker):
     assert [s.name for s in broker.streams] == ["nodes", "alerts", "metrics", "tasks",
-                                                "task_output", "schedules", "ssh_audit",
-                                                "audit"]
+                                                "task_output", "queues", "schedules",
+                                                "ssh_audit", "audit"]
     assert isinstance(broker.metrics_rows, RowBuffer) and isinstance(broker.output_rows, RowBuffer)
 
 

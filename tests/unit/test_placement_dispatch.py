@@ -262,7 +262,7 @@ def test_public_view():
     pool = WorkerPool(3.0)
     w, _ = pool.upsert("w", b"w", "n1", 2, ["b", "a"], ["shell"], 10.0, "host", 5)
     w.active.add((1, 1))
-    assert w.public(12.5) == {"id": "w", "node": "n1", "slots": 2, "active": 1, "prefetch": 0,
+    assert w.public(12.5) == {"id": "w", "node": "n1", "slots": 2, "active": 1, "prefetch": 0, "queues": ["default"],
                               "capabilities": ["a", "b"], "task_types": ["shell"],
                               "hostname": "host", "pid": 5, "connected_at": 10.0,
                               "last_seen_age": 2.5}

@@ -361,14 +361,17 @@ def test_priority_higher_first_then_fifo(book):
     assert order == ["f", "b", "e", "a", "c", "d"]
 
 
-def test_queues_are_per_type_requirements_and_pin(book):
+def test_queues_are_per_queue_type_requirements_and_pin(book):
     a = new(book, task_type="shell")
     b = new(book, task_type="python", payload={})
     c = new(book, requirements=["gpu"])
     d = new(book, node="n2")
-    keys = {t.queue_key for t in (a, b, c, d)}
-    assert len(keys) == 4 and set(book.queues) == keys
-    assert a.queue_key == ("shell", (), None) and c.queue_key == ("shell", ("gpu",), None)
+    e = new(book, queue="high")
+    keys = {t.queue_key for t in (a, b, c, d, e)}
+    assert len(keys) == 5 and set(book.queues) == keys
+    assert a.queue_key == ("default", "shell", (), None)
+    assert c.queue_key == ("default", "shell", ("gpu",), None)
+    assert e.queue_key == ("high", "shell", (), None)
 
 
 def test_row_matches_columns(book):

@@ -38,7 +38,7 @@ TOKEN_COLUMNS = ("id", "kind", "name", "role", "token_hash", "created_at", "crea
                  "expires_at", "uses_left", "used_count", "last_used_at", "revoked_at")
 TABLES = ("nodes", "metrics", "tasks", "task_events", "task_output", "alerts", "ssh_audit",
           "users", "tokens", "audit", "bus_keys", "task_rollup", "schedules", "schedule_runs",
-          "task_deps")
+          "task_deps", "queues")
 # the schedules row: architect.broker.schedules.COLUMNS, `spec` JSON-encoded, paused 0 / 1
 SCHEDULE_RUN_COLUMNS = ("schedule", "due", "at", "outcome", "task_id", "detail")
 __all__ = ["BaseStore", "Fenced", "TASK_COLUMNS", "JSON_TASK_COLUMNS", "NODE_COLUMNS", "JSON_NODE_COLUMNS",
@@ -207,6 +207,14 @@ class BaseStore(ABC):
     def schedule_runs(self, name: str, limit: int = 50) -> list[dict]:
         """A schedule's runs, newest first, each with the task's status (or None) as
         `task_status`. A read: any time."""
+
+    @abstractmethod
+    def load_queues(self) -> list[dict]:
+        """The queues with limits: {name, concurrency, rate, rate_text}."""
+
+    @abstractmethod
+    def save_queues(self, changes: dict) -> None:
+        """name → Queue (upsert its limits) or None (remove). Inside transaction()."""
 
     @abstractmethod
     def purge_tasks(self, before: float, limit: int = 1000) -> list[tuple[str, str, int]]:

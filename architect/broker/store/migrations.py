@@ -160,3 +160,11 @@ def m011_task_labels(db: sqlite_utils.Database) -> None:
 def m012_soft_timeout(db: sqlite_utils.Database) -> None:
     """soft_timeout: a shell task's SIGTERM before its hard timeout (issue 13)."""
     db["tasks"].add_column("soft_timeout", float)
+
+
+@migrations()
+def m013_queues(db: sqlite_utils.Database) -> None:
+    """A task's queue, and the queues' limits set at runtime (issue 13)."""
+    db["tasks"].add_column("queue", str)
+    db["queues"].create({"name": str, "concurrency": int, "rate": float, "rate_text": str},
+                        pk="name")

@@ -310,6 +310,17 @@ class Store(AccountStore, BaseStore):
             "WHERE r.schedule = %s ORDER BY r.id DESC LIMIT %s", (name, limit), rows=tuple_row)
         return [dict(zip(cols, r)) for r in rows]
 
+    def load_queues(self) -> list[dict]:
+        sql = "SELECT name, concurrency, rate, rate_text FROM queues ORDER BY name"
+        return [dict(zip(("name", "concurrency", "rate", "rate_text"), r)) for r in self._query(sql, rows=tuple_row)]
+
+    def save_queues(self, changes: dict) -> None:
+        for name, q in changes.items():
+            self._query("DELETE FROM queues WHERE name = %s", (name,))
+            if q is not None:
+                self._query("INSERT INTO queues (name, concurrency, rate, rate_text) VALUES "
+                     "(%s, %s, %s, %s)", (q.name, q.concurrency, q.rate, q.rate_text))
+
     def purge_tasks(self, before: float, limit: int = 1000) -> list[tuple[str, str, int]]:
         rows = self._query(
             "SELECT id, COALESCE(assigned_node, ''), status FROM tasks WHERE status IN "

@@ -157,6 +157,11 @@ ALTER TABLE tasks ADD COLUMN labels TEXT;
     ("m012_soft_timeout", """
 ALTER TABLE tasks ADD COLUMN soft_timeout DOUBLE PRECISION;
 """),
+    ("m013_queues", """
+ALTER TABLE tasks ADD COLUMN queue TEXT;
+CREATE TABLE queues (name TEXT PRIMARY KEY, concurrency BIGINT, rate DOUBLE PRECISION,
+                     rate_text TEXT);
+"""),
 ]
 
 

@@ -166,6 +166,17 @@ class Store(AccountStore, BaseStore):
     def _rows(self, sql: str, params=()) -> list[tuple]:
         return self.conn.execute(sql, params).fetchall()
 
+    def load_queues(self) -> list[dict]:
+        sql = "SELECT name, concurrency, rate, rate_text FROM queues ORDER BY name"
+        return [dict(zip(("name", "concurrency", "rate", "rate_text"), r)) for r in self.conn.execute(sql).fetchall()]
+
+    def save_queues(self, changes: dict) -> None:
+        for name, q in changes.items():
+            self.conn.execute("DELETE FROM queues WHERE name = ?", (name,))
+            if q is not None:
+                self.conn.execute("INSERT INTO queues (name, concurrency, rate, rate_text) VALUES "
+                     "(?, ?, ?, ?)", (q.name, q.concurrency, q.rate, q.rate_text))
+
     def purge_tasks(self, before: float, limit: int = 1000) -> list[tuple[str, str, int]]:
         rows = self.conn.execute(
             "SELECT id, COALESCE(assigned_node, ''), status FROM tasks WHERE status IN "
