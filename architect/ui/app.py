@@ -9,8 +9,8 @@ import dash
 from dash import Input, Output, dcc, html
 
 from architect.ui import data
-from architect.ui.pages import (audit, flow, health, nodes, overview, schedules, ssh, tasks,
-                                topology, workflow)
+from architect.ui.pages import (audit, flow, health, nodes, overview, queues, schedules, ssh,
+                                tasks, topology, workflow)
 
 # (path, title, module, least role that sees the page in the menu)
 PAGES = (("/", "Overview", overview, "viewer"), ("/topology", "Topology", topology, "viewer"),
@@ -18,6 +18,7 @@ PAGES = (("/", "Overview", overview, "viewer"), ("/topology", "Topology", topolo
          ("/nodes", "Nodes", nodes, "viewer"), ("/tasks", "Tasks", tasks, "viewer"),
          ("/schedules", "Schedules", schedules, "viewer"),
          ("/workflow", "Workflow", workflow, "viewer"),
+         ("/queues", "Queues", queues, "viewer"),
          ("/ssh", "SSH", ssh, "admin"), ("/audit", "Audit", audit, "admin"))
 TICK_MS = 2000
 

@@ -8,7 +8,7 @@ from tests.browser.conftest import save_shot, severe, text_of, wait_text, wait_t
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
-PAGES = ("/", "/topology", "/flow", "/health", "/nodes", "/tasks", "/schedules", "/workflow", "/ssh", "/audit")
+PAGES = ("/", "/topology", "/flow", "/health", "/nodes", "/tasks", "/schedules", "/workflow", "/queues", "/ssh", "/audit")
 
 
 def test_every_page_renders_without_console_errors(ui_cluster, browser):
