@@ -58,7 +58,8 @@ CALLBACKS = {
                            [("tick", "n_intervals", 3), ("tasks-table", "page_current", 40),
                             ("task-filter-status", "value", "succeeded"),
                             ("task-filter-node", "value", None),
-                            ("task-submit-msg", "children", None)], "tick.n_intervals"),
+                            ("task-submit-msg", "children", None),
+                            ("task-search", "value", None)], "tick.n_intervals"),
     "topology": callback([("topo-graph", "elements"), ("topo-error", "children")],
                          [("tick", "n_intervals", 3)], "tick.n_intervals"),
 }

@@ -94,12 +94,21 @@ def metrics(node: str, span: str, points: int = 240) -> dict:
     return call("node.metrics", {"node": node, "range": span, "points": points})
 
 
-def task_page(status=None, node=None, limit=25, offset=0) -> dict:
+def task_page(status=None, node=None, limit=25, offset=0, search=None) -> dict:
+    """One page of tasks. search: "key=value" keeps a label; other text searches the
+    command or function, node, labels and error."""
     params = {"limit": limit, "offset": offset}
     if status:
         params["status"] = status
     if node:
         params["node"] = node
+    search = (search or "").strip()
+    if search:
+        key, sep, _ = search.partition("=")
+        if sep and key and " " not in key:
+            params["label"] = search
+        else:
+            params["search"] = search[:200]
     return call("task.page", params)
 
 

@@ -39,6 +39,8 @@ def layout():
             dcc.Dropdown(id="task-filter-status", options=list(data.STATES), placeholder="any state",
                          style={"width": "160px"}),
             dcc.Dropdown(id="task-filter-node", placeholder="any node", style={"width": "180px"}),
+            dcc.Input(id="task-search", type="search", debounce=True,
+                      placeholder="search, or a label key=value", style={"width": "240px"}),
             retry_many_controls()]),
         html.Div(className="row", children=[
             html.Div(className="card", style={"flex": "2 1 600px"}, children=[
@@ -163,10 +165,10 @@ def register(app):
                   Output("tasks-error", "children"),
                   Input("tick", "n_intervals"), Input("tasks-table", "page_current"),
                   Input("task-filter-status", "value"), Input("task-filter-node", "value"),
-                  Input("task-submit-msg", "children"))
-    def refresh(_, page, status, node, __):
+                  Input("task-submit-msg", "children"), Input("task-search", "value"))
+    def refresh(_, page, status, node, __, search=None):
         page = page or 0
-        result, err = data.safe(data.task_page, status, node, PAGE, page * PAGE)
+        result, err = data.safe(data.task_page, status, node, PAGE, page * PAGE, search)
         nodes, _err = data.safe(data.nodes, default=[])
         names = [n["name"] for n in nodes]
         if result is None:
