@@ -21,8 +21,12 @@ def shown_ids(driver) -> set[int]:
 
 
 def search(driver, text: str) -> None:
+    """Replace the box's text the way a user does (select all, type over it): clear()
+    alone does not reach React's state, and the old text would stay in front."""
     box = driver.find_element(By.ID, "task-search")
-    box.clear()
+    box.send_keys(Keys.CONTROL + "a", Keys.BACKSPACE)
+    wait_for(lambda: driver.find_element(By.ID, "task-search").get_attribute("value") == "",
+             5, what="the search box emptied")
     box.send_keys(text + Keys.ENTER)
 
 
