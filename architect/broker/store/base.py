@@ -227,19 +227,8 @@ class BaseStore(ABC):
         """Delete up to `limit` streamed output chunks older than `before`. Inside
         transaction()."""
 
-    @abstractmethod
-    def open_unique_windows(self, now: float) -> list[tuple[str, int, float]]:
-        """(unique_key, task id, unique_until) of the tasks whose window is open at `now`,
-        finished ones too (the newest task of a key wins). A read: any time."""
 
-    @abstractmethod
-    def add_task_deps(self, rows: list[tuple]) -> None:
-        """Record (task id, dependency id) pairs of workflows. Inside transaction()."""
 
-    @abstractmethod
-    def task_deps(self, task_ids, downstream: bool) -> list[tuple[int, int]]:
-        """(task id, dependency id) pairs where the dependency (downstream: what depends on
-        them) or the task (upstream: what they depend on) is one of task_ids. A read."""
 
     @abstractmethod
     def add_task_rollup(self, rows: list[tuple]) -> None:
@@ -449,3 +438,32 @@ class BaseStore(ABC):
                   method: str | None = None, limit: int = 100) -> list[dict]:
         """Control-audit rows newest first, filtered (ts >= since, who, method); `params`
         decoded. A read: any time."""
+
+    # --- shared SQL (the same on both backends, in the backend's placeholder style) ------
+    MARK = "?"
+
+    def _fetch(self, sql: str, params=()) -> list[tuple]:
+        """Rows of one read as tuples (each backend says how)."""
+        raise NotImplementedError
+
+    def _execmany(self, sql: str, rows: list) -> None:
+        raise NotImplementedError
+
+    def open_unique_windows(self, now: float) -> list[tuple[str, int, float]]:
+        sql = ("SELECT unique_key, id, unique_until FROM tasks WHERE unique_until > "
+               f"{self.MARK} AND unique_key IS NOT NULL ORDER BY id")
+        return [(k, int(i), float(u)) for k, i, u in self._fetch(sql, (now,))]
+
+    def add_task_deps(self, rows: list[tuple]) -> None:
+        m = self.MARK
+        self._execmany(f"INSERT INTO task_deps (task_id, dep_id) VALUES ({m}, {m})",
+                       [tuple(r) for r in rows])
+
+    def task_deps(self, task_ids, downstream: bool) -> list[tuple[int, int]]:
+        ids = list(task_ids)
+        if not ids:
+            return []
+        col = "dep_id" if downstream else "task_id"
+        sql = (f"SELECT task_id, dep_id FROM task_deps WHERE {col} IN "
+               f"({', '.join(self.MARK for _ in ids)}) ORDER BY task_id, dep_id")
+        return [(int(a), int(b)) for a, b in self._fetch(sql, ids)]

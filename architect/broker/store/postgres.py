@@ -338,23 +338,13 @@ class Store(AccountStore, BaseStore):
         return self._query("DELETE FROM task_output WHERE id IN (SELECT id FROM task_output "
                            "WHERE ts < %s LIMIT %s)", (before, limit))
 
-    def open_unique_windows(self, now: float) -> list[tuple[str, int, float]]:
-        sql = ("SELECT unique_key, id, unique_until FROM tasks WHERE unique_until > %s "
-               "AND unique_key IS NOT NULL ORDER BY id")
-        return [(k, int(i), float(u)) for k, i, u in self._query(sql, (now,), rows=tuple_row)]
+    MARK = "%s"
 
-    def add_task_deps(self, rows: list[tuple]) -> None:
-        self._many("INSERT INTO task_deps (task_id, dep_id) VALUES (%s, %s)",
-               [tuple(r) for r in rows])
+    def _fetch(self, sql: str, params=()) -> list[tuple]:
+        return self._query(sql, params, rows=tuple_row)
 
-    def task_deps(self, task_ids, downstream: bool) -> list[tuple[int, int]]:
-        ids = list(task_ids)
-        if not ids:
-            return []
-        col = "dep_id" if downstream else "task_id"
-        sql = (f"SELECT task_id, dep_id FROM task_deps WHERE {col} IN "
-               f"({', '.join('%s' for _ in ids)}) ORDER BY task_id, dep_id")
-        return [(int(a), int(b)) for a, b in self._query(sql, ids, rows=tuple_row)]
+    def _execmany(self, sql: str, rows: list) -> None:
+        self._many(sql, rows)
 
     def add_task_rollup(self, rows: list[tuple]) -> None:
         self._many("INSERT INTO task_rollup (hour, node, status, count) VALUES (%s, %s, %s, %s) "

@@ -195,23 +195,11 @@ class Store(AccountStore, BaseStore):
             "DELETE FROM task_output WHERE id IN (SELECT id FROM task_output WHERE ts < ? "
             "LIMIT ?)", (before, limit)).rowcount
 
-    def open_unique_windows(self, now: float) -> list[tuple[str, int, float]]:
-        sql = ("SELECT unique_key, id, unique_until FROM tasks WHERE unique_until > ? "
-               "AND unique_key IS NOT NULL ORDER BY id")
-        return [(k, int(i), float(u)) for k, i, u in self.conn.execute(sql, (now,)).fetchall()]
+    def _fetch(self, sql: str, params=()) -> list[tuple]:
+        return self.conn.execute(sql, params).fetchall()
 
-    def add_task_deps(self, rows: list[tuple]) -> None:
-        self.conn.executemany("INSERT INTO task_deps (task_id, dep_id) VALUES (?, ?)",
-               [tuple(r) for r in rows])
-
-    def task_deps(self, task_ids, downstream: bool) -> list[tuple[int, int]]:
-        ids = list(task_ids)
-        if not ids:
-            return []
-        col = "dep_id" if downstream else "task_id"
-        sql = (f"SELECT task_id, dep_id FROM task_deps WHERE {col} IN "
-               f"({', '.join('?' for _ in ids)}) ORDER BY task_id, dep_id")
-        return [(int(a), int(b)) for a, b in self.conn.execute(sql, ids).fetchall()]
+    def _execmany(self, sql: str, rows: list) -> None:
+        self.conn.executemany(sql, rows)
 
     def add_task_rollup(self, rows: list[tuple]) -> None:
         self.conn.executemany(
