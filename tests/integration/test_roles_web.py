@@ -485,3 +485,23 @@ def test_an_array_of_tasks_is_refused_like_one_task(web, how):
         assert_forbidden(answer, how)
     assert web.snapshot() == before
     assert not web.rows("SELECT id FROM tasks WHERE payload LIKE '%by-a-viewer%'")
+
+
+@pytest.mark.parametrize("how", ["no login", "foreign site", "foreign host"])
+def test_every_write_route_refuses_no_login_a_foreign_site_or_host_and_nothing_changes(web, how):
+    """Every state-changing route (schedules, retry, queues included): a request with no
+    login, from a foreign Origin, or to a foreign Host (DNS rebinding) is refused, and the
+    database is as it was."""
+    login = {"no login": {},
+             "foreign site": {"auth": ADMIN, "headers": {"Origin": "http://evil.example"}},
+             "foreign host": {"auth": ADMIN, "headers": {"Host": "evil.example"}}}[how]
+    expected = {"no login": 401, "foreign site": 403, "foreign host": 400}[how]
+    before = web.snapshot()
+    table = bodies(web)
+    for method, rule in WRITE_ROUTES:
+        path, body = table[(method, rule)]
+        answer = web.request(method, path, body=body, **login)
+        assert answer.status_code == expected, (how, method, rule, answer.status_code,
+                                                answer.text[:200])
+    assert web.snapshot() == before
+    assert not web.rows("SELECT id FROM tasks WHERE payload LIKE '%by-a-viewer%'")
