@@ -204,16 +204,20 @@ class TaskCore:
             for task in list(self.tasks.active.values()):
                 self._backstops(task, now)
         for worker, task in dispatch.dispatch(self.tasks, self.pool, self.registry, now):
-            payload = task.payload
-            if task.pass_results and task.depends_on:
-                payload = {**payload, "inputs": self._inputs(task)}
-            self.work_out.append((worker.identity, TaskAssign(
-                task_id=task.id, attempt=task.attempt, task_type=task.task_type,
-                payload=payload, timeout=task.timeout, soft_timeout=task.soft_timeout)))
+            self.work_out.append((worker.identity, self.assign_message(task)))
         if now >= self._next_ping:
             self._next_ping = now + self.worker_interval
             ping = BrokerPing(ts=now)
             self.work_out.extend((w.identity, ping) for w in self.pool.by_id.values())
+
+    def assign_message(self, task) -> TaskAssign:
+        """What goes to the worker that runs this attempt (sent again, the same, when a
+        reconnecting worker does not list it: the worker drops a duplicate)."""
+        payload = task.payload
+        if task.pass_results and task.depends_on:
+            payload = {**payload, "inputs": self._inputs(task)}
+        return TaskAssign(task_id=task.id, attempt=task.attempt, task_type=task.task_type,
+                          payload=payload, timeout=task.timeout, soft_timeout=task.soft_timeout)
 
     def _backstops(self, task, now: float) -> None:
         if task.orphan_deadline is not None and now >= task.orphan_deadline:

@@ -75,11 +75,22 @@ def on_hello(b, ident: bytes, msg, now: float) -> None:
             b.work_out.append((ident, TaskCancel(task_id=task_id, attempt=attempt,
                                                  reason="not assigned to this worker")))
     if type(msg) is WorkerReady:
-        # a fresh start: what the broker gave this worker and it does not run is lost
+        # the worker (re)connected: what the broker gave it and it does not list may be in
+        # flight to it still (sent after it wrote this `ready`) or lost with its old
+        # connection. Either way the same assignment goes again: the worker drops a
+        # duplicate, so the attempt runs once. (Requeueing it instead ran it twice when the
+        # first copy was in flight: found by the PostgreSQL-restart fault test.)
+        # A task it started and no longer lists is lost (a worker keeps a task until its
+        # result is acknowledged): requeued.
         for task_id, attempt in list(worker.active - claimed):
-            worker.active.discard((task_id, attempt))
             task = b.tasks.active.get(task_id)
-            if task is not None and task.attempt == attempt:
+            current = task is not None and task.attempt == attempt
+            if current and task.status == T.ASSIGNED and task.worker_id == worker.id:
+                b.counters.inc("assignments_resent")
+                b.work_out.append((ident, b.assign_message(task)))
+                continue
+            worker.active.discard((task_id, attempt))
+            if current:
                 b.tasks.lost(task, now, f"worker {worker.id} restarted")
             b.work_out.append((ident, TaskCancel(task_id=task_id, attempt=attempt,
                                                  reason="requeued after worker restart")))

@@ -236,10 +236,29 @@ def test_lost_past_max_attempts_ends_failed_lost(h):
     assert row["error"] == "lost: worker w2 missed its heartbeats (after 2 attempts)"
 
 
-def test_worker_restart_without_the_task_loses_it_at_once(h):
+def test_a_ready_that_crossed_an_assignment_gets_the_same_attempt_again(h):
+    """The worker wrote `ready` before the assignment reached it (a reconnect): the broker
+    sends the same attempt again (the worker drops a duplicate) and requeues nothing, so
+    the task cannot run twice."""
     h.heartbeat()
     h.ready("w1")
     task_id = h.submit()
+    first = h.assigns(h.step())
+    assert [(m.task_id, m.attempt) for m in first] == [(task_id, 1)]
+    h.b.work_out.clear()
+    h.ready("w1", running=[])                     # a `ready` that does not list it
+    out = h.step()
+    assert [(m.task_id, m.attempt) for m in h.assigns(out)] == [(task_id, 1)]
+    assert not [m for _i, m in out if isinstance(m, TaskCancel)]
+    assert h.row(task_id)["attempt"] == 1 and h.row(task_id)["status"] == "assigned"
+
+
+def test_worker_restart_without_a_started_task_loses_it_at_once(h):
+    h.heartbeat()
+    h.ready("w1")
+    task_id = h.submit()
+    h.step()
+    h.work(b"w1", TaskStarted(task_id=task_id, attempt=1, ts=h.now))
     h.step()
     h.ready("w1", running=[])                     # a fresh `ready` that does not list it
     assert (b"w1", TaskCancel(task_id=task_id, attempt=1,
