@@ -272,11 +272,12 @@ class Client:
 
     def retry_many(self, status: str | None = None, since: float = 86400, node: str | None = None,
                    task_type: str | None = None, limit: int = 1000,
-                   dry_run: bool = False) -> dict:
+                   dry_run: bool = False, queue: str | None = None) -> dict:
         """Retry every task that ended failed or timed_out (or `status`) in the last `since`
-        seconds → {count, ids, dry_run}; dry_run only counts them."""
+        seconds, on `node`, of `task_type`, in `queue` when given → {count, ids, dry_run};
+        dry_run only counts them."""
         params = {"status": status, "since": since, "node": node, "task_type": task_type,
-                  "limit": limit, "dry_run": dry_run}
+                  "queue": queue, "limit": limit, "dry_run": dry_run}
         return self.call("task.retry_many", {k: v for k, v in params.items() if v is not None})
 
     def output(self, task_id: int, after_seq: int = -1) -> list[dict]:

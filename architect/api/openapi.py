@@ -145,6 +145,7 @@ SCHEMAS = {
                          "since": nullable({"type": "number", "exclusiveMinimum": True,
                                             "minimum": 0, "maximum": 366 * 86400}),
                          "node": nullable(STR), "task_type": nullable(STR),
+                         "queue": nullable(STR),
                          "limit": nullable({"type": "integer", "minimum": 1, "maximum": 10000}),
                          "dry_run": nullable(BOOL)}),
     "Schedule": obj({"name": STR, "when": STR, "cron": nullable(STR), "every": nullable(NUM),

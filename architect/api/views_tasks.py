@@ -101,12 +101,13 @@ def retry_task(task_id):
 
 def retry_tasks():
     """Retry every task that ended failed / timed_out in a window: {status?, since?, node?,
-    task_type?, limit?, dry_run?} → {count, ids, dry_run}."""
+    task_type?, queue?, limit?, dry_run?} → {count, ids, dry_run}."""
     data = json_body()
     params = {"status": field(data, "status", str, None), "since": field(data, "since",
                                                                           (int, float), None),
               "node": field(data, "node", str, None), "task_type": field(data, "task_type",
                                                                           str, None),
+              "queue": field(data, "queue", str, None),
               "limit": field(data, "limit", int, None), "dry_run": field(data, "dry_run", bool,
                                                                           None)}
     return jsonify(broker().call("task.retry_many",

@@ -1,8 +1,9 @@
 """Dispatch: match queued tasks to workers with free slots, best-scoring node first.
 
-Queues are kept per (task_type, requirements, pinned node), so a task nobody can run does
-not block the tasks behind it; among the queues that can place their head, the highest
-priority (then the oldest) goes first. Each assignment stores the score breakdown.
+Queues are kept per (queue, task_type, requirements, pinned node), so a task nobody can run
+does not block the tasks behind it; among the queues that can place their head, the highest
+priority goes first, then the named queue workers list earliest (`--queue high --queue
+default`), then the oldest. Each assignment stores the score breakdown.
 """
 
 from __future__ import annotations
@@ -62,18 +63,20 @@ def _fill(book, pool, registry, now: float, limit: int, prefetch_at) -> list[tup
     out = []
     blocked: set = set()
     heaps: dict[tuple, list] = {}
+    ranks = pool.queue_ranks(prefetch_at)
     while free > 0 and len(out) < limit:
         best = None
         for key in list(book.queues):
             if key in blocked:
                 continue
             task = book.head(key)
-            if task is not None and (best is None or (-task.priority, task.id) <
-                                     (-best[1].priority, best[1].id)):
-                best = (key, task)
+            if task is not None:
+                order = (-task.priority, ranks.get(key[0], 0), task.id)
+                if best is None or order < best[0]:
+                    best = (order, key, task)
         if best is None:
             break
-        key, task = best
+        _order, key, task = best
         if book.limits.blocked(key[0], now) is not None:
             blocked.add(key)   # its queue's limit: the others may still go
             continue

@@ -305,9 +305,9 @@ def task_retry(b, params, ctx):
 
 
 def task_retry_many(b, params, ctx):
-    """{status? (failed and timed_out), since? seconds (86400), node?, task_type?, limit?
-    (1000, max 10000), dry_run?} → {count, ids, dry_run}: every task that ended that way in
-    that window, newest first, retried (or, with dry_run, only counted)."""
+    """{status? (failed and timed_out), since? seconds (86400), node?, task_type?, queue?,
+    limit? (1000, max 10000), dry_run?} → {count, ids, dry_run}: every task that ended that
+    way in that window, newest first, retried (or, with dry_run, only counted)."""
     status = params.get("status")
     statuses = RETRYABLE if status is None else (status,)
     if status is not None and status not in RETRYABLE:
@@ -320,7 +320,8 @@ def task_retry_many(b, params, ctx):
         raise RequestError(f"limit must be 1-{MAX_RETRY_MANY}")
     dry_run = get(params, "dry_run", bool, False)
     ids = b.store.ended_task_ids(statuses, ctx.now - since, get(params, "node", str, None),
-                                 get(params, "task_type", str, None), limit)
+                                 get(params, "task_type", str, None), limit,
+                                 get(params, "queue", str, None))
     # a task retried but not committed yet is not final in memory: leave it be
     ids = [i for i in ids if (t := b.tasks.get(i)) is None or t.status in statuses]
     if not dry_run:

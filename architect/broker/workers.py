@@ -128,12 +128,28 @@ class WorkerPool:
 
     def best_worker(self, node: str, task_type: str, now: float | None = None,
                     queue: str = "default") -> Worker | None:
-        best, most = None, 0
+        """The worker on `node` for a task of this type and queue: the one that lists the
+        queue earliest (it serves its queues in order), then the one with most room."""
+        best, rank = None, None
         for w in self.by_node.get(node, ()):
             free = w.free(now)
-            if free > most and task_type in w.task_types and queue in w.queues:
-                best, most = w, free
+            if free > 0 and task_type in w.task_types and queue in w.queues:
+                mine = (w.queues.index(queue), -free)
+                if rank is None or mine < rank:
+                    best, rank = w, mine
         return best
+
+    def queue_ranks(self, now: float | None = None) -> dict[str, int]:
+        """{queue: its earliest place in the queue list of a worker with room}: at equal
+        priority, dispatch takes the queue a worker lists first (`--queue high --queue
+        default` drains high first)."""
+        ranks: dict[str, int] = {}
+        for w in self.by_id.values():
+            if w.free(now) > 0:
+                for i, q in enumerate(w.queues):
+                    if i < ranks.get(q, i + 1):
+                        ranks[q] = i
+        return ranks
 
     def total_free(self, now: float | None = None) -> int:
         return sum(max(w.free(now), 0) for w in self.by_id.values())

@@ -259,12 +259,13 @@ def _seconds(text: str, hint: str = "--since") -> float:
               help="Without TASK_ID: that ended within this window (30m, 1h, 7d).")
 @click.option("--node", help="Without TASK_ID: only those that ran on this node.")
 @click.option("--type", "task_type", help="Without TASK_ID: only tasks of this type.")
+@click.option("--queue", help="Without TASK_ID: only tasks of this queue.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=1000, show_default=True)
 @click.option("--dry-run", is_flag=True, help="Only count them.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before retrying many.")
 @json_option
 @click.pass_context
-def retry(ctx, task_id, status, since, node, task_type, limit, dry_run, yes, as_json):
+def retry(ctx, task_id, status, since, node, task_type, queue, limit, dry_run, yes, as_json):
     """Run a failed or timed-out task again, as the same task with its history kept (a lost
     task ends failed, so it can be retried too). Without TASK_ID, every task that ended so
     within --since, after a count and a confirmation:
@@ -272,6 +273,7 @@ def retry(ctx, task_id, status, since, node, task_type, limit, dry_run, yes, as_
     \b
       architect tasks retry 42
       architect tasks retry --status failed --since 1h --node web-1
+      architect tasks retry --status failed --since 1h --queue emails
     """
     if task_id is not None:
         task = call(ctx, "task.retry", {"id": task_id})
@@ -280,7 +282,7 @@ def retry(ctx, task_id, status, since, node, task_type, limit, dry_run, yes, as_
         return click.echo(f"task {task_id}: {task['status']} again (attempt {task['attempt']} "
                           "so far)")
     params = {"status": status, "since": _seconds(since), "node": node,
-              "task_type": task_type, "limit": limit}
+              "task_type": task_type, "queue": queue, "limit": limit}
     params = {k: v for k, v in params.items() if v is not None}
     found = call(ctx, "task.retry_many", {**params, "dry_run": True})
     what = status or "failed or timed_out"

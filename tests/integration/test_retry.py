@@ -17,11 +17,11 @@ def flaky(path) -> str:
 
 def test_retry_from_rest_cli_and_client(cluster, tmp_path):
     base = cluster.start_server()
-    cluster.start_worker("w1", "-c", "4")
+    cluster.start_worker("w1", "-c", "4", "--queue", "mail", "--queue", "default")
     cluster.wait_workers(1)
 
-    def run(command):
-        task_id = cluster.submit(payload={"command": command})
+    def run(command, **spec):
+        task_id = cluster.submit(payload={"command": command}, **spec)
         return cluster.wait_task(task_id)
 
     # REST: one task
@@ -57,6 +57,14 @@ def test_retry_from_rest_cli_and_client(cluster, tmp_path):
     out = cluster.cli("tasks", "retry", "--since", "1h", "--yes").stdout
     assert "3 tasks queued again" in out, out
     assert [cluster.wait_task(i)["status"] for i in failing] == ["succeeded"] * 3
+    # by queue: only that queue's failed tasks are counted and retried
+    mail = run(flaky(tmp_path / "m"), queue="mail")["id"]
+    assert cluster.cli_json("tasks", "retry", "--since", "1h", "--queue", "default",
+                            "--dry-run")["count"] == 0
+    assert cluster.cli_json("tasks", "retry", "--since", "1h", "--queue", "mail",
+                            "--dry-run")["ids"] == [mail]
+    out = cluster.cli("tasks", "retry", "--since", "1h", "--queue", "mail", "--yes").stdout
+    assert "1 tasks queued again" in out and cluster.wait_task(mail)["status"] == "succeeded"
     bad = cluster.cli("tasks", "retry", "--since", "soon", check=False)
     assert bad.returncode == 2 and "--since" in bad.stderr
 

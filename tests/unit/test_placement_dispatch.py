@@ -498,3 +498,24 @@ def test_a_free_slot_of_the_wrong_type_does_not_starve_a_task_another_node_can_r
         if out:
             break
     assert out == [(idle_py, t)]
+
+
+def test_a_worker_serves_its_queues_in_order_at_equal_priority():
+    """`--queue high --queue default`: an older default task waits while high has one;
+    priority still comes first; a worker listing default first takes default first."""
+    c = Cluster().node("n1")
+    w = c.pool.upsert("w", b"w", "n1", 1, (), ("shell",), c.now, queues=["high", "default"])[0]
+    old_default = c.submit()
+    high = c.submit(queue="high")
+    assert c.dispatch() == [(w, high)]
+    w.active.clear()
+    urgent = c.submit(priority=5)
+    assert c.dispatch() == [(w, urgent)]                       # priority before queue order
+    w.active.clear()
+    assert c.dispatch() == [(w, old_default)]
+    # on the same node, the worker that lists the queue first gets its task
+    c2 = Cluster().node("n1")
+    c2.pool.upsert("a", b"a", "n1", 1, (), ("shell",), c2.now, queues=["high", "default"])
+    b = c2.pool.upsert("b", b"b", "n1", 1, (), ("shell",), c2.now, queues=["default", "high"])[0]
+    assert c2.pool.best_worker("n1", "shell", None, "default") is b
+    assert c2.pool.queue_ranks() == {"high": 0, "default": 0}

@@ -281,12 +281,6 @@ class BaseStore(ABC):
         any time."""
 
     @abstractmethod
-    def ended_task_ids(self, statuses, since: float, node=None, task_type=None,
-                       limit: int = 1000) -> list[int]:
-        """Ids of the tasks in one of `statuses` that finished at or after `since`, on that
-        node and of that type when given, newest first. A read: any time."""
-
-    @abstractmethod
     def count_tasks(self, status=None, node=None, task_type=None, label=None,
                     search=None) -> int:
         """How many tasks match the same filters as list_tasks. A read: any time."""
@@ -441,6 +435,25 @@ class BaseStore(ABC):
 
     # --- shared SQL (the same on both backends, in the backend's placeholder style) ------
     MARK = "?"
+
+    def ended_task_ids(self, statuses, since: float, node=None, task_type=None,
+                       limit: int = 1000, queue=None) -> list[int]:
+        """Ids of the tasks in one of `statuses` that finished at or after `since`, on that
+        node, of that type and in that queue when given, newest first. A read: any time."""
+        m, statuses = self.MARK, list(statuses)
+        sql = (f"SELECT id FROM tasks WHERE status IN ({', '.join(m for _ in statuses)}) "
+               f"AND finished_at >= {m}")
+        params = [*statuses, since]
+        for col, value in (("assigned_node", node), ("task_type", task_type)):
+            if value is not None:
+                sql += f" AND {col} = {m}"
+                params.append(value)
+        if queue is not None:   # a task without a queue is in "default"
+            sql += f" AND COALESCE(queue, 'default') = {m}"
+            params.append(queue)
+        sql += f" ORDER BY id DESC LIMIT {m}"
+        params.append(limit)
+        return [r[0] for r in self._fetch(sql, params)]
 
     def _fetch(self, sql: str, params=()) -> list[tuple]:
         """Rows of one read as tuples (each backend says how)."""

@@ -383,19 +383,6 @@ class Store(AccountStore, BaseStore):
         where, params = task_filters("%s", status, node, task_type, label, search)
         return self._tasks(where, tuple(params), order="id DESC", limit=limit, offset=offset)
 
-    def ended_task_ids(self, statuses, since, node=None, task_type=None, limit=1000):
-        statuses = list(statuses)
-        sql = (f"SELECT id FROM tasks WHERE status IN ({', '.join('%s' for _ in statuses)}) "
-               "AND finished_at >= %s")
-        params = [*statuses, since]
-        for col, value in (("assigned_node", node), ("task_type", task_type)):
-            if value is not None:
-                sql += f" AND {col} = %s"
-                params.append(value)
-        sql += " ORDER BY id DESC LIMIT %s"
-        params.append(limit)
-        return [r[0] for r in self._query(sql, params, rows=tuple_row)]
-
     def count_tasks(self, status=None, node=None, task_type=None, label=None,
                     search=None) -> int:
         where, params = task_filters("%s", status, node, task_type, label, search)

@@ -333,19 +333,6 @@ class Store(AccountStore, BaseStore):
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, row)) for row in cur.fetchall()]
 
-    def ended_task_ids(self, statuses, since, node=None, task_type=None, limit=1000):
-        statuses = list(statuses)
-        sql = (f"SELECT id FROM tasks WHERE status IN ({', '.join('?' for _ in statuses)}) "
-               "AND finished_at >= ?")
-        params = [*statuses, since]
-        for col, value in (("assigned_node", node), ("task_type", task_type)):
-            if value is not None:
-                sql += f" AND {col} = ?"
-                params.append(value)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(limit)
-        return [r[0] for r in self.conn.execute(sql, params).fetchall()]
-
     def count_tasks(self, status=None, node=None, task_type=None, label=None,
                     search=None) -> int:
         where, params = task_filters("?", status, node, task_type, label, search)
