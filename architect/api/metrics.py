@@ -81,6 +81,20 @@ class BrokerCollector:
         yield HistogramMetricFamily("architect_dispatch_latency_seconds",
                                     "Submit-to-start latency of tasks", buckets=buckets,
                                     sum_value=lat["sum"])
+        loop = stats.get("loop")
+        if loop:
+            buckets, running = [], 0
+            for bound, count in zip(loop["bounds"], loop["counts"]):
+                running += count
+                buckets.append((repr(float(bound)), running))
+            buckets.append(("+Inf", loop["count"]))
+            yield HistogramMetricFamily("architect_broker_loop_seconds",
+                                        "Work per broker loop iteration (the poll's wait "
+                                        "excluded)", buckets=buckets, sum_value=loop["sum"])
+            p99 = GaugeMetricFamily("architect_broker_loop_p99_seconds",
+                                    "p99 of the last 4,096 loop iterations' work")
+            p99.add_metric([], loop["p99"] or 0.0)
+            yield p99
         uptime = GaugeMetricFamily("architect_broker_uptime_seconds", "Broker uptime")
         uptime.add_metric([], stats["uptime"])
         yield uptime

@@ -317,6 +317,7 @@ class Broker(TaskCore):
                             "busy": sum(len(w.active) for w in self.pool.by_id.values())},
                 "capabilities": caps, "counters": dict(self.counters),
                 "dispatch_latency": self.latency.snapshot(),
+                "loop": self.loop_time.snapshot(),
                 "ssh": {"totals": self.ssh.pool.stats()["totals"]},
                 "uptime": round(now - self.started_at, 3), "started_at": self.started_at,
                 "pid": os.getpid(), "db": {"path": self.store.path, "bytes": db_bytes}}

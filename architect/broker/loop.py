@@ -268,6 +268,13 @@ class BrokerLoop:
     # --- the loop ---------------------------------------------------------------------
     def run_once(self, timeout_ms: int = POLL_MS) -> None:
         ready = dict(self.poller.poll(timeout_ms))
+        began = time.perf_counter()
+        try:
+            self._iterate(ready)
+        finally:
+            self.broker.loop_time.observe(time.perf_counter() - began)
+
+    def _iterate(self, ready: dict) -> None:
         now = time.time()
         if self.hb in ready:
             self.process_heartbeats(now)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from architect.broker import dispatch
 from architect.broker import tasks as T
 from architect.broker.params import DEFERRED
+from architect.broker.looptime import LoopTimer
 from architect.broker.persist import RowBuffer, Stream
 from architect.broker.workers import WorkerPool
 from architect.bus.messages import BrokerPing, Reply, TaskAssign, TaskCancel
@@ -68,6 +69,7 @@ class TaskCore:
         self.pool = WorkerPool(liveness=interval * config.worker_liveness)
         self.tasks = T.TaskBook()
         self.latency = Histogram()
+        self.loop_time = LoopTimer()    # the loop's iterations (loop.py), for stats
         self.work_out: list[tuple[bytes, object]] = []
         self.output_rows = RowBuffer()  # task_output rows for the next commit
         self._output_bytes: dict[tuple[int, int], int] = {}
