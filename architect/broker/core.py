@@ -30,7 +30,10 @@ log = logging.getLogger("architect.broker")
 FLUSH_INTERVAL = 1.0       # seconds between heartbeat batch writes
 OFFLINE_CHECK_INTERVAL = 1.0
 RETENTION_INTERVAL = 3600.0
-TASK_PURGE_CHUNK = 1000    # finished tasks removed per turn (each a few ms): never a long stall
+# finished tasks removed per turn, a turn every 0.25 s while there is more (1,000/s): a
+# turn costs 5-20 ms (scripts/bench_retention.py), never a long stall
+TASK_PURGE_CHUNK = 250
+PURGE_AGAIN = 0.25
 class Counters(dict):
     def inc(self, key: str, n: int = 1) -> None:
         self[key] = self.get(key, 0) + n
@@ -243,7 +246,7 @@ class Broker(TaskCore):
                          purged_tasks, purged_output)
                 self.counters.inc("tasks_purged", purged_tasks)
                 if purged_tasks >= TASK_PURGE_CHUNK or purged_output >= 50_000:
-                    self._next_retention = now + 1.0   # more to remove: soon, in chunks
+                    self._next_retention = now + PURGE_AGAIN   # more: soon, in chunks
             if purged_audit:
                 log.info("audit retention: purged %d rows", purged_audit)
             if purged:

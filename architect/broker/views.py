@@ -110,7 +110,37 @@ def task_timeline(b, params, ctx):
     return b.store.timeline(ctx.now - min(max(window, 1), 7 * 86400), min(max(limit, 1), 5000))
 
 
+def nodes_overview(b, params, ctx):
+    """{limit? (12, max 100), spark? seconds (900), points? (30)} → {nodes: [{name, status,
+    reasons, drained, heartbeat_age, cpu_percent, memory_percent, cpu, memory}], total,
+    shown}: the landing page's node list, problem nodes first (offline, critical, warning,
+    then healthy; by name within a level), each with its recent CPU and memory series."""
+    import heapq
+
+    from architect.broker.params import RequestError, get
+    from architect.bus.protocol import SEVERITY
+    limit = get(params, "limit", int, 12)
+    spark = get(params, "spark", (int, float), 900)
+    points = get(params, "points", int, 30)
+    if not 1 <= limit <= 100 or not 60 <= spark <= 86400 or not 2 <= points <= 300:
+        raise RequestError("limit must be 1-100, spark 60-86400 seconds, points 2-300")
+    nodes = b.registry.by_name.values()
+    top = heapq.nsmallest(limit, nodes, key=lambda n: (-SEVERITY.get(n.status, 0), n.name))
+    out = []
+    for n in top:
+        series = b.store.metrics_series(n.id, ctx.now - spark, ctx.now, points)
+        m = n.metrics or {}
+        out.append({"name": n.name, "status": n.status, "reasons": list(n.reasons or []),
+                    "drained": n.drained,
+                    "heartbeat_age": round(ctx.now - n.last_seen, 1) if n.last_seen else None,
+                    "cpu_percent": m.get("cpu_percent"), "memory_percent": m.get("memory_percent"),
+                    "cpu": [p.get("cpu_percent") for p in series],
+                    "memory": [p.get("memory_percent") for p in series]})
+    return {"nodes": out, "total": len(b.registry.by_name), "shown": len(out)}
+
+
 VIEW_METHODS = {
+    "cluster.nodes_overview": read(nodes_overview),
     "node.metrics": read(node_metrics),
     "task.page": read(task_page),
     "task.timeline": read(task_timeline),

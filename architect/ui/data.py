@@ -69,6 +69,11 @@ def ack(alert_id: int) -> dict:
     return call("alert.ack", {"id": alert_id, "by": who()})
 
 
+def nodes_overview(limit: int = 12) -> dict:
+    """The landing page's nodes: problems first, with CPU / memory of the last 15 min."""
+    return call("cluster.nodes_overview", {"limit": limit})
+
+
 def topology() -> dict:
     return call("cluster.topology")
 

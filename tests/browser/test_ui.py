@@ -8,6 +8,8 @@ from tests.browser.conftest import save_shot, severe, text_of, wait_text, wait_t
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
+# pages whose screenshot (docs/screenshots) their own browser test takes, once it has data
+OWN_SHOTS = {"health", "schedules", "workflow", "queues", "notifications"}
 PAGES = ("/", "/topology", "/flow", "/health", "/nodes", "/tasks", "/schedules", "/workflow", "/queues", "/ssh", "/audit")
 
 
@@ -21,6 +23,8 @@ def test_every_page_renders_without_console_errors(ui_cluster, browser):
         assert severe(browser) == [], f"console errors on {path}"
         assert "Not found" not in text_of(browser, "#page")
         name = path.strip("/") or "overview"
+        if name in OWN_SHOTS:   # a test of its own takes that page's picture, with data
+            name = f"tour-{name}"
         assert save_shot(browser, name).stat().st_size > 10_000
 
 
@@ -80,6 +84,46 @@ def test_an_alert_can_be_acknowledged(ui_cluster, browser):
     wait_text(browser, row, "ack by ui")
     acked = [a for a in ui_cluster.rpc("alert.list") if a["id"] == alert["id"]][0]
     assert acked["acknowledged_by"] == "ui:local" and acked["acknowledged_at"]  # the user
+    assert severe(browser) == []
+
+
+def test_the_overview_lists_nodes_problems_first_with_sparklines_and_follows_dark_mode(
+        ui_cluster, browser):
+    browser.get(ui_cluster.web + "/")
+
+    def rows():
+        return [r.get_attribute("id") for r in
+                browser.find_elements(By.CSS_SELECTOR, "#ov-nodes .node-row")]
+    wait_for(lambda: len(rows()) == 3, 20, what="three node rows")
+    wait_for(lambda: rows()[0] == "ov-node-db-1", 20, what="the warning node db-1 first")
+    first = browser.find_element(By.ID, "ov-node-db-1")
+    assert "warning" in first.text and "CPU 88.0% >= warning 80%" in first.text
+    assert first.find_element(By.CSS_SELECTOR, "a.name").get_attribute("href").endswith(
+        "/health?node=db-1")
+    assert "all metrics within thresholds" in browser.find_element(By.ID, "ov-node-web-1").text
+    # each row: a CPU and a memory sparkline (inline SVG), titled with the latest value
+    wait_for(lambda: first.find_elements(By.CSS_SELECTOR, "img.spark")[0]
+             .get_attribute("title") == "CPU: 88%", 20, what="db-1's CPU sparkline")
+    sparks = first.find_elements(By.CSS_SELECTOR, "img.spark")
+    assert [s.get_attribute("title") for s in sparks] == ["CPU: 88%", "memory: 30%"]
+    assert all(s.get_attribute("src").startswith("data:image/svg+xml") and
+               s.size["width"] == 120 for s in sparks)
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#ov-throughput .main-svg"), 15,
+             what="the throughput chart drawn")
+    save_shot(browser, "overview")
+    # the browser prefers dark: the page follows, without a setting
+    light = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [
+        {"name": "prefers-color-scheme", "value": "dark"}]})
+    try:
+        wait_for(lambda: browser.execute_script(
+            "return getComputedStyle(document.body).backgroundColor") == "rgb(15, 19, 26)", 5,
+            what="the dark background")
+        assert light == "rgb(245, 246, 248)"
+        save_shot(browser, "overview-dark")
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [
+            {"name": "prefers-color-scheme", "value": "light"}]})
     assert severe(browser) == []
 
 

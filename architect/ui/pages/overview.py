@@ -1,8 +1,10 @@
-"""Overview: cluster figures, throughput, active alerts with acknowledge buttons."""
+"""Overview: cluster figures; the nodes, problem nodes first, each with its level, reasons
+and CPU / memory sparklines; throughput; active alerts with acknowledge buttons."""
 
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, ctx, dcc, html
@@ -13,6 +15,8 @@ from architect.ui import data
 def layout():
     return html.Div([
         html.Div(id="ov-cards", className="grid"),
+        html.Div(className="card", style={"marginTop": "12px"}, children=[
+            html.H3("Nodes, problems first"), html.Div(id="ov-nodes")]),
         html.Div(className="row", children=[
             html.Div(className="card", children=[
                 html.H3("Tasks finished per minute (last 15 min)"),
@@ -81,16 +85,70 @@ def alert_rows(alerts: list) -> list:
     return rows
 
 
+SPARK_W, SPARK_H = 120, 26
+
+
+def sparkline(values: list, color: str, label: str) -> html.Img:
+    """An inline SVG polyline of 0-100 % values (gaps skipped), as a data: image (the CSP
+    allows img-src data:); its title is the latest value."""
+    pts = [(i, v) for i, v in enumerate(values) if v is not None]
+    n = max(len(values) - 1, 1)
+    coords = " ".join(f"{i * SPARK_W / n:.1f},{SPARK_H - 1 - min(max(v, 0), 100) * (SPARK_H - 2) / 100:.1f}"
+                      for i, v in pts)
+    if len(pts) == 1:   # one sample: a dot
+        x, y = coords.split(",")
+        shape = f'<circle cx="{x}" cy="{y}" r="2" fill="{color}"/>'
+    else:
+        shape = (f'<polyline fill="none" stroke="{color}" stroke-width="1.5" '
+                 f'points="{coords}"/>') if pts else ""
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{SPARK_W}" height="{SPARK_H}">'
+           f'<rect width="100%" height="100%" fill="none" stroke="{data.COLORS["offline"]}" '
+           f'stroke-opacity="0.25"/>{shape}</svg>')
+    latest = f"{pts[-1][1]:.0f}%" if pts else "no data yet"
+    return html.Img(src="data:image/svg+xml;utf8," + quote(svg), title=f"{label}: {latest}",
+                    className="spark", alt=f"{label} {latest}")
+
+
+def node_rows(view: dict | None) -> list:
+    if not view or not view["nodes"]:
+        return [html.Div("No nodes yet: start an agent with `architect agent` on a worker "
+                         "machine.", className="muted", id="ov-nodes-empty")]
+    rows = []
+    for n in view["nodes"]:
+        cpu, mem = n.get("cpu_percent"), n.get("memory_percent")
+        reasons = "; ".join(n["reasons"]) if n["reasons"] else "all metrics within thresholds"
+        if n["drained"]:
+            reasons += " (drained)"
+        rows.append(html.Div(className="node-row", id=f"ov-node-{n['name']}", children=[
+            html.Span(n["status"], className=f"pill {n['status']}"),
+            html.A(n["name"], href=f"/health?node={quote(n['name'])}", className="name"),
+            html.Span(reasons, className="reasons muted" if n["status"] == "healthy"
+                      else "reasons"),
+            html.Span([html.Small("CPU "), f"{cpu:.0f}%" if cpu is not None else "-"],
+                      className="metric"),
+            sparkline(n["cpu"], data.COLORS["running"], "CPU"),
+            html.Span([html.Small("mem "), f"{mem:.0f}%" if mem is not None else "-"],
+                      className="metric"),
+            sparkline(n["memory"], data.COLORS["master"], "memory")]))
+    if view["total"] > view["shown"]:
+        rows.append(html.A(f"and {view['total'] - view['shown']} more healthy or listed "
+                           "later: all nodes", href="/nodes", className="muted"))
+    return rows
+
+
 def register(app):
     @app.callback(Output("ov-cards", "children"), Output("ov-throughput", "figure"),
-                  Output("ov-alerts", "children"), Output("ov-error", "children"),
+                  Output("ov-alerts", "children"), Output("ov-nodes", "children"),
+                  Output("ov-error", "children"),
                   Input("tick", "n_intervals"), Input("ov-ack-msg", "children"))
     def refresh(_, __):
         s, err = data.safe(data.summary)
         alerts, err2 = data.safe(data.alerts, default=[])
+        view, err3 = data.safe(data.nodes_overview)
         if s is None:
-            return [], go.Figure(), alert_rows(alerts), err
-        return cards(s), throughput(s["throughput_per_minute"]), alert_rows(alerts), err2
+            return [], go.Figure(), alert_rows(alerts), node_rows(view), err
+        return (cards(s), throughput(s["throughput_per_minute"]), alert_rows(alerts),
+                node_rows(view), err2 or err3)
 
     @app.callback(Output("ov-ack-msg", "children"),
                   Input({"type": "ack", "id": ALL}, "n_clicks"), prevent_initial_call=True)
