@@ -87,6 +87,13 @@ class Config:
     disk_critical: float = 90.0
     load_warning: float = 4.0
     load_critical: float = 8.0
+    # hysteresis and flapping (docs/HEALTH.md): a level changes after health_samples samples
+    # in a row; it clears below the threshold minus health_margin points (load: its margin)
+    health_samples: int = 3
+    health_margin: float = 5.0
+    health_load_margin: float = 0.5
+    flap_changes: int = 5          # more level changes than this within flap_window: flapping
+    flap_window: float = 600.0     # seconds
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 120.0
     # task workers (Paranoid Pirate): ping every interval; silent for liveness pings = lost
@@ -111,7 +118,9 @@ class Config:
     lease_ttl: float = 5.0
     advertise_host: str = ""       # the address other masters and nodes reach this master's
     #                                bus at, when it binds 0.0.0.0 [the hostname's address]
-    metrics_retention_days: float = 7.0
+    metrics_retention_days: float = 1.0        # raw samples (every heartbeat)
+    metrics_1m_retention_days: float = 14.0    # 1-minute roll-ups (min / avg / max)
+    metrics_1h_retention_days: float = 365.0   # 1-hour roll-ups
     audit_retention_days: float = 365.0
     task_retention: float = 30.0          # days a finished task (its events too) is kept
     task_output_retention: float = 7.0    # days its streamed output chunks are kept
@@ -119,6 +128,25 @@ class Config:
     max_message_size: int = 1 << 20
     request_timeout: float = 5.0
     log_level: str = "INFO"
+    # notifications (docs/NOTIFICATIONS.md): one attempt's timeout, attempts per message,
+    # the first retry's delay (doubled each time), delivery threads, queued messages at most
+    notify_timeout: float = 10.0
+    notify_attempts: int = 5
+    notify_backoff: float = 2.0
+    notify_workers: int = 4
+    notify_queue: int = 1000
+    external_url: str = ""         # the dashboard's URL in messages [http://HOST:PORT]
+    # logs (logsetup.py): text or json lines; a daemon's file is rotated at log_max_bytes,
+    # keeping log_backups old files, in log_dir (default: the state dir, beside the pid file)
+    log_format: str = "text"
+    log_max_bytes: int = 10 << 20
+    log_backups: int = 5
+    log_dir: str = ""
+    # backups (backup.py, broker/backup_handlers.py): where copies go [DATA_DIR/backups], and
+    # the periodic backup the master takes when DATA_DIR/backup-policy.json does not say
+    backup_dir: str = ""
+    backup_every: float = 0.0      # seconds; 0: none
+    backup_keep_days: float = 0.0  # 0: keep every copy
 
     def validate(self) -> "Config":
         """Check ranges and relations; ConfigError.setting names the offending setting."""
@@ -133,11 +161,20 @@ class Config:
                 if not 0 <= value <= 100:
                     raise ConfigError(f"{metric}_{level} must be a percentage 0-100, got {value:g}",
                                       f"{metric}_{level}")
+        for name, low, high in (("health_samples", 1, 1000), ("flap_changes", 1, 10_000)):
+            if not low <= getattr(self, name) <= high:
+                raise ConfigError(f"{name} must be {low}-{high}, got {getattr(self, name)}", name)
+        for name, low, high in (("health_margin", 0, 50), ("health_load_margin", 0, 1000),
+                                ("flap_window", 1, 7 * 86400)):
+            if not low <= getattr(self, name) <= high:
+                raise ConfigError(f"{name} must be {low:g}-{high:g}, got {getattr(self, name):g}",
+                                  name)
         if not 1.0 <= self.lease_ttl <= 300:
             raise ConfigError(f"lease_ttl must be 1-300 seconds, got {self.lease_ttl:g}",
                               "lease_ttl")
         for name in ("heartbeat_interval", "heartbeat_timeout", "request_timeout",
-                     "metrics_retention_days", "audit_retention_days", "task_retention",
+                     "metrics_retention_days", "metrics_1m_retention_days",
+                     "metrics_1h_retention_days", "audit_retention_days", "task_retention",
                      "task_output_retention", "load_warning",
                      "load_critical",
                      "worker_heartbeat_interval"):
@@ -179,6 +216,24 @@ class Config:
             raise ConfigError("database_url must be empty (SQLite in the data dir) or a "
                               "postgresql:// URL, got "
                               f"{self.database_url.split('://')[0][:20]!r}://…", "database_url")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format must be text or json, got {self.log_format!r}",
+                              "log_format")
+        if self.log_max_bytes < 4096:
+            raise ConfigError("log_max_bytes must be at least 4096", "log_max_bytes")
+        if not 0 <= self.log_backups <= 1000:
+            raise ConfigError("log_backups must be 0-1000", "log_backups")
+        if self.backup_every and not 60 <= self.backup_every <= 366 * 86400:
+            raise ConfigError("backup_every must be 0 (none) or 60 s to 366 days",
+                              "backup_every")
+        if self.backup_keep_days < 0:
+            raise ConfigError("backup_keep_days must be 0 (keep all) or more", "backup_keep_days")
+        for name, low, high in (("notify_timeout", 0.1, 300), ("notify_attempts", 1, 20),
+                                ("notify_backoff", 0.01, 3600), ("notify_workers", 1, 64),
+                                ("notify_queue", 1, 1_000_000)):
+            if not low <= getattr(self, name) <= high:
+                raise ConfigError(f"{name} must be {low:g}-{high:g}, got "
+                                  f"{getattr(self, name):g}", name)
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got "
                               f"{self.log_level!r}", "log_level")
@@ -199,6 +254,10 @@ class Config:
     @property
     def state_path(self) -> Path:
         return Path(os.path.expanduser(self.state_dir))
+
+    @property
+    def log_path(self) -> Path:
+        return Path(os.path.expanduser(self.log_dir)) if self.log_dir else self.state_path
 
     @property
     def db_path(self) -> str:

@@ -1,9 +1,11 @@
 """Run a command as a daemon: pid file, log file, --status and --stop.
 
-Files are ``<state dir>/<name>.pid`` and ``<state dir>/<name>.log``, the state dir being
+Files are ``<state dir>/<name>.pid`` and ``<log dir>/<name>.log``, the state dir being
 Config.state_path (``~/.architect`` unless ``state_dir`` / ``ARCHITECT_STATE_DIR`` says
-otherwise), so that ``--status`` and ``--stop`` find the daemon with no other arguments (as
-the setup guide runs them). Daemonize before any ZeroMQ context exists.
+otherwise) and the log dir Config.log_path (the state dir unless ``log_dir`` says), so that
+``--status`` and ``--stop`` find the daemon with no other arguments (as the setup guide runs
+them). Daemonize before any ZeroMQ context exists. The log file is rotated by logsetup.py
+(size and count in the config); `daemonized()` says under which name this process runs.
 """
 
 from __future__ import annotations
@@ -20,8 +22,16 @@ def pid_path(name: str, state_dir: Path) -> Path:
     return Path(state_dir) / f"{name}.pid"
 
 
-def log_path(name: str, state_dir: Path) -> Path:
-    return Path(state_dir) / f"{name}.log"
+_DAEMON: tuple[str, Path] | None = None     # (name, log file) once daemonize() detached
+
+
+def daemonized() -> tuple[str, Path] | None:
+    """(name, log file) when this process detached with daemonize(), else None."""
+    return _DAEMON
+
+
+def log_path(name: str, state_dir: Path, log_dir: Path | None = None) -> Path:
+    return Path(log_dir or state_dir) / f"{name}.log"
 
 
 def read_pid(name: str, state_dir: Path) -> int | None:
@@ -38,11 +48,11 @@ def read_pid(name: str, state_dir: Path) -> int | None:
     return pid
 
 
-def status(name: str, state_dir: Path) -> tuple[bool, str]:
+def status(name: str, state_dir: Path, log_dir: Path | None = None) -> tuple[bool, str]:
     pid = read_pid(name, state_dir)
     if pid is None:
         return False, f"{name}: not running"
-    return True, f"{name}: running (pid {pid}, log {log_path(name, state_dir)})"
+    return True, f"{name}: running (pid {pid}, log {log_path(name, state_dir, log_dir)})"
 
 
 def stop(name: str, state_dir: Path, grace: float = 20.0) -> tuple[bool, str]:
@@ -63,13 +73,15 @@ def stop(name: str, state_dir: Path, grace: float = 20.0) -> tuple[bool, str]:
     return True, f"{name}: stopped (pid {pid})"
 
 
-def daemonize(name: str, state_dir: Path) -> None:
+def daemonize(name: str, state_dir: Path, log_dir: Path | None = None) -> None:
     """Detach (double fork), send output to the log file, write the pid file."""
+    global _DAEMON
     running = read_pid(name, state_dir)
     if running is not None:
         raise SystemExit(f"{name}: already running (pid {running}); use --stop first")
     Path(state_dir).mkdir(parents=True, exist_ok=True)
-    log_file = log_path(name, state_dir)
+    log_file = log_path(name, state_dir, log_dir)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
     print(f"{name}: starting in the background; log {log_file}, "
           f"pid file {pid_path(name, state_dir)}")
     sys.stdout.flush()
@@ -87,6 +99,7 @@ def daemonize(name: str, state_dir: Path) -> None:
     os.dup2(fd, 2)
     os.close(fd)
     pid_path(name, state_dir).write_text(str(os.getpid()))
+    _DAEMON = (name, log_file)
     atexit.register(lambda: _remove_own_pid(pid_path(name, state_dir)))
 
 

@@ -81,6 +81,10 @@ def main() -> None:
                               stderr=subprocess.DEVNULL)]
     started = time.monotonic()
     try:
+        # the broker's local bus (a folder of sockets) exists once it listens: the client
+        # looks for it when made
+        wait_for(lambda: (Path(cfg.data_dir) / "bus" / "control").exists(), 60, interval=0.2,
+                 what="the broker's bus")
         probe = Client.from_config(cfg)
         wait_for(lambda: probe.call("ping", {}) is not None, 60, interval=0.2, what="broker")
         pinger = Pinger(cfg)

@@ -285,7 +285,8 @@ class TaskWorker:
     def _on_cancel(self, msg: TaskCancel) -> None:
         run = self.running.get((msg.task_id, msg.attempt))
         if run is not None:
-            log.info("cancelling task %s/%s: %s", msg.task_id, msg.attempt, msg.reason)
+            log.info("cancelling task %s/%s: %s", msg.task_id, msg.attempt, msg.reason,
+                     extra={"task_id": msg.task_id})
             run.cancel.set()
 
     def _on_ack(self, msg: TaskAck) -> None:
@@ -367,7 +368,8 @@ class TaskWorker:
                                         max_output=self.max_output, kill_grace=self.kill_grace,
                                         soft_timeout=m.soft_timeout)
             except Exception as exc:  # the executor promises not to raise; be sure anyway
-                log.exception("task %s crashed the executor", m.task_id)
+                log.exception("task %s crashed the executor", m.task_id,
+                              extra={"task_id": m.task_id})
                 out = {"state": "failed", "exit_code": None, "stdout": "", "stderr": "",
                        "truncated": False, "result": None, "duration": time.time() - started,
                        "error": f"{type(exc).__name__}: {exc}"}

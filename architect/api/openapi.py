@@ -67,6 +67,15 @@ SCHEMAS = {
                                  "key_file": SSH_STR, "host": SSH_STR}),
                                  "additionalProperties": False})}, ("name",)),
     "Removed": obj({"removed": STR, "id": INT}, ("removed",)),
+    "NodeMetrics": obj({"node": STR, "range": STR, "window": NUM, "since": NUM, "until": NUM,
+                        "resolution": {"type": "string", "enum": ["raw", "1m", "1h"]},
+                        "bucket": NUM, "series": ARR | {"items": obj(
+                            {"ts": NUM, "samples": INT,
+                             **{f"{m}{s}": nullable(NUM) for m in (
+                                 "cpu_percent", "memory_percent", "disk_percent", "load_1")
+                                for s in ("", "_min", "_max")}}, ("ts", "samples"))},
+                        "thresholds": OBJ, "heartbeat_age": nullable(NUM), "status": LEVEL},
+                       ("node", "series", "resolution", "bucket")),
     "Health": obj({"counts": OBJ, "total": INT, "nodes": ARR | {"items": OBJ}, "thresholds": OBJ},
                   ("counts", "nodes")),
     "Alert": obj({"id": INT, "node_id": INT, "node_name": STR, "level": STR,
@@ -169,6 +178,17 @@ SCHEMAS = {
          "detail": nullable(STR), "task_status": nullable(STR)}, ("due", "outcome"))}},
         ("runs",))]},
     "ScheduleRemoved": obj({"name": STR, "removed": BOOL}, ("name", "removed")),
+    "Backup": obj({"backup": STR, "bytes": INT, "integrity": STR, "seconds": NUM,
+                   "pruned": {"type": "array", "items": STR}}, ("backup", "bytes", "integrity")),
+    "BackupStatus": obj({"every": NUM, "keep_days": NUM, "set_at": NUM, "set_by": nullable(STR),
+                         "last_at": nullable(NUM), "last": nullable(OBJ),
+                         "next_due": nullable(NUM), "directory": STR, "backend": STR,
+                         "running": nullable(OBJ)}, ("every", "keep_days", "directory")),
+    "BackupScheduleRequest": obj({"every": {"oneOf": [
+        {"type": "number", "enum": [0]},
+        {"type": "number", "minimum": 60, "maximum": 366 * 86400},
+        {"type": "string", "enum": ["off"]}]},
+        "keep_days": nullable({"type": "number", "minimum": 0, "maximum": 36500})}, ("every",)),
     "ScheduleRun": obj({"name": STR, "task_id": INT}, ("name", "task_id")),
     "ScheduleRequest": {"allOf": [ref("TaskSubmission"), obj({
         "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"},
@@ -242,12 +262,17 @@ SCHEMAS = {
                     "epoch": nullable(INT), "since": nullable(NUM), "master": OBJ},
                    ("status", "broker", "role")),
 }
+from architect.api.notify_schemas import SCHEMAS as _NOTIFY_SCHEMAS  # noqa: E402
+SCHEMAS.update(_NOTIFY_SCHEMAS)   # notification channels, rules, deliveries, silences
+from architect.api.views_alerts import SCHEMAS as _ALERT_SCHEMAS  # noqa: E402
+SCHEMAS.update(_ALERT_SCHEMAS)    # node thresholds, custom alert rules
 _DESCRIPTIONS = {200: "OK", 201: "Created", 202: "Accepted (pending)", 400: "Bad request",
                  409: "Conflict (e.g. the bus is not secured)", 401: "Authentication required",
                  403: "Forbidden: the role may not, or a cross-site request",
                  415: "The body must be application/json",
                  404: "Not found", 413: "Body too large", 429: "Too many failed logins",
-                 502: "The broker refused the request", 503: "Broker or store unavailable"}
+                 502: "The broker refused the request", 503: "Broker or store unavailable",
+                 500: "The master could not carry it out (e.g. a backup failed: disk full)"}
 
 
 def _path(rule: str) -> tuple[str, list]:

@@ -50,6 +50,19 @@ def undrain_node(key):
     return jsonify(broker().call("node.undrain", {"node": key}))
 
 
+METRIC_RANGES = ("15m", "1h", "6h", "24h", "2d", "7d", "30d", "90d", "1y")
+RESOLUTIONS = ("auto", "raw", "1m", "1h")
+
+
+def node_metrics(key):
+    """One node's metrics history: raw samples for short windows, the 1-minute roll-up up
+    to two days, the 1-hour one beyond (`resolution` says which was read)."""
+    params = {"node": key, "range": query_str("range", METRIC_RANGES) or "1h",
+              "points": query_int("points", 300, 2, 5000),
+              "resolution": query_str("resolution", RESOLUTIONS) or "auto"}
+    return jsonify(broker().call("node.metrics", params))
+
+
 def nodes_health():
     return jsonify(broker().call("health.summary"))
 

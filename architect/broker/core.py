@@ -12,12 +12,17 @@ import time
 
 from architect.broker import (accounts, handlers, identity, keys, queue_handlers,
                               schedule_handlers, task_handlers, views)
+from architect.broker import backup_handlers
+from architect.broker import notify_handlers
+from architect.broker import alert_handlers
+from architect.broker.health import Policy
 from architect.broker.alerts import AlertBook
 from architect.broker.audit import AuditBook
 from architect.broker.methods import LOCAL, WEB_ROLES, Caller, Ctx, allowed
 from architect.broker.params import Deferred, RequestError
 from architect.broker.persist import RowBuffer, Stream
 from architect.broker.registry import InvalidNode, Registry, check_name
+from architect.broker.rollup import MetricsRollup
 from architect.broker.store import BaseStore, Fenced, open_store
 from architect.broker.task_core import TaskCore
 from architect.broker.ssh_handlers import SSH_METHODS
@@ -48,21 +53,27 @@ class Broker(TaskCore):
         self.subscribed: dict = {}  # the events socket's subscriptions (the loop's, shared)
         self.started_at = now
         self.store = store or open_store(config)
-        self.registry = Registry(config.thresholds(), config.heartbeat_timeout, started_at=now)
+        self.registry = Registry(config.thresholds(), config.heartbeat_timeout, started_at=now,
+                                 policy=Policy.from_config(config))
         self.registry.load(self.store.load_nodes())
-        self.alerts = AlertBook()
+        self.alerts = AlertBook(Policy.from_config(config))
         self.alerts.load(self.store.load_alerts(), self.store.max_id("alerts"))
+        alert_handlers.init(self)   # per-node thresholds and custom alert rules
         self.counters = Counters(heartbeats=0, heartbeats_rejected=0, protocol_errors=0,
                                  requests=0, request_errors=0, persist_errors=0, forbidden=0,
                                  identity_rejected=0)
         self.methods = {**handlers.METHODS, **task_handlers.TASK_METHODS, **views.VIEW_METHODS,
                         **SSH_METHODS, **keys.KEY_METHODS, **accounts.ACCOUNT_METHODS,
-                        **schedule_handlers.SCHEDULE_METHODS, **queue_handlers.QUEUE_METHODS}
+                        **schedule_handlers.SCHEDULE_METHODS, **queue_handlers.QUEUE_METHODS,
+                        **backup_handlers.BACKUP_METHODS, **notify_handlers.NOTIFY_METHODS,
+                        **alert_handlers.ALERT_METHODS}
         self.audit = AuditBook()
         self.work_keys: dict[bytes, str] = {}  # secured bus: worker routing id → its key
         self.metrics_rows = RowBuffer()  # samples for the next commit
         self.events: list[tuple[str, dict]] = []
         self.metrics_interval = max(config.heartbeat_interval, 1.0)
+        self.rollup = MetricsRollup.from_config(config)   # 1-minute / 1-hour roll-ups
+        self.rollup.interval = self.metrics_interval
         self._urgent = self._durable_write = False
         self._write_backoff_until = 0.0
         self._next_flush = now + FLUSH_INTERVAL
@@ -71,13 +82,16 @@ class Broker(TaskCore):
         self.tasks_now = now
         self._init_tasks(config, now)
         schedule_handlers.init_schedules(self)
+        backup_handlers.init_backups(self)
         self.ssh = SSHService(config, now, self.store.max_id("ssh_audit") + 1)
+        notify_handlers.init_notify(self, now)   # channels, rules, silences; alerts → messages
         # what persist() writes, in this order, in one transaction (persist.py: each book has
         # take_dirty() / put_back(taken)); a new table is one line here
         self.streams = [
             Stream("nodes", self.registry,
                    lambda st, nodes: st.save_nodes(self.registry.records(nodes))),
             Stream("alerts", self.alerts, lambda st, rows: st.save_alerts(rows), urgent=True),
+            alert_handlers.config_stream(self),   # node_thresholds, alert_rules
             Stream("metrics", self.metrics_rows, lambda st, rows: st.insert_metrics(rows)),
             *self.task_streams(),   # tasks + task_events (durable if accepted), task_output
             schedule_handlers.schedule_stream(self),   # schedules and their runs
@@ -85,6 +99,7 @@ class Broker(TaskCore):
                    durable=bool),
             Stream("audit", self.audit, lambda st, rows: st.insert_audit_log(rows),
                    urgent=True, durable=bool),
+            notify_handlers.notify_stream(self),   # notification config and delivery attempts
         ]
         log.info("broker state loaded: %d nodes, %d active alerts from %s",
                  len(self.registry.by_name), len(self.alerts.active), self.store.path)
@@ -106,6 +121,7 @@ class Broker(TaskCore):
             self.emit(f"node.{node.name}.registered", node.public(now))
         if change is not None:
             self.on_level_change(change, now)
+        self.alert_events(alert_handlers.on_sample(self, node, now))   # custom rules
         if now - node.last_sample >= self.metrics_interval * 0.9:  # jitter: keep ~every beat
             node.last_sample = now
             m = node.metrics
@@ -148,7 +164,7 @@ class Broker(TaskCore):
             reply = self._error(req, "store_unavailable",
                                 "the broker could not read its database; try again")
         except Exception:  # a bug in one handler must not take the broker down
-            log.exception("handler %s failed", req.method)
+            log.exception("handler %s failed", req.method, extra={"request_id": req.id})
             reply = self._error(req, "internal", f"{req.method} failed inside the broker; see its log")
         if entry.writes:
             self.audit.record(now, caller, req.method, req.params,
@@ -180,7 +196,8 @@ class Broker(TaskCore):
         self.counters.inc("forbidden")
         self._durable_write = True  # the refusal's audit row is on disk before the reply
         self.audit.record(now, caller, req.method, req.params, "forbidden", why)
-        log.warning("refused %s from %s: %s", req.method, caller.label(), why)
+        log.warning("refused %s from %s: %s", req.method, caller.label(), why,
+                    extra={"request_id": req.id})
         return self._error(req, "forbidden", why)
 
     def identity_mismatch(self, caller: Caller, claimed: str, what: str, now: float | None = None) -> None:
@@ -215,9 +232,19 @@ class Broker(TaskCore):
         self.emit(f"node.{node.name}.removed", {"node": node.name, "id": node.id})
         if resolved:
             self.emit(f"alert.{resolved['id']}", {"action": "resolved", **resolved})
+        self.alert_events((a, "resolved") for a in self.alerts.node_removed_others(node.id, now))
+        alert_handlers.node_removed(self, node)
+
+    def alert_events(self, pairs) -> None:
+        """Alerts opened / resolved beside level changes (flapping, custom rules): emitted
+        exactly as on_level_change emits level alerts."""
+        for alert, action in pairs:
+            self.emit(f"alert.{alert['id']}", {"action": action, **alert})
 
     def emit(self, topic: str, data: dict) -> None:
         self.events.append((topic, data))
+        if topic.startswith("alert."):   # every alert change, of any kind, may notify
+            notify_handlers.on_alert(self, data)
 
     # --- timers and persistence --------------------------------------------------------
     def tick(self, now: float) -> None:
@@ -225,13 +252,20 @@ class Broker(TaskCore):
         schedule_handlers.tick_schedules(self, now)   # first: a run's task dispatches at once
         self.tick_tasks(now)
         self.ssh.tick(now)
+        notify_handlers.tick_notify(self, now)   # results in, new messages out (threads)
+        backup_handlers.tick_backups(self, now)
         if now >= self._next_offline:
             self._next_offline = now + min(OFFLINE_CHECK_INTERVAL, self.registry.timeout / 4)
             for change in self.registry.check_offline(now):
                 self.on_level_change(change, now)
+        self.alert_events(alert_handlers.tick(self, now))   # flapping over, rules' timers
+        if now >= self.rollup.next_at:   # metrics roll-ups, a chunk at a time (rollup.py)
+            self.rollup.tick(self.store, now, len(self.registry.by_name),
+                             self.metrics_rows[0][1] if self.metrics_rows else None)
         if now >= self._next_retention:
             self._next_retention = now + RETENTION_INTERVAL
-            cutoff = now - self.config.metrics_retention_days * 86400
+            # raw samples go once rolled into minutes (rollup.raw_cutoff)
+            cutoff = self.rollup.raw_cutoff(now - self.config.metrics_retention_days * 86400)
             with self.store.transaction():
                 purged = self.store.purge_metrics(cutoff)
                 purged_audit = self.store.purge_audit(
@@ -312,7 +346,7 @@ class Broker(TaskCore):
             db_bytes = None
         return {"nodes": {"total": len(self.registry.by_name), **self.registry.counts(),
                           "drained": sum(1 for n in nodes if n.drained)},
-                "alerts": {"active": len(self.alerts.active)},
+                "alerts": {"active": self.alerts.active_count()},
                 "tasks": {"active": len(self.tasks.active), "queued": self.tasks.queued_count(),
                           "waiting_retry": len(self.tasks.delayed)},
                 "workers": {"connected": len(self.pool.by_id),
@@ -326,6 +360,7 @@ class Broker(TaskCore):
                 "pid": os.getpid(), "db": {"path": self.store.path, "bytes": db_bytes}}
 
     def close(self) -> None:
+        notify_handlers.close_notify(self)
         self.persist(time.time(), force=True)
         self.ssh.close()
         self.store.close()

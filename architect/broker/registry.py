@@ -1,6 +1,8 @@
 """Nodes in memory: registration, heartbeats, health levels, offline detection.
 
 Pure state: methods take `now` and return what changed; the loop persists and publishes.
+Levels go through health.assess (hysteresis: a node's Hold); a node may have its own
+thresholds (`node_thresholds`, set from the alert config, see alert_rules.py).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class Node:
     source: str = "register"
     last_sample: float = 0.0
     agent_seen: float = 0.0   # last heartbeat from a node agent (not from a worker)
+    hold: health.Hold = field(default_factory=health.Hold)  # hysteresis between samples
 
     def record(self) -> dict:
         """The row for the `nodes` table."""
@@ -94,8 +97,11 @@ class LevelChange:
 
 
 class Registry:
-    def __init__(self, thresholds: Thresholds, timeout: float, started_at: float = 0.0):
+    def __init__(self, thresholds: Thresholds, timeout: float, started_at: float = 0.0,
+                 policy: health.Policy | None = None):
         self.thresholds = thresholds
+        self.policy = policy or health.Policy()
+        self.node_thresholds: dict[str, Thresholds] = {}  # name → its own (overrides applied)
         self.timeout = timeout
         self.started_at = started_at  # offline grace: a restarted broker waits one timeout
         self.by_name: dict[str, Node] = {}
@@ -178,8 +184,7 @@ class Registry:
         node.metrics = metrics
         node.last_seen = node.agent_seen = now
         self.dirty.add(node)
-        level, reasons = health.grade(metrics, self.thresholds)
-        return node, self._set_level(node, level, reasons), created
+        return node, self._grade(node), created
 
     def worker_heartbeat(self, node: Node, metrics: dict, now: float) -> LevelChange | None:
         """A task worker's ping keeps its node alive. Its metrics grade the node only when
@@ -192,9 +197,17 @@ class Registry:
         except InvalidNode:
             metrics = {}
         node.metrics = metrics or node.metrics
-        level, reasons = health.grade(node.metrics, self.thresholds)
         if now - node.last_sample >= 1.0:
             self.dirty.add(node)
+        return self._grade(node)
+
+    def thresholds_for(self, node: Node) -> Thresholds:
+        return self.node_thresholds.get(node.name, self.thresholds)
+
+    def _grade(self, node: Node) -> LevelChange | None:
+        """One sample of the node's metrics through the hysteresis."""
+        level, reasons, node.hold = health.assess(node.status, node.hold, node.metrics,
+                                                  self.thresholds_for(node), self.policy)
         return self._set_level(node, level, reasons)
 
     def _set_level(self, node: Node, level: str, reasons: list) -> LevelChange | None:
@@ -202,6 +215,7 @@ class Registry:
         node.reasons = reasons
         if level == old:
             return None
+        node.hold = health.Hold()
         node.status = level
         self.dirty.add(node)
         return LevelChange(node, old, level, reasons)

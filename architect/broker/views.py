@@ -66,12 +66,16 @@ def cluster_summary(b, params, ctx):
             "final_states": list(sorted(T.FINAL)), "time": ctx.now}
 
 
-RANGES = {"15m": 900, "1h": 3600, "24h": 86400, "7d": 7 * 86400}
+RANGES = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "2d": 2 * 86400,
+          "7d": 7 * 86400, "30d": 30 * 86400, "90d": 90 * 86400, "1y": 365 * 86400}
 
 
 def node_metrics(b, params, ctx):
-    """{node, range?: 15m|1h|24h|7d (1h), points? (300)} → {node, series: [{ts, cpu_percent,
-    memory_percent, disk_percent, load_1, samples}], thresholds, heartbeat_age}: downsampled."""
+    """{node, range?: 15m|1h|6h|24h|2d|7d|30d|90d|1y (1h), points? (300), resolution?:
+    auto|raw|1m|1h (auto)} → {node, series: [{ts, cpu_percent, memory_percent, disk_percent,
+    load_1, samples, and <metric>_min / _max}], resolution, bucket, since, until, window,
+    thresholds, heartbeat_age}: downsampled, from the raw samples for short windows, the
+    1-minute roll-up up to two days, the 1-hour one beyond (rollup.py)."""
     from architect.broker.params import NotFound, RequestError, get
     key = get(params, "node", (str, int))
     node = b.registry.get(key)
@@ -83,8 +87,17 @@ def node_metrics(b, params, ctx):
     points = get(params, "points", int, 300)
     if not 2 <= points <= 5000:
         raise RequestError("points must be 2-5000")
+    from architect.broker import rollup
+    resolution = get(params, "resolution", str, "auto")
+    if resolution not in ("auto", *rollup.RESOLUTIONS):
+        raise RequestError(f"resolution must be auto or one of {', '.join(rollup.RESOLUTIONS)}")
+    chart = rollup.series(b.store, node.id, ctx.now - span, ctx.now, points,
+                          None if resolution == "auto" else resolution,
+                          getattr(getattr(b, "rollup", None), "retention", None))
     return {"node": node.name, "range": params.get("range", "1h"),
-            "series": b.store.metrics_series(node.id, ctx.now - span, ctx.now, points),
+            "series": chart["series"], "resolution": chart["resolution"],
+            "bucket": chart["bucket"], "since": ctx.now - span, "until": ctx.now,
+            "window": span,
             "thresholds": b.registry.thresholds.as_dict(),
             "heartbeat_age": round(ctx.now - node.last_seen, 3) if node.last_seen else None,
             "status": node.status}

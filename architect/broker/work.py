@@ -109,7 +109,8 @@ def _current(b, worker_ident: bytes, task_id: int, attempt: int):
                                        task.assigned_node == worker.node):
         return task
     b.counters.inc("work_rejected")
-    log.warning("worker %s sent news of task %d it does not run: ignored", worker.id, task_id)
+    log.warning("worker %s sent news of task %d it does not run: ignored", worker.id, task_id,
+                extra={"task_id": task_id})
     return None
 
 

@@ -7,14 +7,24 @@ from pathlib import Path
 
 import click
 
-from architect import daemon
-from architect.cli.common import load_config, setup_logging
+from architect import daemon, logsetup
+from architect.cli.common import _state, load_config, setup_logging
+
+
+def _log_override(ctx, param, value):
+    """--log-format on a daemon command: a setting like the group's flags (config.load)."""
+    if value:
+        _state(ctx).overrides["log_format"] = value
 
 daemon_options = [
     click.option("--daemon", "as_daemon", is_flag=True, help="Run in the background (pid and log "
                  "files in ~/.architect or $ARCHITECT_STATE_DIR)."),
     click.option("--status", "show_status", is_flag=True, help="Say whether the daemon runs; exit 1 if not."),
     click.option("--stop", "do_stop", is_flag=True, help="Stop the daemon (SIGTERM, then SIGKILL after 20 s)."),
+    click.option("--log-format", type=click.Choice(["text", "json"]), expose_value=False,
+                 callback=_log_override, help="Log lines as text or one JSON object per line "
+                 "[ARCHITECT_LOG_FORMAT, text]. Foreground: stderr; --daemon: the log file, "
+                 "rotated (log_max_bytes, log_backups; `architect logs NAME`)."),
 ]
 
 
@@ -53,8 +63,9 @@ def run_as(ctx: click.Context, name: str, as_daemon: bool, show_status: bool, do
     files are in the Config's state dir."""
     if show_status or do_stop or as_daemon:
         state_dir = load_config(ctx).state_path
+        log_dir = load_config(ctx).log_path
     if show_status:
-        running, text = daemon.status(name, state_dir)
+        running, text = daemon.status(name, state_dir, log_dir)
         click.echo(text)
         raise SystemExit(0 if running else 1)
     if do_stop:
@@ -62,7 +73,7 @@ def run_as(ctx: click.Context, name: str, as_daemon: bool, show_status: bool, do
         click.echo(text)
         raise SystemExit(0 if stopped else 1)
     if as_daemon:
-        daemon.daemonize(name, state_dir)
+        daemon.daemonize(name, state_dir, log_dir)
     start()
 
 
@@ -92,6 +103,7 @@ def broker(ctx, bus_host, bus_port, data_dir, heartbeat_timeout, database_url, a
         cfg = load_config(ctx, bus_host=bus_host, bus_port=bus_port, data_dir=data_dir,
                           heartbeat_timeout=heartbeat_timeout, database_url=database_url)
         setup_logging(cfg.log_level)
+        logsetup.setup(cfg)
         _run_with_signals(_broker_runner(cfg)[0])
     run_as(ctx, "broker", as_daemon, show_status, do_stop, start)
 
@@ -112,6 +124,7 @@ def agent(ctx, dashboard_url, broker_host, bus_port, node_name, capabilities, he
                           bus_port=bus_port, node_name=node_name, capabilities=capabilities,
                           heartbeat_interval=heartbeat_interval, disk_path=disk_path)
         setup_logging(cfg.log_level)
+        logsetup.setup(cfg)
         from architect.agent.node_agent import NodeAgent
         _run_with_signals(NodeAgent(cfg, metrics_file=metrics_file))
     run_as(ctx, "agent", as_daemon, show_status, do_stop, start)
@@ -338,6 +351,7 @@ def up(ctx, data_dir, bus_port, node_name, database_url, host, port, use_ssl, ce
                           host=host, port=port, cert_file=cert_file, key_file=key_file,
                           database_url=database_url)
         setup_logging(cfg.log_level)
+        logsetup.setup(cfg)
         from architect.agent.node_agent import NodeAgent
         from architect.agent.worker import TaskWorker
         from architect.bus.transport import bus_endpoints
@@ -371,6 +385,7 @@ def server(ctx, data_dir, bus_host, bus_port, database_url, host, port, use_ssl,
                           host=host, port=port, cert_file=cert_file, key_file=key_file,
                           database_url=database_url)
         setup_logging(cfg.log_level)
+        logsetup.setup(cfg)
         runner, ha = _broker_runner(cfg, use_ssl)
         web = _web_server(cfg, use_ssl, local_broker=True, ha=ha)
         # _Together stops the last runner first: a master hands its lease over before the
@@ -388,6 +403,7 @@ def web(ctx, host, port, use_ssl, cert_file, key_file, as_daemon, show_status, d
     def start():
         cfg = load_config(ctx, host=host, port=port, cert_file=cert_file, key_file=key_file)
         setup_logging(cfg.log_level)
+        logsetup.setup(cfg)
         # on a thread: cheroot's stop() cannot run inside its own serve() loop
         _run_with_signals(_Together([_web_server(cfg, use_ssl)]))
     run_as(ctx, "web", as_daemon, show_status, do_stop, start)
@@ -423,6 +439,7 @@ def worker(ctx, dashboard_url, broker_host, bus_port, node_name, capabilities, c
         cfg = load_config(ctx, dashboard_url=dashboard_url, broker_host=broker_host,
                           bus_port=bus_port, node_name=node_name, capabilities=capabilities)
         setup_logging(cfg.log_level)
+        logsetup.setup(cfg)
         from architect.agent.worker import TaskWorker
         _run_with_signals(TaskWorker(cfg, slots=concurrency, task_types=task_types or None,
                                      max_output=max_output, kill_grace=kill_grace,

@@ -22,7 +22,8 @@ def _fmt(value, suffix=""):
 @json_option
 @click.pass_context
 def nodes(ctx, status, as_json):
-    """List nodes with their health (subcommands: show, health, drain, undrain, remove)."""
+    """List nodes with their health (subcommands: show, metrics, health, drain, undrain,
+    remove, thresholds)."""
     if ctx.invoked_subcommand:
         return
     rows = call(ctx, "node.list", {"status": status} if status else {})
@@ -63,6 +64,43 @@ def show(ctx, node, as_json):
         click.echo(f"  {key:16} {value}")
 
 
+@nodes.command("metrics")
+@click.argument("node")
+@click.option("--range", "span", default="1h", show_default=True,
+              type=click.Choice(["15m", "1h", "6h", "24h", "2d", "7d", "30d", "90d", "1y"]),
+              help="Window back from now.")
+@click.option("--points", default=30, show_default=True, type=click.IntRange(2, 5000),
+              help="At most this many rows (time buckets).")
+@click.option("--resolution", default="auto", show_default=True,
+              type=click.Choice(["auto", "raw", "1m", "1h"]),
+              help="auto: raw samples up to 6 h, 1-minute roll-ups up to 2 days, 1-hour beyond.")
+@json_option
+@click.pass_context
+def nodes_metrics(ctx, node, span, points, resolution, as_json):
+    """NODE's CPU, memory, disk and load history: average (min-max) per time bucket."""
+    data = call(ctx, "node.metrics", {"node": node, "range": span, "points": points,
+                                      "resolution": resolution})
+    if as_json:
+        return print_json(data)
+    click.echo(f"{data['node']}: {span} from {data['resolution']} "
+               f"({data['bucket']:g} s per row)")
+    if not data["series"]:
+        return click.echo("no data yet")
+
+    def cell(p, key, suffix=""):
+        avg, low, high = p.get(key), p.get(f"{key}_min"), p.get(f"{key}_max")
+        if avg is None:
+            return None
+        return (f"{avg:.1f}{suffix}" if low is None or high is None or low == high
+                else f"{avg:.1f}{suffix} ({low:.1f}-{high:.1f})")
+    print_table([{"at": time.strftime("%m-%d %H:%M:%S", time.localtime(p["ts"])),
+                  "n": p["samples"], "cpu": cell(p, "cpu_percent", "%"),
+                  "mem": cell(p, "memory_percent", "%"), "disk": cell(p, "disk_percent", "%"),
+                  "load": cell(p, "load_1")} for p in data["series"]],
+                [("at", "at"), ("samples", "n"), ("cpu", "cpu"), ("mem", "mem"),
+                 ("disk", "disk"), ("load", "load")])
+
+
 @nodes.command("health")
 @json_option
 @click.pass_context
@@ -101,7 +139,7 @@ nodes.command("remove", help="Forget NODE (its alert history stays). A running a
 @json_option
 @click.pass_context
 def alerts(ctx, all_, node, as_json):
-    """List active alerts (subcommand: ack ID)."""
+    """List active alerts (subcommands: ack ID; rules: custom alert rules)."""
     if ctx.invoked_subcommand:
         return
     params = {"all": all_}

@@ -7,6 +7,7 @@ import click
 from architect import __version__
 from architect.cli.daemons import agent, broker, server, up, web, worker
 from architect.cli.inspect import alerts, cluster, nodes
+from architect.cli.alerts import rules as alert_rules, thresholds as node_thresholds
 from architect.cli.tasks import tasks
 from architect.cli.schedules import schedules
 from architect.cli.queues import queues
@@ -14,6 +15,7 @@ from architect.cli.admin import backup, keys, restore
 from architect.cli.common import CliState
 from architect.cli.accounts import audit, tokens, users
 from architect.cli.ssh import set_ssh_command, ssh
+from architect.cli.notify import maintenance, notify, silence
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,6 +42,15 @@ def main(ctx, config_file, broker_host, bus_port, dashboard_url, log_level):
 
 
 nodes.add_command(set_ssh_command())
+alerts.add_command(alert_rules)             # architect alerts rules add/list/remove
+nodes.add_command(node_thresholds)         # architect nodes thresholds NODE --disk 90,97
 for command in (up, server, broker, web, agent, worker, nodes, tasks, schedules, queues, ssh, alerts,
                 cluster, backup, restore, keys, users, tokens, audit):
+    main.add_command(command)
+nodes.add_command(maintenance)             # `architect nodes maintenance NODE on|off` too
+for command in (notify, silence, maintenance):
+    main.add_command(command)
+from architect.cli.logs import logs  # noqa: E402
+from architect.cli.service import install_service  # noqa: E402
+for command in (logs, install_service):
     main.add_command(command)

@@ -66,13 +66,70 @@ def broadcast(ctx, command, nodes, requirements, timeout, as_json):
         params["nodes"] = list(nodes)
     if timeout:
         params["timeout"] = timeout
-    out = call(ctx, "ssh.broadcast", params, timeout=(timeout or 60) + 90)
+    progress = _BroadcastProgress(ctx, params["command"], params["who"]) \
+        if not as_json and _tty() else None
+    try:
+        out = call(ctx, "ssh.broadcast", params, timeout=(timeout or 60) + 90)
+    finally:
+        if progress is not None:
+            progress.stop()
     if as_json:
         return print_json(out)
     for r in out["results"]:
         _print_result(r)
     click.echo(f"-- {out['ok']} ok, {out['failed']} failed, {out['duration']:.2f}s")
     raise SystemExit(0 if out["failed"] == 0 else 1)
+
+
+def _tty() -> bool:
+    import sys
+    return sys.stderr.isatty()
+
+
+class _BroadcastProgress:
+    """On a terminal: "-- 3/10 nodes done, 2.1s" on stderr while a broadcast runs, counted
+    from the SSH audit rows (written before each command runs, updated as each ends),
+    polled on a thread with its own bus connection (a zmq socket is never shared)."""
+
+    def __init__(self, ctx, command: str, who: str):
+        import threading
+        import time
+        from architect.cli.common import connect, load_config
+        self.cfg, self.connect = load_config(ctx), connect
+        self.command, self.who, self.t0 = command, who, time.time()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import time
+        try:
+            client = self.connect(self.cfg)
+        except Exception:
+            return
+        shown = False
+        try:
+            while not self.done.wait(0.5):
+                try:
+                    rows = client.call("ssh.audit", {"limit": 10_000}, timeout=2.0)
+                except Exception:
+                    continue
+                mine = [r for r in rows if r.get("who") == self.who and
+                        r.get("command") == self.command and (r.get("ts") or 0) >= self.t0 - 1]
+                if not mine:
+                    continue
+                ended = sum(1 for r in mine if r.get("status") != "started")
+                click.echo(f"\r-- {ended}/{len(mine)} nodes done, {time.time() - self.t0:.1f}s",
+                           nl=False, err=True)
+                shown = True
+        finally:
+            if shown:
+                click.echo("\r\033[K", nl=False, err=True)
+            client.close()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(3)
 
 
 @ssh.command()

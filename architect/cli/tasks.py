@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 import time
 
 import click
@@ -112,7 +113,7 @@ def submit(ctx, task_type, command, argv, function, args, payload, requirements,
                           + ("" if created["created"] else " (the same unique key's, still "
                              "in its window)" if created.get("unique") else
                              " (existing, same key)"))
-    task = _wait(ctx, created["id"])
+    task = _wait(ctx, created["id"], progress=not as_json and sys.stderr.isatty())
     if as_json:
         print_json(task)
     else:
@@ -141,11 +142,22 @@ def _arg(text: str):
         return text
 
 
-def _wait(ctx, task_id: int) -> dict:
-    while True:
-        task = call(ctx, "task.wait", {"id": task_id, "timeout": 30})
-        if task["final"]:
-            return task
+def _wait(ctx, task_id: int, progress: bool = False) -> dict:
+    """Until the task is final. progress (a terminal, not --json): a spinner with the
+    elapsed time and the task's state on stderr, cleared at the end."""
+    started, frames, i = time.monotonic(), "|/-\\", 0
+    try:
+        while True:
+            task = call(ctx, "task.wait", {"id": task_id, "timeout": 0.5 if progress else 30})
+            if task["final"]:
+                return task
+            if progress:
+                i += 1
+                click.echo(f"\r{frames[i % 4]} task {task_id} {task.get('status')}, "
+                           f"{time.monotonic() - started:.0f}s", nl=False, err=True)
+    finally:
+        if progress and i:
+            click.echo("\r\033[K", nl=False, err=True)
 
 
 def _print_result(task: dict) -> None:

@@ -11,6 +11,7 @@ from dash import Input, Output, dcc, html
 from architect.ui import data
 from architect.ui.pages import (audit, flow, health, nodes, overview, queues, schedules, ssh,
                                 tasks, topology, workflow)
+from architect.ui.pages import notifications
 
 # (path, title, module, least role that sees the page in the menu)
 PAGES = (("/", "Overview", overview, "viewer"), ("/topology", "Topology", topology, "viewer"),
@@ -19,6 +20,7 @@ PAGES = (("/", "Overview", overview, "viewer"), ("/topology", "Topology", topolo
          ("/schedules", "Schedules", schedules, "viewer"),
          ("/workflow", "Workflow", workflow, "viewer"),
          ("/queues", "Queues", queues, "viewer"),
+         ("/notifications", "Notifications", notifications, "viewer"),
          ("/ssh", "SSH", ssh, "admin"), ("/audit", "Audit", audit, "admin"))
 TICK_MS = 2000
 

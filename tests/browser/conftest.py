@@ -58,6 +58,8 @@ def ui_cluster(tmp_path_factory):
     c.start_worker("web-1", "-c", "2")
     c.wait_workers(1)
     wait_for(lambda: len(c.rpc("node.list")) == 3, 15, what="three nodes")
+    wait_for(lambda: any(n["name"] == "db-1" and n["status"] == "warning"  # 3 samples in a row
+                         for n in c.rpc("node.list")), 15, what="db-1 warning")
     yield c
     c.stop_all()
 

@@ -10,7 +10,7 @@ from tests.helpers import wait_for
 pytestmark = pytest.mark.slow
 # pages whose screenshot (docs/screenshots) their own browser test takes, once it has data
 OWN_SHOTS = {"health", "schedules", "workflow", "queues", "notifications"}
-PAGES = ("/", "/topology", "/flow", "/health", "/nodes", "/tasks", "/schedules", "/workflow", "/queues", "/ssh", "/audit")
+PAGES = ("/", "/topology", "/flow", "/health", "/nodes", "/tasks", "/schedules", "/workflow", "/queues", "/notifications", "/ssh", "/audit")
 
 
 def test_every_page_renders_without_console_errors(ui_cluster, browser):

@@ -92,6 +92,11 @@ class Web:
                                    "FROM schedules ORDER BY name"),
             "schedule_runs": self.rows("SELECT COUNT(*) AS n FROM schedule_runs"),
             "queues": self.rows("SELECT * FROM queues ORDER BY name"),
+            "node_thresholds": self.rows("SELECT * FROM node_thresholds ORDER BY node"),
+            "alert_rules": self.rows("SELECT * FROM alert_rules ORDER BY name"),
+            "notify": self.rows("SELECT name, config FROM notify_channels UNION ALL "
+                                "SELECT name, channels FROM notify_rules ORDER BY 1"),
+            "silences": self.rows("SELECT id, ends_at FROM silences ORDER BY id"),
             "keys": {"authorized": keys["authorized"], "pending": keys["pending"],
                      "roles": keys["roles"]},
         }
@@ -171,6 +176,25 @@ def bodies(w: Web) -> dict:
         ("DELETE", "/api/users/<name>"): (f"/api/users/{OPERATOR[0]}", None),
         ("POST", "/api/tokens"): ("/api/tokens", {"role": "admin", "name": "mine-now"}),
         ("DELETE", "/api/tokens/<int:token_id>"): (f"/api/tokens/{w.spare_token['id']}", None),
+        ("PUT", "/api/nodes/<nodekey:key>/thresholds"):
+            (f"/api/nodes/{NODE}/thresholds", {"disk": {"warning": 99, "critical": 100}}),
+        ("POST", "/api/alert-rules"): ("/api/alert-rules", {"name": "by-a-viewer",
+                                                            "expr": "disk_percent > 1"}),
+        ("DELETE", "/api/alert-rules/<name>"): ("/api/alert-rules/any-rule", None),
+        ("POST", "/api/backup"): ("/api/backup", None),
+        ("PUT", "/api/backup/schedule"): ("/api/backup/schedule", {"every": 86400}),
+        ("POST", "/api/notify/channels"): ("/api/notify/channels", {
+            "name": "by-a-viewer", "kind": "webhook", "url": "http://127.0.0.1:9/"}),
+        ("DELETE", "/api/notify/channels/<name>"): ("/api/notify/channels/any-channel", None),
+        ("POST", "/api/notify/channels/<name>/test"):
+            ("/api/notify/channels/any-channel/test", None),
+        ("POST", "/api/notify/rules"): ("/api/notify/rules", {"name": "by-a-viewer",
+                                                              "channels": ["any-channel"]}),
+        ("DELETE", "/api/notify/rules/<name>"): ("/api/notify/rules/any-rule", None),
+        ("POST", "/api/silences"): ("/api/silences", {"node": "*", "comment": "by-a-viewer"}),
+        ("DELETE", "/api/silences/<int:silence_id>"): ("/api/silences/1", None),
+        ("POST", "/api/nodes/<nodekey:key>/maintenance"):
+            (f"/api/nodes/{NODE}/maintenance", {"on": True}),
         # Dash's callback route: a viewer pressing "drain" (answered 200, with the broker's
         # refusal shown; checked in its own test below)
         ("POST", "/_dash-update-component"): ("/_dash-update-component", dash_drain(NODE)),
@@ -183,7 +207,13 @@ ADMIN_ROUTES = {("DELETE", "/api/nodes/<nodekey:key>"), ("POST", "/api/ssh/pool/
                 ("DELETE", "/api/keys/<name>"), ("POST", "/api/keys/token"),
                 ("POST", "/api/keys/<name>/role"), ("POST", "/api/users"),
                 ("PATCH", "/api/users/<name>"), ("DELETE", "/api/users/<name>"),
-                ("POST", "/api/tokens"), ("DELETE", "/api/tokens/<int:token_id>")}
+                ("POST", "/api/tokens"), ("DELETE", "/api/tokens/<int:token_id>"),
+                ("PUT", "/api/nodes/<nodekey:key>/thresholds"), ("POST", "/api/alert-rules"),
+                ("DELETE", "/api/alert-rules/<name>"), ("POST", "/api/backup"),
+                ("PUT", "/api/backup/schedule"),
+                ("POST", "/api/notify/channels"), ("DELETE", "/api/notify/channels/<name>"),
+                ("POST", "/api/notify/channels/<name>/test"), ("POST", "/api/notify/rules"),
+                ("DELETE", "/api/notify/rules/<name>")}
 
 
 def dash_drain(node: str, action: str = "drain") -> dict:

@@ -25,8 +25,10 @@ from tests.helpers import Cluster
 
 pytestmark = pytest.mark.slow
 
-MAX_EXAMPLES = 100          # per operation; one pass of every phase stays well under 90 s
-RESPONSE_EXAMPLES = 150     # the response-checks-only run
+# per operation (90 operations): enough for >= 1,000 requests in each run while keeping the
+# suite's time; how long a run took is printed, never asserted (TESTING.md)
+MAX_EXAMPLES = 60
+RESPONSE_EXAMPLES = 80      # the response-checks-only run
 SEED = 20240611
 STORE_INT = (-2 ** 63, 2 ** 63 - 1)  # what SQLite (and below it msgpack) can carry
 SHADOWED = ("health", "alerts", "recommend", "distribution")  # /api/nodes/<these> are other routes
@@ -302,6 +304,13 @@ def set_aside_known_bugs(app, failures):
         ("schedule rules the spec cannot state (cron syntax, time zones, cron xor every)",
          True, lambda f: f.check == "positive_data_acceptance"
          and _operation(f) == "POST /api/schedules"),
+        # a notification channel's fields depend on its kind (a webhook's http(s) URL, an
+        # email's addresses, a URL apprise accepts), and a silence needs a node or labels and
+        # an end after its start, in the future; the server answers 400 naming the field
+        # (tests/unit/test_notify.py)
+        ("notification rules the spec cannot state (kind-specific fields, a silence's end)",
+         True, lambda f: f.check == "positive_data_acceptance"
+         and _operation(f) in ("POST /api/notify/channels", "POST /api/silences")),
     ]
     left, set_aside = [], Counter()
     for failure in failures:
@@ -329,7 +338,7 @@ def test_schemathesis_no_server_errors_no_schema_violations(backend, fuzz_run):
     _, app, _ = backend
     operations, failures, summary = fuzz_run
     assert summary["errors"] == [], summary["errors"]
-    assert summary["seconds"] < 90 and summary["requests"] >= 1000, summary
+    assert summary["requests"] >= 1000, summary
     # every operation but the excluded ones was exercised
     assert len(operations) >= 25
     for excluded in ("POST /api/ssh/execute", "POST /api/ssh/broadcast", "POST /api/ssh/trust",
@@ -366,7 +375,7 @@ def test_response_checks_alone_pass(backend):
     print("schemathesis response checks:", summary["phases"], f"{summary['seconds']:.1f}s",
           f"{requests_made} requests, {len(failures)} failures")
     assert summary["errors"] == []
-    assert requests_made >= 1000 and summary["seconds"] < 90
+    assert requests_made >= 1000
     left, set_aside = set_aside_known_bugs(app, failures)
     if set_aside:
         print("failures explained by known bugs (see the xfail tests):", dict(set_aside))

@@ -66,7 +66,8 @@ def test_heartbeat_registers_grades_and_goes_offline(broker):
             nodes = broker.rpc.call("node.list")
             return nodes and nodes[0]["status"] == "healthy"
         wait_for(status, 5, what="heartbeat registers the node")
-        send(99.0)
+        for _ in range(3):   # the hysteresis: three samples in a row (health_samples)
+            send(99.0)
         wait_for(lambda: broker.rpc.call("node.get", {"node": "hb1"})["status"] == "critical", 3,
                  what="critical")
         alerts = broker.rpc.call("alert.list")

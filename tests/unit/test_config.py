@@ -204,6 +204,7 @@ def test_every_setting_has_an_env_var(no_file):
                "memory_critical": "4", "disk_warning": "5", "disk_critical": "6",
                "load_warning": "7", "load_critical": "9.5", "heartbeat_interval": "9",
                "heartbeat_timeout": "10", "metrics_retention_days": "11",
+               "metrics_1m_retention_days": "20", "metrics_1h_retention_days": "400",
                "max_message_size": "2048", "request_timeout": "12", "log_level": "DEBUG",
                "worker_heartbeat_interval": "0.5", "worker_liveness": "5",
                "user": "admin", "password": "pw", "cert_file": "/c.pem", "key_file": "/k.pem",
@@ -217,7 +218,15 @@ def test_every_setting_has_an_env_var(no_file):
                "audit_retention_days": "30", "state_dir": "/state",
                "database_url": "postgresql://architect@db.example:5432/architect",
                "lease_ttl": "7.5", "advertise_host": "10.0.0.9", "task_retention": "60",
-               "task_output_retention": "3"}
+               "task_output_retention": "3",
+               "health_samples": "2", "health_margin": "3", "health_load_margin": "0.25",
+               "flap_changes": "4", "flap_window": "120",
+               "log_format": "json", "log_max_bytes": "65536", "log_backups": "3",
+               "log_dir": "/logs", "backup_dir": "/bk", "backup_every": "3600",
+               "backup_keep_days": "7",
+               "notify_timeout": "3", "notify_attempts": "4", "notify_backoff": "0.5",
+               "notify_workers": "2", "notify_queue": "50",
+               "external_url": "https://dash.example"}
     names = {f.name for f in config.fields(Config)}
     assert names == set(samples), "a new setting needs a sample here"
     cfg = config.load(env={config.env_name(k): v for k, v in samples.items()},

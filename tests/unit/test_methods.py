@@ -17,8 +17,14 @@ from architect.bus.messages import Heartbeat, TaskResult, WorkerReady
 from architect.broker.ssh_handlers import SSH_METHODS
 from architect.broker.schedule_handlers import SCHEDULE_METHODS
 from architect.broker.queue_handlers import QUEUE_METHODS
+from architect.broker.backup_handlers import BACKUP_METHODS
+from architect.broker.alert_handlers import ALERT_METHODS
+from architect.broker.notify_handlers import NOTIFY_METHODS
 
 TABLES = {"schedule_handlers.SCHEDULE_METHODS": SCHEDULE_METHODS,
+          "backup_handlers.BACKUP_METHODS": BACKUP_METHODS,
+          "alert_handlers.ALERT_METHODS": ALERT_METHODS,
+          "notify_handlers.NOTIFY_METHODS": NOTIFY_METHODS,
           "queue_handlers.QUEUE_METHODS": QUEUE_METHODS,"handlers.METHODS": handlers.METHODS, "task_handlers.TASK_METHODS": task_handlers.TASK_METHODS,
           "views.VIEW_METHODS": views.VIEW_METHODS, "keys.KEY_METHODS": keys.KEY_METHODS,
           "accounts.ACCOUNT_METHODS": accounts.ACCOUNT_METHODS, "ssh.SSH_METHODS": SSH_METHODS}
@@ -34,6 +40,10 @@ READ_ONLY = {
     "cluster.summary",
     "keys.list", "users.list", "tokens.list", "audit.list",
     "ssh.pool.stats", "ssh.audit", "schedule.list", "schedule.get", "queue.list",
+    "backup.status",
+    "node.thresholds", "alert_rule.list",
+    "notify.channels", "notify.rules", "notify.deliveries", "notify.status", "silence.list",
+    "cluster.nodes_overview",
 }
 WRITES = {
     "node.register", "node.remove", "node.drain", "node.undrain", "alert.ack",
@@ -44,6 +54,10 @@ WRITES = {
     "ssh.execute", "ssh.broadcast", "ssh.trust", "ssh.pool.cleanup", "node.set_ssh",
     "schedule.add", "schedule.pause", "schedule.resume", "schedule.remove", "schedule.run",
     "queue.set",
+    "backup.run", "backup.schedule",
+    "node.set_thresholds", "alert_rule.add", "alert_rule.remove",
+    "notify.channel.add", "notify.channel.remove", "notify.channel.test", "notify.rule.add",
+    "notify.rule.remove", "silence.add", "silence.remove", "node.maintenance",
 }
 # least role per method (§10): admin for keys, users, tokens, SSH, removal and the audit
 ADMIN_ONLY = {
@@ -51,6 +65,10 @@ ADMIN_ONLY = {
     "keys.token", "users.add", "users.passwd", "users.remove", "users.list", "tokens.create",
     "tokens.list", "tokens.revoke", "audit.list", "ssh.execute", "ssh.broadcast", "ssh.trust",
     "ssh.pool.cleanup", "ssh.audit", "node.set_ssh",
+    "backup.run", "backup.schedule", "backup.status",
+    "node.set_thresholds", "alert_rule.add", "alert_rule.remove",
+    "notify.channel.add", "notify.channel.remove", "notify.channel.test", "notify.rule.add",
+    "notify.rule.remove",
 }
 OPERATOR_WRITES = WRITES - ADMIN_ONLY          # tasks, drain, alerts, node registration
 NODE_METHODS = {"node.register", "ping"}      # all a node key may call

@@ -62,9 +62,9 @@ def changes_in_every_stream(b, now):
 
 
 def test_the_stream_list_covers_every_table(broker):
-    assert [s.name for s in broker.streams] == ["nodes", "alerts", "metrics", "tasks",
+    assert [s.name for s in broker.streams] == ["nodes", "alerts", "alert_config", "metrics", "tasks",
                                                 "task_output", "queues", "schedules",
-                                                "ssh_audit", "audit"]
+                                                "ssh_audit", "audit", "notify"]
     assert isinstance(broker.metrics_rows, RowBuffer) and isinstance(broker.output_rows, RowBuffer)
 
 

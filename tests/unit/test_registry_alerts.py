@@ -16,9 +16,12 @@ WARM = {**CALM, "cpu_percent": 85.0}          # warning (cpu >= 80)
 HOT = {**CALM, "memory_percent": 99.0}        # critical (memory >= 95)
 
 
+IMMEDIATE = health.Policy(samples=1)   # the tests below grade every sample at once
+
+
 @pytest.fixture
 def reg() -> Registry:
-    return Registry(Thresholds(), TIMEOUT)
+    return Registry(Thresholds(), TIMEOUT, policy=IMMEDIATE)
 
 
 def row(**kw) -> dict:
@@ -303,7 +306,7 @@ def test_check_offline_from_warning_and_critical(reg):
 
 def test_restart_grace_uses_started_at():
     """A broker restarted at t=1000 waits one timeout before calling old nodes offline."""
-    reg = Registry(Thresholds(), TIMEOUT, started_at=1000.0)
+    reg = Registry(Thresholds(), TIMEOUT, started_at=1000.0, policy=IMMEDIATE)
     reg.load([row(id=1, name="a", status=HEALTHY, registered_at=10.0, last_seen=100.0),
               row(id=2, name="b", status=WARNING, registered_at=10.0, last_seen=0.0)])
     assert reg.check_offline(1000.0) == []
@@ -316,7 +319,7 @@ def test_restart_grace_uses_started_at():
 
 
 def test_restart_grace_does_not_extend_a_fresh_heartbeat():
-    reg = Registry(Thresholds(), TIMEOUT, started_at=1000.0)
+    reg = Registry(Thresholds(), TIMEOUT, started_at=1000.0, policy=IMMEDIATE)
     reg.load([row(name="a", last_seen=100.0)])
     reg.heartbeat("a", CALM, 1100.0)
     assert reg.check_offline(1100.0 + TIMEOUT) == []
@@ -324,7 +327,7 @@ def test_restart_grace_does_not_extend_a_fresh_heartbeat():
 
 
 def test_loaded_offline_node_stays_offline_quietly():
-    reg = Registry(Thresholds(), TIMEOUT, started_at=1000.0)
+    reg = Registry(Thresholds(), TIMEOUT, started_at=1000.0, policy=IMMEDIATE)
     reg.load([row(name="gone", status=OFFLINE, last_seen=1.0)])
     assert reg.check_offline(5000.0) == []
     assert reg.counts()[OFFLINE] == 1

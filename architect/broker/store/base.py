@@ -38,7 +38,9 @@ TOKEN_COLUMNS = ("id", "kind", "name", "role", "token_hash", "created_at", "crea
                  "expires_at", "uses_left", "used_count", "last_used_at", "revoked_at")
 TABLES = ("nodes", "metrics", "tasks", "task_events", "task_output", "alerts", "ssh_audit",
           "users", "tokens", "audit", "bus_keys", "task_rollup", "schedules", "schedule_runs",
-          "task_deps", "queues")
+          "task_deps", "queues", "metrics_1m", "metrics_1h",
+          "notify_channels", "notify_rules", "silences", "notifications",
+          "node_thresholds", "alert_rules")
 # the schedules row: architect.broker.schedules.COLUMNS, `spec` JSON-encoded, paused 0 / 1
 SCHEDULE_RUN_COLUMNS = ("schedule", "due", "at", "outcome", "task_id", "detail")
 __all__ = ["BaseStore", "Fenced", "TASK_COLUMNS", "JSON_TASK_COLUMNS", "NODE_COLUMNS", "JSON_NODE_COLUMNS",
@@ -462,6 +464,10 @@ class BaseStore(ABC):
     def _execmany(self, sql: str, rows: list) -> None:
         raise NotImplementedError
 
+    def _exec(self, sql: str, params=()) -> int:
+        """One write statement; how many rows it changed (metrics roll-ups, rollup.py)."""
+        raise NotImplementedError
+
     def open_unique_windows(self, now: float) -> list[tuple[str, int, float]]:
         sql = ("SELECT unique_key, id, unique_until FROM tasks WHERE unique_until > "
                f"{self.MARK} AND unique_key IS NOT NULL ORDER BY id")
@@ -480,3 +486,60 @@ class BaseStore(ABC):
         sql = (f"SELECT task_id, dep_id FROM task_deps WHERE {col} IN "
                f"({', '.join(self.MARK for _ in ids)}) ORDER BY task_id, dep_id")
         return [(int(a), int(b)) for a, b in self._fetch(sql, ids)]
+
+    # --- notifications (m015; the SQL is in notify_sql.py, shared by both backends) ------
+    def load_notify(self, now: float) -> dict:
+        """{channels, rules, silences (not expired at `now`), max_silence, max_row,
+        max_delivery}: what the broker's NotifyBook starts from. A read: any time."""
+        from architect.broker.store import notify_sql
+        return notify_sql.load(self, now)
+
+    def save_notify(self, changes: dict) -> None:
+        """Channels and rules upserted (None: deleted), silences upserted, delivery-attempt
+        rows inserted; inside the caller's transaction."""
+        from architect.broker.store import notify_sql
+        notify_sql.save(self, changes)
+
+    def notifications(self, channel=None, outcome=None, alert_id=None, delivery=None,
+                      limit: int = 100) -> list[dict]:
+        """Delivery-attempt rows newest first, filtered. A read: any time."""
+        from architect.broker.store import notify_sql
+        return notify_sql.deliveries(self, channel, outcome, alert_id, delivery, limit)
+
+    def silence_history(self, limit: int = 200) -> list[dict]:
+        """Every silence, expired ones too, newest first. A read: any time."""
+        from architect.broker.store import notify_sql
+        return notify_sql.silences(self, limit)
+
+    # --- per-node thresholds and custom alert rules (m014; broker/alert_rules.py) --------
+    THRESHOLD_COLUMNS = ("node", "cpu_warning", "cpu_critical", "memory_warning",
+                         "memory_critical", "disk_warning", "disk_critical", "load_warning",
+                         "load_critical", "updated_at", "updated_by")
+    RULE_COLUMNS = ("name", "expr", "level", "node", "capability", "created_at", "created_by")
+
+    def load_alert_config(self) -> tuple[list[dict], list[dict]]:
+        """(alert_rules rows by name, node_thresholds rows by node). A read: any time."""
+        out = []
+        for table, cols, key in (("alert_rules", self.RULE_COLUMNS, "name"),
+                                 ("node_thresholds", self.THRESHOLD_COLUMNS, "node")):
+            rows = self._fetch(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {key}")
+            out.append([dict(zip(cols, r)) for r in rows])
+        return out[0], out[1]
+
+    def save_alert_config(self, taken: list) -> None:
+        """[rule changes, threshold changes]: name → row (upsert) or None (delete). Inside
+        transaction()."""
+        if not taken:
+            return
+        m = self.MARK
+        for table, cols, changes in (("alert_rules", self.RULE_COLUMNS, taken[0]),
+                                     ("node_thresholds", self.THRESHOLD_COLUMNS, taken[1])):
+            gone = [(k,) for k, row in changes.items() if row is None]
+            if gone:
+                self._execmany(f"DELETE FROM {table} WHERE {cols[0]} = {m}", gone)
+            rows = [tuple(row[c] for c in cols) for row in changes.values() if row is not None]
+            if rows:
+                sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])
+                self._execmany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
+                               f"({', '.join(m for _ in cols)}) ON CONFLICT ({cols[0]}) "
+                               f"DO UPDATE SET {sets}", rows)

@@ -262,6 +262,8 @@ class Store(AccountStore, BaseStore):
         with self.transaction(durable=True):
             self._query("DELETE FROM nodes WHERE id = %s", (node_id,))
             self._query("DELETE FROM metrics WHERE node_id = %s", (node_id,))
+            for table in ("metrics_1m", "metrics_1h"):   # its roll-ups too (m016)
+                self._query(f"DELETE FROM {table} WHERE node_id = %s", (node_id,))
 
     def insert_metrics(self, rows: list[tuple]) -> None:
         self._many(_METRIC_INSERT, [_row(r) for r in rows])
@@ -345,6 +347,9 @@ class Store(AccountStore, BaseStore):
 
     def _execmany(self, sql: str, rows: list) -> None:
         self._many(sql, rows)
+
+    def _exec(self, sql: str, params=()) -> int:
+        return self._query(sql, params)
 
     def add_task_rollup(self, rows: list[tuple]) -> None:
         self._many("INSERT INTO task_rollup (hour, node, status, count) VALUES (%s, %s, %s, %s) "

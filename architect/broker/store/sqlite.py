@@ -114,6 +114,8 @@ class Store(AccountStore, BaseStore):
     def delete_node(self, node_id: int) -> None:
         self.conn.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
         self.conn.execute("DELETE FROM metrics WHERE node_id = ?", (node_id,))
+        for table in ("metrics_1m", "metrics_1h"):   # its roll-ups too (m016)
+            self.conn.execute(f"DELETE FROM {table} WHERE node_id = ?", (node_id,))
 
     def insert_metrics(self, rows: list[tuple]) -> None:
         self.conn.executemany(_METRIC_INSERT, rows)
@@ -200,6 +202,9 @@ class Store(AccountStore, BaseStore):
 
     def _execmany(self, sql: str, rows: list) -> None:
         self.conn.executemany(sql, rows)
+
+    def _exec(self, sql: str, params=()) -> int:
+        return self.conn.execute(sql, params).rowcount
 
     def add_task_rollup(self, rows: list[tuple]) -> None:
         self.conn.executemany(

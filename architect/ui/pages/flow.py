@@ -52,9 +52,14 @@ def sankey(flow: dict) -> go.Figure:
     return fig
 
 
-def stream(spans: list) -> go.Figure:
+def stream(spans: list, window: float = 900, now: float | None = None) -> go.Figure:
+    """Task spans per node. The x-axis is the window (now - window .. now), whatever the
+    spans cover, and a span is at least 1/300 of it wide (a 5 ms task stays visible)."""
+    import time
     fig = go.Figure()
-    now = dt.datetime.now()
+    now_ts = time.time() if now is None else now
+    now = dt.datetime.fromtimestamp(now_ts)
+    least_ms = window * 1000 / 300
     by_state: dict[str, list] = {}
     for s in spans:
         by_state.setdefault(s["status"], []).append(s)
@@ -64,13 +69,15 @@ def stream(spans: list) -> go.Figure:
                 for s in items]
         fig.add_trace(go.Bar(
             y=[s["assigned_node"] or "?" for s in items], base=starts,
-            x=[max((e - b).total_seconds() * 1000, 40) for b, e in zip(starts, ends)],
+            x=[max((e - b).total_seconds() * 1000, least_ms) for b, e in zip(starts, ends)],
             orientation="h", name=state, width=0.5, marker_color=data.COLORS.get(state, "#999"),
             hovertext=[f"task {s['id']} ({s['task_type']}) {state}" for s in items]))
     fig.update_layout(barmode="overlay", margin=dict(l=10, r=10, t=10, b=30),
-                      xaxis=dict(type="date"), plot_bgcolor="#fff", legend=dict(orientation="h"))
+                      xaxis=dict(type="date", range=[dt.datetime.fromtimestamp(now_ts - window), now]),
+                      plot_bgcolor="#fff", legend=dict(orientation="h"))
     if not spans:
-        fig.add_annotation(text="no recent tasks", showarrow=False)
+        fig.add_annotation(text="no recent tasks", showarrow=False, xref="paper", yref="paper",
+                           x=0.5, y=0.5, font=dict(size=16, color="#8a8f98"))
     return fig
 
 
@@ -82,4 +89,5 @@ def register(app):
         seconds = WINDOWS.get(window, 3600)
         flow, err = data.safe(data.flow, seconds)
         spans, err2 = data.safe(data.timeline, min(seconds, 3600), 400, default=[])
-        return (sankey(flow) if flow else go.Figure()), stream(spans), err or err2
+        return ((sankey(flow) if flow else go.Figure()), stream(spans, min(seconds, 3600)),
+                err or err2)

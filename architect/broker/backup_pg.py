@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from architect.backup import BackupError
+from architect.broker.backup import BackupError
 
 TIMEOUT = 3600.0
 
@@ -70,8 +70,10 @@ def check(archive: str | Path) -> int:
     return len(entries)
 
 
-def backup(url: str, out: str | Path) -> dict:
+def backup(url: str, out: str | Path, say=None) -> dict:
+    """pg_dump to `out` then the archive read back; say(text) before each step."""
     out = Path(out)
+    say = say or (lambda text: None)
     if out.exists():
         raise BackupError(f"{out} exists; choose a new file")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -79,8 +81,10 @@ def backup(url: str, out: str | Path) -> dict:
     plain, env = _split(url)
     tmp = out.with_name(out.name + ".partial")
     try:
+        say(f"pg_dump to {tmp}")
         _run([tool("pg_dump"), "--format=custom", "--no-owner", "--file", str(tmp),
               "--dbname", plain], env, "pg_dump")
+        say("reading the archive back (pg_restore --list)")
         entries = check(tmp)
         tmp.replace(out)
     finally:
