@@ -110,7 +110,10 @@ def glob(params: dict, name: str, default):
 def _scrub(params: dict) -> None:
     """The audit row must not keep a channel's secrets (the audit redacts `password`)."""
     if isinstance(params.get("url"), str):
-        params["url"] = C.redacted("webhook", {"url": params["url"]})["url"]
+        # a webhook keeps scheme://host:port (its token is in the path); an apprise URL
+        # only its scheme (apprise puts tokens in the host part: pover://user@token)
+        kind = "webhook" if params.get("kind") == "webhook" else "apprise"
+        params["url"] = C.redacted(kind, {"url": params["url"]})["url"]
     if isinstance(params.get("headers"), dict):
         params["headers"] = {str(k): C.HIDDEN for k in params["headers"]}
 

@@ -186,7 +186,13 @@ def stats(ctx, as_json):
     click.echo(f"nodes      {n['total']} (healthy {n['healthy']}, warning {n['warning']}, "
                f"critical {n['critical']}, offline {n['offline']}, drained {n['drained']})")
     click.echo(f"alerts     {data['alerts']['active']} active")
-    click.echo(f"broker     pid {data['pid']}, up {ago(data['uptime'])}, db {data['db']['path']}")
+    db = data["db"]
+    size = f" ({db['bytes'] / 2**20:.1f} MiB)" if db.get("bytes") is not None else ""
+    click.echo(f"broker     pid {data['pid']}, up {ago(data['uptime'])}, db {db['path']}{size}")
+    loop = data.get("loop") or {}
+    if loop.get("p99") is not None:
+        click.echo(f"loop       p50 {loop['p50'] * 1000:.2f} ms, p99 {loop['p99'] * 1000:.2f} ms, "
+                   f"max {loop['max'] * 1000:.2f} ms over the last {loop['recent']} iterations")
     for key, value in sorted(data["counters"].items()):
         click.echo(f"  {key:24} {value}")
 

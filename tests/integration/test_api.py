@@ -563,8 +563,17 @@ BODIES = {
     ("POST", "/api/schedules"): {**TASK, "name": "s1", "every": 60},
     ("POST", "/api/tasks/retry"): {"since": 3600},
     ("PUT", "/api/queues/{name}"): {"concurrency": 2},
+    ("PUT", "/api/nodes/{key}/thresholds"): {"disk": {"warning": 90, "critical": 97}},
+    ("POST", "/api/alert-rules"): {"name": "r1", "expr": "disk_percent > 70"},
+    ("PUT", "/api/backup/schedule"): {"every": 86400},
+    ("POST", "/api/notify/channels"): {"name": "c1", "kind": "webhook",
+                                       "url": "http://127.0.0.1:9/"},
+    ("POST", "/api/notify/rules"): {"name": "r1", "channels": ["c1"]},
+    ("POST", "/api/silences"): {"node": "n1", "comment": "test"},
+    ("POST", "/api/nodes/{key}/maintenance"): {"on": True},
 }
-PLACEHOLDERS = {"key": "n1", "task_id": "1", "alert_id": "1", "name": "n1", "token_id": "1"}
+PLACEHOLDERS = {"key": "n1", "task_id": "1", "alert_id": "1", "name": "n1", "token_id": "1",
+                "silence_id": "1"}
 
 
 def spec_operations(spec: dict):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -22,6 +23,9 @@ from architect.bus.errors import RemoteError
 from architect.broker.ssh_handlers import SSH_METHODS
 from architect.broker.schedule_handlers import SCHEDULE_METHODS
 from architect.broker.queue_handlers import QUEUE_METHODS
+from architect.broker.backup_handlers import BACKUP_METHODS
+from architect.broker.alert_handlers import ALERT_METHODS
+from architect.broker.notify_handlers import NOTIFY_METHODS
 from tests.helpers import Cluster, db_rows, free_port_block, wait_for
 
 pytestmark = pytest.mark.slow
@@ -30,13 +34,13 @@ ADMIN = ("admin", "audit-admin-pw")
 CREDS = {"ARCHITECT_USER": ADMIN[0], "ARCHITECT_PASSWORD": ADMIN[1]}
 TABLE = {**handlers.METHODS, **task_handlers.TASK_METHODS, **views.VIEW_METHODS,
          **keys.KEY_METHODS, **accounts.ACCOUNT_METHODS, **SSH_METHODS, **SCHEDULE_METHODS,
-         **QUEUE_METHODS}
+         **QUEUE_METHODS, **BACKUP_METHODS, **ALERT_METHODS, **NOTIFY_METHODS}
 WRITES = sorted(n for n, m in TABLE.items() if m.writes)
 READS = sorted(n for n, m in TABLE.items() if not m.writes)
 NODE = "au-n1"
-# answered later (the command runs on the SSH pool's threads): audited when accepted, before
-# the command runs (TESTING.md S4)
-DEFERRED = {"ssh.execute", "ssh.broadcast", "ssh.trust"}
+# answered later (the command runs on the SSH pool's threads, the backup on its own thread):
+# audited when accepted, before the work runs (TESTING.md S4)
+DEFERRED = {"ssh.execute", "ssh.broadcast", "ssh.trust", "backup.run"}
 
 
 class Audited:
@@ -113,11 +117,32 @@ def write_calls(a: Audited) -> list[tuple[str, object]]:
         ("ssh.broadcast", {"command": "true", "nodes": [NODE], "timeout": 3}),
         ("ssh.trust", {"node": NODE}),
         ("ssh.pool.cleanup", {}),
+        ("node.set_thresholds", {"node": NODE, "thresholds": {"cpu": {"warning": 70,
+                                                                      "critical": 90}}}),
+        ("alert_rule.add", {"name": "au-rule", "expr": "cpu_percent > 95% for 5m",
+                            "level": "warning", "node": "au-*"}),
+        ("alert_rule.remove", {"name": "au-rule"}),
+        # a webhook whose URL and header carry secrets (nothing listens on port 9)
+        ("notify.channel.add", {"name": "au-hook", "kind": "webhook", "timeout": 1,
+                                "url": f"http://127.0.0.1:9/hook/{WEBHOOK_SECRET}",
+                                "headers": {"Authorization": f"Bearer {HEADER_SECRET}"}}),
+        ("notify.channel.test", {"name": "au-hook"}),
+        ("notify.rule.add", {"name": "au-notify", "channels": ["au-hook"],
+                             "min_level": "critical", "node": "au-*"}),
+        ("notify.rule.remove", {"name": "au-notify"}),
+        ("notify.channel.remove", {"name": "au-hook"}),
+        ("silence.add", {"node": NODE, "duration": "1h", "comment": "audit test"}),
+        ("silence.remove", lambda: {"id": a.ctx["silence.add"]["id"]}),
+        ("node.maintenance", {"node": NODE, "on": True, "duration": "1h",
+                              "comment": "audit test"}),
+        ("backup.run", {}),
+        ("backup.schedule", {"every": "1d", "keep_days": 30}),
         ("node.remove", {"node": NODE}),
     ]
 
 
-SECRETS = ("au-password-1", "au-password-2")
+WEBHOOK_SECRET, HEADER_SECRET = "au-webhook-path-secret", "au-header-secret"
+SECRETS = ("au-password-1", "au-password-2", WEBHOOK_SECRET, HEADER_SECRET)
 
 
 def test_every_write_method_leaves_its_row_on_disk_before_the_reply(au):
@@ -159,6 +184,15 @@ def test_every_write_method_leaves_its_row_on_disk_before_the_reply(au):
     assert au.rows("SELECT revoked_at FROM tokens WHERE id = ?",
                    (au.ctx["tokens.create"]["id"],))[0]["revoked_at"]
     assert not au.rows("SELECT id FROM nodes WHERE name = ?", (NODE,))
+    # a channel's secrets stay out of its audit row (notify_handlers._scrub), and the
+    # backup asked for is on disk
+    hook = json.loads(seen["notify.channel.add"]["params"])
+    assert hook["url"] == "http://127.0.0.1:9/***" and hook["headers"] == {
+        "Authorization": "***"}, hook
+    assert seen["notify.channel.add"]["target"] == "au-hook"
+    backup = au.ctx["backup.run"]
+    assert backup["bytes"] > 0 and au.cluster.tmp in Path(backup["backup"]).parents, backup
+    assert Path(backup["backup"]).is_file()
 
 
 def read_calls(a: Audited) -> list[tuple[str, dict]]:
@@ -179,6 +213,10 @@ def read_calls(a: Audited) -> list[tuple[str, dict]]:
         ("cluster.topology", {}), ("cluster.flow", {}), ("cluster.summary", {}),
         ("keys.list", {}), ("users.list", {}), ("tokens.list", {}), ("audit.list", {}),
         ("ssh.pool.stats", {}), ("ssh.audit", {}),
+        ("cluster.nodes_overview", {}), ("backup.status", {}),
+        ("node.thresholds", {"node": "au-alerting"}), ("alert_rule.list", {}),
+        ("notify.channels", {}), ("notify.rules", {}), ("notify.deliveries", {}),
+        ("notify.status", {}), ("silence.list", {"all": True}),
     ]
 
 

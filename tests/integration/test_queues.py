@@ -5,9 +5,14 @@ they name; the limits show in `architect queues`, REST and /metrics, and bad inp
 
 from __future__ import annotations
 
+import pytest
 import requests
 
 from tests.helpers import wait_for
+
+# measures time windows (a start within 100 ms, N fires in N s, a rate): run alone, not
+# beside another test on this machine's two cores (scripts/test runs `serial` after the rest)
+pytestmark = pytest.mark.serial
 
 
 def test_rate_and_concurrency_limits(cluster):

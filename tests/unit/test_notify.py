@@ -237,6 +237,12 @@ def test_methods_roles_audit_and_restart(broker, tmp_path):
     assert "s3cret" not in seen and seen.endswith("/***")
     assert call(b, "notify.channels", {}).result[0]["config"]["url"] == url
     assert "s3cret" not in repr(b.store.audit_log(limit=1000))
+    # an apprise URL keeps its tokens in the host part: the audit keeps only the scheme
+    assert call(b, "notify.channel.add", {"name": "push", "kind": "apprise",
+                                          "url": "pover://userkey@apptoks3cret"}).ok
+    assert "apptoks3cret" not in repr(b.store.audit_log(limit=1000))
+    assert "pover://***" in repr(b.store.audit_log(limit=1000))
+    call(b, "notify.channel.remove", {"name": "push"})
     # bad input is a clear error
     for method, params, why in (
             ("notify.rule.add", {"name": "q", "channels": ["nope"]}, "no channel"),
