@@ -20,7 +20,7 @@ def run_backup():
         params["keep_days"] = keep
     # a broker that is not there answers 503 in the usual request timeout, not after the
     # backup's hour: ask it something quick first
-    broker().call("backup.status", {})
+    broker().call("ping", {})
     try:
         out = broker().call("backup.run", params, timeout=BACKUP_TIMEOUT)
     except ApiError as exc:

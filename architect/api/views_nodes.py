@@ -69,9 +69,14 @@ def nodes_health():
 
 def list_alerts():
     params = {"all": query_flag("all"), "limit": query_int("limit", 500, 1, 10_000)}
-    node = query_str("node")
-    if node:
-        params["node"] = node
+    for name, choices in (("node", None), ("level", ("warning", "critical", "offline")),
+                          ("kind", ("level", "flapping", "rule", "security"))):
+        value = query_str(name, choices)
+        if value:
+            params[name] = value
+    since = query_int("since", 0, 1, 3660 * 86400)
+    if since:
+        params["since"] = since
     alerts = broker().call("alert.list", params)
     return jsonify({"alerts": alerts, "count": len(alerts)})
 

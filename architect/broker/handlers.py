@@ -99,12 +99,26 @@ def health_summary(b, params, ctx):
 
 
 def alert_list(b, params, ctx):
-    """{all?: bool, node?, limit?} → [alert] newest first (active only unless all)."""
+    """{all?: bool, node?, level?, kind? (level|flapping|rule|security), since? seconds,
+    limit? (500)} → [alert] newest first (active only unless all), of that node and level,
+    of that kind, opened within `since` seconds when given."""
+    from architect.broker.store.base import ALERT_KINDS
     node_id = _node(b, params).id if params.get("node") is not None else None
     limit = get(params, "limit", int, 500)
     if not 1 <= limit <= 10_000:
         raise RequestError("parameter 'limit' must be 1-10000")
-    return b.store.alerts(all_=get(params, "all", bool, False), node_id=node_id, limit=limit)
+    level = get(params, "level", str, None)
+    if level is not None and level not in ("warning", "critical", "offline"):
+        raise RequestError("parameter 'level' must be warning, critical or offline")
+    kind = get(params, "kind", str, None)
+    if kind is not None and kind not in ALERT_KINDS:
+        raise RequestError(f"parameter 'kind' must be one of {', '.join(ALERT_KINDS)}")
+    since = get(params, "since", (int, float), None)
+    if since is not None and (isinstance(since, bool) or not 0 < since <= 3660 * 86400):
+        raise RequestError("parameter 'since' must be seconds, more than 0")
+    return b.store.alerts(all_=get(params, "all", bool, False), node_id=node_id, limit=limit,
+                          level=level, kind=kind,
+                          since=None if since is None else ctx.now - since)
 
 
 def alert_ack(b, params, ctx):

@@ -136,23 +136,41 @@ nodes.command("remove", help="Forget NODE (its alert history stays). A running a
 @click.group(invoke_without_command=True)
 @click.option("--all", "all_", is_flag=True, help="History too, not only active alerts.")
 @click.option("--node", help="Only this node's alerts.")
+@click.option("--level", type=click.Choice(["warning", "critical", "offline"]),
+              help="Only alerts of this level.")
+@click.option("--kind", type=click.Choice(["level", "flapping", "rule", "security"]),
+              help="Only this kind: level changes, flapping, custom rules, bus key misuse.")
+@click.option("--since", help="Only alerts opened within this window (30m, 1h, 7d).")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=500, show_default=True)
 @json_option
 @click.pass_context
-def alerts(ctx, all_, node, as_json):
-    """List active alerts (subcommands: ack ID; rules: custom alert rules)."""
+def alerts(ctx, all_, node, level, kind, since, limit, as_json):
+    """List active alerts, or with --all their history, filtered (subcommands: ack ID;
+    rules: custom alert rules).
+
+    \b
+      architect alerts --all --level critical --since 1d
+      architect alerts --all --node db-1 --kind flapping
+    """
     if ctx.invoked_subcommand:
         return
-    params = {"all": all_}
-    if node:
-        params["node"] = node
+    from architect.cli.tasks import _seconds
+    params = {"all": all_, "limit": limit}
+    for key, value in (("node", node), ("level", level), ("kind", kind)):
+        if value:
+            params[key] = value
+    if since:
+        params["since"] = _seconds(since)
     rows = call(ctx, "alert.list", params)
     if as_json:
         return print_json(rows)
     if not rows:
         return click.echo("no alerts" if all_ else "no active alerts")
     print_table([{**r, "opened": time.strftime("%m-%d %H:%M:%S", time.localtime(r["created_at"])),
-                  "ack": r.get("acknowledged_by")} for r in rows],
-                [("id", "id"), ("node", "node_name"), ("level", "level"), ("status", "status"),
+                  "ack": r.get("acknowledged_by"), "kind": r.get("kind") or "level"}
+                 for r in rows],
+                [("id", "id"), ("node", "node_name"), ("level", "level"), ("kind", "kind"),
+                 ("status", "status"),
                  ("opened", "opened"), ("ack", "ack"), ("message", "message")])
 
 

@@ -9,14 +9,15 @@ import dash
 from dash import Input, Output, dcc, html
 
 from architect.ui import data
-from architect.ui.pages import (audit, flow, health, nodes, overview, queues, schedules, ssh,
-                                tasks, topology, workflow)
+from architect.ui.pages import (alerts, audit, flow, health, nodes, overview, queues,
+                                schedules, ssh, tasks, topology, workflow)
 from architect.ui.pages import notifications
 
 # (path, title, module, least role that sees the page in the menu)
 PAGES = (("/", "Overview", overview, "viewer"), ("/topology", "Topology", topology, "viewer"),
          ("/flow", "Task flow", flow, "viewer"), ("/health", "Health", health, "viewer"),
-         ("/nodes", "Nodes", nodes, "viewer"), ("/tasks", "Tasks", tasks, "viewer"),
+         ("/nodes", "Nodes", nodes, "viewer"), ("/alerts", "Alerts", alerts, "viewer"),
+         ("/tasks", "Tasks", tasks, "viewer"),
          ("/schedules", "Schedules", schedules, "viewer"),
          ("/workflow", "Workflow", workflow, "viewer"),
          ("/queues", "Queues", queues, "viewer"),

@@ -13,7 +13,7 @@ from tests.browser.conftest import wait_ticks
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
-PAGES = ("/", "/topology", "/flow", "/health", "/nodes", "/tasks", "/schedules", "/workflow", "/queues", "/notifications", "/ssh")
+PAGES = ("/", "/topology", "/flow", "/health", "/nodes", "/alerts", "/tasks", "/schedules", "/workflow", "/queues", "/notifications", "/ssh")
 LISTEN = ("window.__csp = []; document.addEventListener('securitypolicyviolation', e => "
           "window.__csp.push([e.violatedDirective, e.blockedURI, e.sourceFile, e.lineNumber]));")
 

@@ -1,5 +1,6 @@
 """Tier 5: the Dash UI in headless Chromium against a running cluster."""
 
+import time
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -9,8 +10,8 @@ from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 # pages whose screenshot (docs/screenshots) their own browser test takes, once it has data
-OWN_SHOTS = {"health", "schedules", "workflow", "queues", "notifications"}
-PAGES = ("/", "/topology", "/flow", "/health", "/nodes", "/tasks", "/schedules", "/workflow", "/queues", "/notifications", "/ssh", "/audit")
+OWN_SHOTS = {"health", "schedules", "workflow", "queues", "notifications", "alerts"}
+PAGES = ("/", "/topology", "/flow", "/health", "/nodes", "/alerts", "/tasks", "/schedules", "/workflow", "/queues", "/notifications", "/ssh", "/audit")
 
 
 def test_every_page_renders_without_console_errors(ui_cluster, browser):
@@ -142,4 +143,40 @@ def test_killed_agent_goes_offline_on_the_page_without_reload(ui_cluster, browse
     wait_for(lambda: cache_status() == "offline", ui_cluster.timeout + 10,
              what="cache-1 offline on the page")
     save_shot(browser, "nodes-offline")
+    assert severe(browser) == []
+
+
+def test_the_alert_history_filters_acknowledges_and_silences(ui_cluster, browser):
+    """After the test above: db-1's warning alert (acknowledged earlier in this module) and
+    cache-1's offline one. The page filters by level, acknowledges, and silences a node."""
+    from tests.browser.test_schedules_page import choose, row_cells
+    browser.get(ui_cluster.web + "/alerts")
+
+    def table():
+        # node → cells (the first cell is the row's radio button)
+        return {r[3]: r for r in row_cells(browser, "al-table")}
+    wait_for(lambda: {"db-1", "cache-1"} <= set(table()), 20, what="both nodes' alerts")
+    assert table()["cache-1"][4] == "offline" and table()["cache-1"][5] == "level"
+    assert table()["db-1"][4] == "warning"
+    assert "Alerts" in text_of(browser, "#nav")
+    choose(browser, "al-level", "offline")
+    wait_for(lambda: set(table()) == {"cache-1"}, 10, what="only the offline alert")
+    # select it: its details, then acknowledge
+    browser.find_element(By.CSS_SELECTOR, "#al-table td input[type=radio]").click()
+    wait_text(browser, "#al-details", "no heartbeat")
+    wait_for(lambda: browser.find_element(By.ID, "al-ack").is_enabled(), 10,
+             what="the acknowledge button")
+    browser.find_element(By.ID, "al-ack").click()
+    wait_text(browser, "#al-msg", "acknowledged")
+    offline = [a for a in ui_cluster.rpc("alert.list", {"all": True})
+               if a["node_name"] == "cache-1" and a["level"] == "offline"][0]
+    assert offline["acknowledged_by"] == "ui:local"
+    wait_for(lambda: table()["cache-1"][8] == "ui:local", 10, what="ack shown in the table")
+    # silence its node for an hour
+    browser.find_element(By.ID, "al-silence").click()
+    wait_text(browser, "#al-msg", "node cache-1 silenced for 1h")
+    silences = ui_cluster.rpc("silence.list", {})
+    mine = [s for s in silences if s.get("node") == "cache-1"]
+    assert mine and 3500 < mine[0]["ends_at"] - time.time() <= 3600, silences
+    save_shot(browser, "alerts")
     assert severe(browser) == []

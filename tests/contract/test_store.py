@@ -384,6 +384,16 @@ class TestStore:
         with store.transaction():
             store.save_alerts([alert(4, None, kind="security", source="key-x", reasons=[])])
         assert store.alert(4)["kind"] == "security" and store.alert(4)["reasons"] == []
+        # the history's filters: level, kind ("level" = the level alerts), opened since
+        with store.transaction():
+            store.save_alerts([alert(5, 2, level="critical", kind="rule", created_at=T0 + 50)])
+        ids = lambda **kw: [a["id"] for a in store.alerts(all_=True, **kw)]  # noqa: E731
+        assert ids(level="critical") == [5] and ids(level="warning") == [4, 3, 2, 1]
+        assert ids(kind="level") == [3, 2, 1] and ids(kind="rule") == [5]
+        assert ids(kind="security") == [4] and ids(since=T0 + 40) == [5]
+        assert ids(level="critical", kind="rule", node_id=2) == [5]
+        assert ids(kind="flapping") == [] and [a["id"] for a in store.alerts(kind="rule")] == [5]
+        assert [a["id"] for a in store.alerts(kind="level")] == [2]            # active only
 
     # --- tasks ----------------------------------------------------------------------------
     def test_task_rows_follow_the_state_machine_as_the_broker_writes_them(self, store):

@@ -651,3 +651,17 @@ def test_task_retention_removes_old_finished_tasks_in_chunks_and_keeps_the_total
         assert h.call("placement.distribution")["totals"] == {"queued": 1}
     finally:
         h.close()
+
+
+def test_alert_list_filters_and_names_bad_ones(h):
+    for _ in range(4):                                   # hysteresis: 3 samples in a row
+        h.heartbeat(metrics={**CALM, "cpu_percent": 99.0})
+        h.step(0.5)
+    assert [a["level"] for a in h.call("alert.list", {"all": True, "kind": "level"})] \
+        == ["critical"]
+    assert h.call("alert.list", {"all": True, "level": "warning"}) == []
+    assert h.call("alert.list", {"all": True, "since": 3600, "node": "n1"})
+    for params, why in (({"level": "bad"}, "level"), ({"kind": "x"}, "kind"),
+                        ({"since": -1}, "since"), ({"since": True}, "since")):
+        reply = h.request("alert.list", params)
+        assert not reply.ok and why in reply.error["message"], params

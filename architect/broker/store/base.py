@@ -74,6 +74,30 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+ALERT_KINDS = ("level", "flapping", "rule", "security")   # "level": kind is NULL
+
+
+def alert_filters(mark: str, all_=False, node_id=None, level=None, kind=None,
+                  since=None) -> tuple[list[str], list]:
+    """WHERE clauses and parameters for store.alerts (the same on both backends)."""
+    clauses, params = [], []
+    if not all_:
+        clauses.append("status = 'active'")
+    for col, value in (("node_id", node_id), ("level", level)):
+        if value is not None:
+            clauses.append(f"{col} = {mark}")
+            params.append(value)
+    if kind == "level":
+        clauses.append("kind IS NULL")
+    elif kind is not None:
+        clauses.append(f"kind = {mark}")
+        params.append(kind)
+    if since is not None:
+        clauses.append(f"created_at >= {mark}")
+        params.append(since)
+    return clauses, params
+
+
 def task_filters(mark: str, status=None, node=None, task_type=None, label=None,
                  search=None) -> tuple[str, list]:
     """The WHERE clause (without WHERE; '' for none) and its parameters of the task list's
@@ -352,9 +376,10 @@ class BaseStore(ABC):
     # --- other reads -------------------------------------------------------------------------
     @abstractmethod
     def alerts(self, all_: bool = False, node_id: int | None = None,
-               limit: int = 500) -> list[dict]:
-        """Alerts newest first: the active ones, or all; of one node when given.
-        A read: any time."""
+               limit: int = 500, level=None, kind=None, since=None) -> list[dict]:
+        """Alerts newest first: the active ones, or all; of one node, of one level, of one
+        kind ("level" for the level alerts, else flapping, rule, security) and opened at or
+        after `since` when given (alert_filters). A read: any time."""
 
     @abstractmethod
     def alert(self, alert_id: int) -> dict | None:

@@ -33,7 +33,7 @@ from architect.fastjson import dumps
 from architect.broker.store import postgres_migrations
 from architect.broker.store.base import (
     ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, JSON_TASK_COLUMNS, NODE_COLUMNS,
-    BaseStore, Fenced, _schedule_upsert, task_filters, write_sql)
+    BaseStore, Fenced, _schedule_upsert, alert_filters, task_filters, write_sql)
 from architect.broker.store.postgres_accounts import AccountStore
 
 CONNECT_TIMEOUT = 10       # seconds, at start
@@ -447,13 +447,8 @@ class Store(AccountStore, BaseStore):
 
     # --- other reads --------------------------------------------------------------------
     def alerts(self, all_: bool = False, node_id: int | None = None,
-               limit: int = 500) -> list[dict]:
-        clauses, params = [], []
-        if not all_:
-            clauses.append("status = 'active'")
-        if node_id is not None:
-            clauses.append("node_id = %s")
-            params.append(node_id)
+               limit: int = 500, level=None, kind=None, since=None) -> list[dict]:
+        clauses, params = alert_filters("%s", all_, node_id, level, kind, since)
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
         return [_alert_out(r) for r in self._query(
             f"SELECT * FROM alerts{where} ORDER BY id DESC LIMIT %s", (*params, limit))]

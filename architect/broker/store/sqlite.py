@@ -23,7 +23,7 @@ from architect.broker.store.base import _counted
 from architect.fastjson import dumps
 from architect.broker.store.base import (
     ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, JSON_TASK_COLUMNS, NODE_COLUMNS,
-    BaseStore, _schedule_upsert, task_filters, write_sql)
+    BaseStore, _schedule_upsert, alert_filters, task_filters, write_sql)
 from architect.broker.store.migrations import migrations
 from architect.broker.store.sqlite_accounts import AccountStore
 
@@ -307,13 +307,9 @@ class Store(AccountStore, BaseStore):
         return cur.rowcount
 
     # --- reads ------------------------------------------------------------------
-    def alerts(self, all_: bool = False, node_id: int | None = None, limit: int = 500) -> list[dict]:
-        clauses, params = [], []
-        if not all_:
-            clauses.append("status = 'active'")
-        if node_id is not None:
-            clauses.append("node_id = ?")
-            params.append(node_id)
+    def alerts(self, all_: bool = False, node_id: int | None = None, limit: int = 500,
+               level=None, kind=None, since=None) -> list[dict]:
+        clauses, params = alert_filters("?", all_, node_id, level, kind, since)
         where = " AND ".join(clauses) or None
         return [self._alert_out(r) for r in self.db["alerts"].rows_where(
             where, params, order_by="id DESC", limit=limit)]
