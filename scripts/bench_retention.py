@@ -110,7 +110,7 @@ def main() -> None:
         stop(procs)
     took = purge_end - purge_start
     print(f"\n{args.tasks:,} tasks purged in {took:.1f} s ({args.tasks / took:,.0f}/s, "
-          f"chunks of 1,000 a second); commit {measured}")
+          f"chunks of 250, four a second); commit {measured}")
     cols = list(next(iter(rows.values())))
     print(f"{'':28}" + "".join(f"{c:>16}" for c in cols))
     for name, r in rows.items():
