@@ -11,12 +11,20 @@ Limitation — Python threads cannot be killed:
   interrupt it then: a cancel takes effect when it returns, and the task is reported cancelled
   (its result dropped). Give python tasks a timeout if they may need stopping.
 
+Soft time limit: with `soft_timeout` the function runs in the helper thread too, and at the
+soft limit SoftTimeLimitExceeded is raised inside it (PyThreadState_SetAsyncExc, between two
+bytecodes: a thread blocked in one long C call, such as a single socket read, sees it only
+when that call returns). The function may catch it, clean up and return; the task then ends
+timed_out, "soft time limit (Ns) reached", as a shell task that exits on its SIGTERM does. The
+function can read its own soft deadline with soft_time_left().
+
 Whatever the function prints is not captured (sys.stdout is process-wide); `stderr` carries the
 traceback when it raises. `exit_code` is None for python tasks.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import threading
 import time
@@ -27,6 +35,28 @@ import msgpack
 POLL = 0.02  # seconds between checks of cancel and the deadline
 
 CANCELLED = {"state": "cancelled", "error": "cancelled"}
+
+_deadlines = threading.local()
+
+
+class SoftTimeLimitExceeded(Exception):
+    """Raised inside a python task at its soft time limit: clean up and return (or re-raise)."""
+
+
+def soft_time_left() -> float | None:
+    """Seconds until this python task's soft time limit (None: it has none). Call it from the
+    task's function."""
+    at = getattr(_deadlines, "soft_at", None)
+    return None if at is None else max(0.0, at - time.monotonic())
+
+
+def _raise_in(thread: threading.Thread, exc_type) -> bool:
+    """Raise exc_type in `thread` at its next bytecode; False when it has already ended."""
+    if thread.ident is None or not thread.is_alive():
+        return False
+    done = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident),
+                                                      ctypes.py_object(exc_type))
+    return done == 1
 
 
 def _one_line(exc: BaseException) -> str:
@@ -59,26 +89,45 @@ def call(payload: dict, max_output: int) -> dict:
 
 
 def run(payload: dict, *, timeout: float | None, cancel: threading.Event, max_output: int,
-        **_ignored) -> dict:
+        soft_timeout: float | None = None, **_ignored) -> dict:
     """Run one python task (payload already validated); a partial result dict."""
-    if timeout is None:
+    if timeout is None and soft_timeout is None:
         out = call(payload, max_output)
         return CANCELLED if cancel.is_set() else out
     box: list[dict] = []
     done = threading.Event()
+    started = time.monotonic()
+    soft_at = None if soft_timeout is None else started + soft_timeout
 
     def target():
+        _deadlines.soft_at = soft_at
         try:
             box.append(call(payload, max_output))
+        except SoftTimeLimitExceeded:   # raised between call()'s own lines: still soft
+            box.append({"state": "failed", "error": "SoftTimeLimitExceeded"})
         finally:
+            _deadlines.soft_at = None
             done.set()
 
-    deadline = time.monotonic() + timeout
-    threading.Thread(target=target, daemon=True,
-                     name=f"python-task {payload['function']}").start()
-    while not done.wait(max(0.0, min(POLL, deadline - time.monotonic()))):
+    deadline = None if timeout is None else started + timeout
+    thread = threading.Thread(target=target, daemon=True,
+                              name=f"python-task {payload['function']}")
+    thread.start()
+    soft_sent = False
+    while True:
+        now = time.monotonic()
+        wake = [t for t in (deadline, None if soft_sent else soft_at) if t is not None]
+        if done.wait(max(0.0, min([POLL] + [t - now for t in wake]))):
+            break
+        now = time.monotonic()
         if cancel.is_set():
             return CANCELLED
-        if time.monotonic() >= deadline:
+        if deadline is not None and now >= deadline:
             return {"state": "timed_out", "error": f"timed out after {timeout:g}s"}
-    return box[0] if box else {"state": "failed", "error": "python task thread died"}
+        if soft_at is not None and not soft_sent and now >= soft_at:
+            soft_sent = _raise_in(thread, SoftTimeLimitExceeded) or True
+    out = box[0] if box else {"state": "failed", "error": "python task thread died"}
+    if soft_sent:   # it stopped (or finished) after its soft limit: as a shell task does
+        return {**out, "state": "timed_out",
+                "error": f"soft time limit ({soft_timeout:g}s) reached"}
+    return out

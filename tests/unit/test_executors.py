@@ -373,3 +373,41 @@ def test_python_noop_overhead_is_small():
         execute("python", payload, timeout=None, cancel=cancel)
     per_call = (time.perf_counter() - start) / n
     assert per_call < 200e-6, f"{per_call * 1e6:.1f} µs per call"
+
+
+# --- the soft time limit of python tasks (functions this module's tasks call) ----------------
+def busy_until_told():
+    """Spins until its soft limit; then cleans up and says how much time it had."""
+    from architect.agent.exec_python import SoftTimeLimitExceeded, soft_time_left
+    had = soft_time_left()
+    try:
+        while True:
+            sum(range(100))
+    except SoftTimeLimitExceeded:
+        return {"cleaned": True, "had": had}
+
+
+def ignores_it():
+    while True:
+        sum(range(100))
+
+
+def test_python_soft_limit_raises_in_the_task_which_cleans_up_and_ends_timed_out():
+    r = run("python", {"function": f"{__name__}:busy_until_told"}, timeout=None,
+            soft_timeout=0.3)
+    assert r["state"] == "timed_out" and r["error"] == "soft time limit (0.3s) reached"
+    assert r["result"]["cleaned"] is True and 0.2 < r["result"]["had"] <= 0.3
+    assert 0.3 <= r["duration"] < 2
+
+
+def test_python_soft_limit_unhandled_still_ends_timed_out_and_the_hard_one_still_holds():
+    r = run("python", {"function": f"{BUILTIN}:sleep", "args": [2]}, timeout=None,
+            soft_timeout=0.2)
+    assert r["state"] == "timed_out" and "soft time limit (0.2s)" in r["error"]
+    # one blocking C call (time.sleep(2)) sees the exception only when it returns
+    assert "SoftTimeLimitExceeded" in r["stderr"] and 1.9 <= r["duration"] < 3
+    r = run("python", {"function": f"{__name__}:ignores_it"}, timeout=0.6, soft_timeout=0.2)
+    assert r["state"] == "timed_out" and r["duration"] < 1.5
+    r = run("python", {"function": f"{BUILTIN}:add", "args": [1, 2]}, timeout=None,
+            soft_timeout=5)
+    assert r["state"] == "succeeded" and r["result"] == 3
