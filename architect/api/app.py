@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from flask import Flask
 from werkzeug.routing import BaseConverter
 
-from architect.api import auth, errors, guard, routes
+from architect.api import auth, errors, guard, request_ids, routes
 from architect.api.broker import BrokerGateway
 from architect.api.jsonfast import OrjsonProvider
 from architect.api.metrics import Metrics
@@ -121,6 +121,7 @@ def create_app(config: Config, credentials=None, with_ui: bool = True,
                             route=ha.route if ha is not None else None,
                             fallback=_database_view(config) if ha is not None else None)
     app.extensions["architect"] = AppState(config, gateway, Metrics(gateway), routes.ROUTES, ha)
+    request_ids.install(app)   # first: every later hook and view logs with the id
     errors.install(app)
     app.after_request(_mark_source)
     _api_options(app)
