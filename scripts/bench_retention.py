@@ -16,21 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from architect import config  # noqa: E402
 from architect.client import Client  # noqa: E402
 from scripts.bench_history import fill  # noqa: E402
-from scripts.benchlib.common import commit, pct, stop  # noqa: E402
-from tests.helpers import free_port_block, wait_for  # noqa: E402
+from scripts.benchlib.common import commit, master_dirs, pct, stop  # noqa: E402
+from tests.helpers import wait_for  # noqa: E402
 
 AGE_DAYS = 45      # every task finished at least this long ago (retention: 30 days)
 
@@ -67,13 +64,7 @@ def main() -> None:
     ap.add_argument("--out", default="bench-retention.json")
     args = ap.parse_args()
     measured = commit()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-retention-"))
-    base = free_port_block(5)
-    env = dict(os.environ, ARCHITECT_BUS_PORT=str(base), ARCHITECT_DATA_DIR=str(tmp / "data"),
-               ARCHITECT_STATE_DIR=str(tmp / "state"), ARCHITECT_CONFIG=str(tmp / "none.json"),
-               ARCHITECT_LOG_LEVEL="WARNING")
-    cfg = config.load(env=env)
-    Path(cfg.db_path).parent.mkdir(parents=True, exist_ok=True)
+    tmp, base, env, cfg = master_dirs("bench-retention-")
     print(f"filling {args.tasks:,} finished tasks, {AGE_DAYS}+ days old ...", flush=True)
     fill(cfg.db_path, args.tasks, time.time() - AGE_DAYS * 86400)
     procs = [subprocess.Popen([sys.executable, "-m", "architect", "broker"], env=env, cwd=ROOT,

@@ -43,7 +43,8 @@ def callback(outputs, inputs, changed):
 
 CALLBACKS = {
     "overview": callback([("ov-cards", "children"), ("ov-throughput", "figure"),
-                          ("ov-alerts", "children"), ("ov-error", "children")],
+                          ("ov-alerts", "children"), ("ov-nodes", "children"),
+                          ("ov-error", "children")],
                          [("tick", "n_intervals", 3), ("ov-ack-msg", "children", "")],
                          "tick.n_intervals"),
     "nodes page": callback([("nodes-table", "data"), ("nodes-table", "page_count"),

@@ -72,25 +72,12 @@ class BrokerCollector:
             c = CounterMetricFamily(name, help_text)
             c.add_metric([], counters.get(key, 0))
             yield c
-        lat = stats["dispatch_latency"]
-        buckets, running = [], 0
-        for bound, count in zip(lat["bounds"], lat["counts"]):
-            running += count
-            buckets.append((repr(float(bound)), running))
-        buckets.append(("+Inf", lat["count"]))
-        yield HistogramMetricFamily("architect_dispatch_latency_seconds",
-                                    "Submit-to-start latency of tasks", buckets=buckets,
-                                    sum_value=lat["sum"])
+        yield _histogram("architect_dispatch_latency_seconds", "Submit-to-start latency of tasks",
+                         stats["dispatch_latency"])
         loop = stats.get("loop")
         if loop:
-            buckets, running = [], 0
-            for bound, count in zip(loop["bounds"], loop["counts"]):
-                running += count
-                buckets.append((repr(float(bound)), running))
-            buckets.append(("+Inf", loop["count"]))
-            yield HistogramMetricFamily("architect_broker_loop_seconds",
-                                        "Work per broker loop iteration (the poll's wait "
-                                        "excluded)", buckets=buckets, sum_value=loop["sum"])
+            yield _histogram("architect_broker_loop_seconds",
+                             "Work per broker loop iteration (the poll's wait excluded)", loop)
             p99 = GaugeMetricFamily("architect_broker_loop_p99_seconds",
                                     "p99 of the last 4,096 loop iterations' work")
             p99.add_metric([], loop["p99"] or 0.0)
@@ -105,6 +92,16 @@ class BrokerCollector:
                 g.add_metric([], ssh.get("totals", {}).get(key, 0))
                 yield g
 
+
+def _histogram(name: str, help_text: str, snap: dict) -> HistogramMetricFamily:
+    """A broker histogram snapshot ({bounds, counts per bucket, count, sum}) as Prometheus'
+    cumulative buckets."""
+    buckets, running = [], 0
+    for bound, count in zip(snap["bounds"], snap["counts"]):
+        running += count
+        buckets.append((repr(float(bound)), running))
+    buckets.append(("+Inf", snap["count"]))
+    return HistogramMetricFamily(name, help_text, buckets=buckets, sum_value=snap["sum"])
 
 class Metrics:
     def __init__(self, gateway):

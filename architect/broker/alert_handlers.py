@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from architect.broker import alert_rules as R
 from architect.broker.alerts import RULE
+from architect.broker.handlers import _node
 from architect.broker.methods import ADMIN, read, write
 from architect.broker.params import NotFound, RequestError, get
 from architect.broker.persist import Stream
@@ -85,12 +86,6 @@ def node_removed(b, node) -> None:
 
 
 # --- control methods -------------------------------------------------------------------------
-def _node(b, params):
-    key = get(params, "node", (str, int))
-    node = b.registry.get(key)
-    if node is None:
-        raise NotFound(f"no node {key!r}")
-    return node
 
 
 def _thresholds_out(b, node) -> dict:

@@ -64,3 +64,21 @@ def write_results(results: dict, out: str, measured: str) -> None:
     if now != measured:
         print(f"WARNING: the code changed during the run ({measured} -> {now})")
     Path(out).write_text(json.dumps(results, indent=2))
+
+
+def master_dirs(prefix: str):
+    """A fresh master's settings for a benchmark: (tmp dir, first bus port, env, Config) with
+    its data and state dirs in tmp, five free ports, no config file, warnings-only logs; the
+    database's folder made."""
+    import tempfile
+
+    from architect import config
+    from tests.helpers import free_port_block
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    base = free_port_block(5)
+    env = dict(os.environ, ARCHITECT_BUS_PORT=str(base), ARCHITECT_DATA_DIR=str(tmp / "data"),
+               ARCHITECT_STATE_DIR=str(tmp / "state"), ARCHITECT_CONFIG=str(tmp / "none.json"),
+               ARCHITECT_LOG_LEVEL="WARNING")
+    cfg = config.load(env=env)
+    Path(cfg.db_path).parent.mkdir(parents=True, exist_ok=True)
+    return tmp, base, env, cfg
