@@ -36,46 +36,15 @@ from typing import Any, Iterable
 from architect import config as config_mod
 from architect.bus.errors import RemoteError, RequestTimeout
 from architect.bus.rpc import RpcClient
+# the errors are imported from here (architect.client); they live in client_errors.py
+from architect.client_errors import (ArchitectError, BrokerUnavailable,  # noqa: F401
+                                     KeyPending, NotFound, RequestRejected, TaskFailed,
+                                     WaitTimeout)
+from architect.client_schedules import SchedulesMixin  # add_schedule, schedules, ...
+from architect.client_workflows import WorkflowsMixin  # chain, group, chord, retry, ...
 
 
-class ArchitectError(Exception):
-    pass
-
-
-class BrokerUnavailable(ArchitectError):
-    pass
-
-
-class KeyPending(BrokerUnavailable):
-    def __init__(self, name: str):
-        super().__init__("the bus is secured and this client's key is pending: set "
-                         "ARCHITECT_USER/PASSWORD or accept it on the master")
-        self.name = name  # the key to accept: `architect keys accept NAME`
-
-
-class RequestRejected(ArchitectError):
-    def __init__(self, code: str, message: str):
-        super().__init__(f"{code}: {message}")
-        self.code, self.message = code, message
-
-
-class NotFound(RequestRejected):
-    pass
-
-
-class WaitTimeout(ArchitectError):
-    def __init__(self, task: dict | list):
-        super().__init__("the task did not finish in time")
-        self.task = task
-
-
-class TaskFailed(ArchitectError):
-    def __init__(self, task: dict):
-        super().__init__(f"task {task['id']} {task['status']}: {task.get('error')}")
-        self.task = task
-
-
-class Client:
+class Client(WorkflowsMixin, SchedulesMixin):
     def __init__(self, dashboard_url: str | None = None, broker: str | None = None,
                  bus_port: int = 5555, timeout: float = 10.0, control_endpoint: str | None = None,
                  data_dir: str | None = None):
@@ -235,51 +204,6 @@ class Client:
     def cancel(self, task_id: int) -> dict:
         return self.call("task.cancel", {"id": task_id})
 
-    # --- workflows ---------------------------------------------------------------------
-    def chain(self, *specs: dict, pass_results: bool = True) -> list[int]:
-        """Submit tasks that run one after the other: each waits for the one before it to
-        succeed (depends_on) and, with pass_results, gets its result as an extra input (a
-        python function: one more positional argument; shell: $ARCHITECT_INPUTS, JSON).
-        If one fails, the rest end cancelled ("dependency N failed"). specs: task specs
-        ({"task_type", "payload", ...}). → the task ids, in order."""
-        ids: list[int] = []
-        for spec in specs:
-            extra = {"depends_on": [ids[-1]], "pass_results": pass_results} if ids else {}
-            ids.append(self.call("task.submit", {**spec, **extra})["id"])
-        return ids
-
-    def group(self, specs: list[dict]) -> list[int]:
-        """Submit tasks that run side by side (one commit) → their ids."""
-        out = self.call("task.submit_many", {"tasks": list(specs)})
-        bad = [item["error"]["message"] for item in out if "error" in item]
-        if bad:
-            raise RequestRejected("bad_request", "; ".join(bad))
-        return [item["id"] for item in out]
-
-    def chord(self, specs: list[dict], callback: dict, pass_results: bool = True) -> dict:
-        """A group and a callback that runs once, after every task of the group succeeded,
-        with all their results as inputs (in the group's order) → {"group": [ids],
-        "callback": id}."""
-        ids = self.group(specs)
-        cb = self.call("task.submit", {**callback, "depends_on": ids,
-                                       "pass_results": pass_results})["id"]
-        return {"group": ids, "callback": cb}
-
-    def retry(self, task_id: int) -> dict:
-        """Run a failed or timed-out task again (the same task, its history kept) → the task,
-        queued. RequestRejected (conflict) for a task in any other state."""
-        return self.call("task.retry", {"id": task_id})
-
-    def retry_many(self, status: str | None = None, since: float = 86400, node: str | None = None,
-                   task_type: str | None = None, limit: int = 1000,
-                   dry_run: bool = False, queue: str | None = None) -> dict:
-        """Retry every task that ended failed or timed_out (or `status`) in the last `since`
-        seconds, on `node`, of `task_type`, in `queue` when given → {count, ids, dry_run};
-        dry_run only counts them."""
-        params = {"status": status, "since": since, "node": node, "task_type": task_type,
-                  "queue": queue, "limit": limit, "dry_run": dry_run}
-        return self.call("task.retry_many", {k: v for k, v in params.items() if v is not None})
-
     def output(self, task_id: int, after_seq: int = -1) -> list[dict]:
         return self.call("task.output", {"id": task_id, "after_seq": after_seq})
 
@@ -375,46 +299,6 @@ class Client:
                     raise TaskFailed(task)
                 results.append((task.get("result") or {}).get("result"))
         return results
-
-    # --- schedules ------------------------------------------------------------------------
-    def add_schedule(self, name: str, task_type: str, payload: dict | None = None, *,
-                     cron: str | None = None, every: float | str | None = None,
-                     tz: str = "UTC", missed: str = "skip", overlap: str = "allow",
-                     paused: bool = False, **task_options) -> dict:
-        """Add a schedule that submits this task → the schedule dict (name, spec, when,
-        next_due, ...). Exactly one of cron ("*/5 * * * *", in tz) and every (seconds, or
-        "30s", "5m", "2h", "1d"). missed: skip | once; overlap: allow | skip. task_options:
-        requirements, node, timeout, max_attempts, retries, retry_backoff, priority.
-        RequestRejected (code "conflict" when the name exists, "bad_request" otherwise)."""
-        return self.call("schedule.add", {
-            "name": name, "task_type": task_type, "payload": payload or {},
-            **_clean({"cron": cron, "every": every}), "tz": tz, "missed": missed,
-            "overlap": overlap, "paused": paused, **_clean(task_options)})
-
-    def schedules(self) -> list[dict]:
-        """Every schedule dict, by name, each with last_task_status."""
-        return self.call("schedule.list", {})
-
-    def schedule(self, name: str, runs: int = 20) -> dict:
-        """One schedule dict with "runs": its latest `runs` (0-500) runs, newest first (id,
-        due, at, outcome, task_id, detail, task_status). NotFound for an unknown name."""
-        return self.call("schedule.get", {"name": name, "runs": runs})
-
-    def pause_schedule(self, name: str) -> dict:
-        """Pause it (nothing fires until resumed) → the schedule dict."""
-        return self.call("schedule.pause", {"name": name})
-
-    def resume_schedule(self, name: str) -> dict:
-        """Resume it (next_due: its first due time after now) → the schedule dict."""
-        return self.call("schedule.resume", {"name": name})
-
-    def remove_schedule(self, name: str) -> dict:
-        """Remove it and its runs (its tasks stay) → {name, removed: True}."""
-        return self.call("schedule.remove", {"name": name})
-
-    def run_schedule(self, name: str) -> dict:
-        """Submit its task now, paused or not → {name, task_id} (wait(task_id) for it)."""
-        return self.call("schedule.run", {"name": name})
 
     # --- nodes and placement --------------------------------------------------------------
     def nodes(self, status: str | None = None) -> list[dict]:

@@ -3,6 +3,7 @@ parsed with `ast` and each import — at module level or inside a function — i
 the rules of the side the module is on.
 
     master side   architect/broker, architect/api, architect/ui, architect/client.py
+                  (and its parts, architect/client_*.py)
                   never import architect.agent
     node side     architect/agent  never imports architect.broker, architect.api, architect.ui
     shared        architect/bus, architect/ssh and every other top-level module
@@ -21,7 +22,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "architect"
 
-MASTER = ("architect/broker/", "architect/api/", "architect/ui/", "architect/client.py")
+MASTER = ("architect/broker/", "architect/api/", "architect/ui/", "architect/client.py",
+          "architect/client_")
 NODE = ("architect/agent/",)
 ENTRY = ("architect/cli/", "architect/__main__.py", "architect/wrapper.py")
 
@@ -103,6 +105,7 @@ def test_the_rules_see_every_side():
     assert side_of(PACKAGE / "config.py")[0] == "shared"
     assert side_of(PACKAGE / "bus" / "protocol.py")[0] == "shared"
     assert side_of(PACKAGE / "client.py")[0] == "master side"
+    assert side_of(PACKAGE / "client_workflows.py")[0] == "master side"
 
 
 def test_imports_are_found_wherever_they_are():

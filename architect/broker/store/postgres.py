@@ -28,12 +28,12 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg.rows import dict_row, tuple_row
 
-from architect.broker.store.base import _counted
 from architect.fastjson import dumps
 from architect.broker.store import postgres_migrations
-from architect.broker.store.base import (
-    ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, JSON_TASK_COLUMNS, NODE_COLUMNS,
-    BaseStore, Fenced, _schedule_upsert, alert_filters, task_filters, write_sql)
+from architect.broker.store.base import JSON_TASK_COLUMNS, BaseStore, Fenced
+from architect.broker.store.shared_sql import (
+    ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, NODE_COLUMNS, _counted, _schedule_upsert,
+    alert_filters, task_filters, write_sql)
 from architect.broker.store.postgres_accounts import AccountStore
 
 CONNECT_TIMEOUT = 10       # seconds, at start
@@ -283,45 +283,12 @@ class Store(AccountStore, BaseStore):
                     for t, ts, e, a, n, d in rows])
 
     # --- schedules ----------------------------------------------------------------------
-    def load_schedules(self) -> list[dict]:
-        from architect.broker.schedules import COLUMNS
-        out = []
-        for row in self._query("SELECT " + ", ".join(COLUMNS) + " FROM schedules ORDER BY name", rows=tuple_row):
-            d = dict(zip(COLUMNS, row))
-            d["spec"] = json.loads(d["spec"]) if d["spec"] else {}
-            d["paused"] = bool(d["paused"])
-            out.append(d)
-        return out
-
     def save_schedules(self, rows: list[tuple]) -> None:
         self._many(_SCHEDULE_UPSERT, [_row(r) for r in rows])
-
-    def delete_schedule(self, name: str) -> None:
-        self._query("DELETE FROM schedules WHERE name = %s", (name,))
-        self._query("DELETE FROM schedule_runs WHERE schedule = %s", (name,))
 
     def insert_schedule_runs(self, rows: list[tuple]) -> None:
         self._many("INSERT INTO schedule_runs (schedule, due, at, outcome, task_id, detail) "
                    "VALUES (%s, %s, %s, %s, %s, %s)", [_row(r) for r in rows])
-
-    def schedule_runs(self, name: str, limit: int = 50) -> list[dict]:
-        cols = ("id", "schedule", "due", "at", "outcome", "task_id", "detail", "task_status")
-        rows = self._query(
-            "SELECT r.id, r.schedule, r.due, r.at, r.outcome, r.task_id, r.detail, t.status "
-            "FROM schedule_runs r LEFT JOIN tasks t ON t.id = r.task_id "
-            "WHERE r.schedule = %s ORDER BY r.id DESC LIMIT %s", (name, limit), rows=tuple_row)
-        return [dict(zip(cols, r)) for r in rows]
-
-    def load_queues(self) -> list[dict]:
-        sql = "SELECT name, concurrency, rate, rate_text FROM queues ORDER BY name"
-        return [dict(zip(("name", "concurrency", "rate", "rate_text"), r)) for r in self._query(sql, rows=tuple_row)]
-
-    def save_queues(self, changes: dict) -> None:
-        for name, q in changes.items():
-            self._query("DELETE FROM queues WHERE name = %s", (name,))
-            if q is not None:
-                self._query("INSERT INTO queues (name, concurrency, rate, rate_text) VALUES "
-                     "(%s, %s, %s, %s)", (q.name, q.concurrency, q.rate, q.rate_text))
 
     def purge_tasks(self, before: float, limit: int = 1000) -> list[tuple[str, str, int]]:
         rows = self._query(
@@ -335,10 +302,6 @@ class Store(AccountStore, BaseStore):
                 self._query(f"DELETE FROM {table} WHERE {col} = ANY(%s)", (ids,))
         self._query("DELETE FROM task_rollup WHERE hour < %s", (before - 86400,))
         return _counted(rows)
-
-    def purge_task_output(self, before: float, limit: int = 50_000) -> int:
-        return self._query("DELETE FROM task_output WHERE id IN (SELECT id FROM task_output "
-                           "WHERE ts < %s LIMIT %s)", (before, limit))
 
     MARK = "%s"
 
@@ -362,10 +325,6 @@ class Store(AccountStore, BaseStore):
 
     def save_audit(self, records: list[dict]) -> None:
         self._many(_AUDIT_UPSERT, [_row(r.get(c) for c in AUDIT_COLUMNS) for r in records])
-
-    def purge_metrics(self, before: float, limit: int = 50_000) -> int:
-        return self._query("DELETE FROM metrics WHERE id IN "
-                           "(SELECT id FROM metrics WHERE ts < %s LIMIT %s)", (before, limit))
 
     # --- task reads -------------------------------------------------------------------
     def _tasks(self, where: str, params=(), order: str = "id", limit=None, offset=0):
@@ -394,26 +353,6 @@ class Store(AccountStore, BaseStore):
         return self._scalar(f"SELECT COUNT(*) FROM tasks{' WHERE ' + where if where else ''}",
                             params)
 
-    def task_counts(self) -> dict[str, int]:
-        return dict(self._query("SELECT status, COUNT(*) FROM tasks GROUP BY status",
-                                rows=tuple_row))
-
-    def distribution(self) -> list[tuple[str, str, int]]:
-        return self._query("SELECT assigned_node, status, COUNT(*) FROM tasks "
-                           "WHERE assigned_node IS NOT NULL GROUP BY assigned_node, status",
-                           rows=tuple_row)
-
-    def _flow_rows(self, since, before, unfinished):
-        sql = ("SELECT COALESCE(assigned_node, ''), status, COUNT(*) FROM tasks "
-               "WHERE created_at >= %s")
-        params: list = [since]
-        if before is not None:
-            sql += " AND created_at < %s"
-            params.append(before)
-        if unfinished:
-            sql += " AND status IN ('waiting', 'scheduled', 'queued', 'assigned', 'running')"
-        return self._query(sql + " GROUP BY 1, 2", params, rows=tuple_row)
-
     def _rollup_rows(self, hour):
         return [(node, status, int(n)) for node, status, n in self._query(
             "SELECT node, status, SUM(count) FROM task_rollup WHERE hour >= %s GROUP BY 1, 2",
@@ -424,12 +363,6 @@ class Store(AccountStore, BaseStore):
         return self._query(
             "SELECT CAST(trunc((%s::float8 - finished_at) / 60) AS BIGINT) AS m, COUNT(*) "
             "FROM tasks WHERE finished_at >= %s GROUP BY m", (now, since), rows=tuple_row)
-
-    def timeline(self, since: float, limit: int) -> list[dict]:
-        return self._query(
-            "SELECT id, task_type, status, assigned_node, started_at, finished_at, attempt "
-            "FROM tasks WHERE started_at IS NOT NULL AND (finished_at IS NULL OR finished_at >= %s)"
-            " ORDER BY started_at DESC LIMIT %s", (since, limit))
 
     def task_events(self, task_id: int) -> list[dict]:
         rows = self._query("SELECT * FROM task_events WHERE task_id = %s ORDER BY id", (task_id,))
@@ -478,11 +411,6 @@ class Store(AccountStore, BaseStore):
 
     def count(self, table: str) -> int:
         return self._scalar(f"SELECT COUNT(*) FROM {_table(table)}")
-
-    def bus_keys(self) -> list[tuple]:
-        return [tuple(r) for r in self._query(
-            "SELECT folder, name, public, secret, role FROM bus_keys ORDER BY folder, name",
-            rows=tuple_row)]
 
     def replace_bus_keys(self, rows: list[tuple]) -> None:
         with self.transaction(durable=True):

@@ -19,11 +19,11 @@ from typing import Iterable
 
 import sqlite_utils
 
-from architect.broker.store.base import _counted
 from architect.fastjson import dumps
-from architect.broker.store.base import (
-    ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, JSON_TASK_COLUMNS, NODE_COLUMNS,
-    BaseStore, _schedule_upsert, alert_filters, task_filters, write_sql)
+from architect.broker.store.base import JSON_TASK_COLUMNS, BaseStore
+from architect.broker.store.shared_sql import (
+    ALERT_COLUMNS, AUDIT_COLUMNS, JSON_NODE_COLUMNS, NODE_COLUMNS, _counted, _schedule_upsert,
+    alert_filters, task_filters, write_sql)
 from architect.broker.store.migrations import migrations
 from architect.broker.store.sqlite_accounts import AccountStore
 
@@ -136,48 +136,12 @@ class Store(AccountStore, BaseStore):
             [(t, ts, e, a, n, dumps(d) if d else None) for t, ts, e, a, n, d in rows])
 
     # --- schedules ----------------------------------------------------------------------
-    def load_schedules(self) -> list[dict]:
-        from architect.broker.schedules import COLUMNS
-        out = []
-        for row in self._rows("SELECT " + ", ".join(COLUMNS) + " FROM schedules ORDER BY name"):
-            d = dict(zip(COLUMNS, row))
-            d["spec"] = json.loads(d["spec"]) if d["spec"] else {}
-            d["paused"] = bool(d["paused"])
-            out.append(d)
-        return out
-
     def save_schedules(self, rows: list[tuple]) -> None:
         self.conn.executemany(_SCHEDULE_UPSERT, rows)
-
-    def delete_schedule(self, name: str) -> None:
-        self.conn.execute("DELETE FROM schedules WHERE name = ?", (name,))
-        self.conn.execute("DELETE FROM schedule_runs WHERE schedule = ?", (name,))
 
     def insert_schedule_runs(self, rows: list[tuple]) -> None:
         self.conn.executemany("INSERT INTO schedule_runs (schedule, due, at, outcome, task_id, detail) "
                    "VALUES (?, ?, ?, ?, ?, ?)", rows)
-
-    def schedule_runs(self, name: str, limit: int = 50) -> list[dict]:
-        cols = ("id", "schedule", "due", "at", "outcome", "task_id", "detail", "task_status")
-        rows = self._rows(
-            "SELECT r.id, r.schedule, r.due, r.at, r.outcome, r.task_id, r.detail, t.status "
-            "FROM schedule_runs r LEFT JOIN tasks t ON t.id = r.task_id "
-            "WHERE r.schedule = ? ORDER BY r.id DESC LIMIT ?", (name, limit))
-        return [dict(zip(cols, r)) for r in rows]
-
-    def _rows(self, sql: str, params=()) -> list[tuple]:
-        return self.conn.execute(sql, params).fetchall()
-
-    def load_queues(self) -> list[dict]:
-        sql = "SELECT name, concurrency, rate, rate_text FROM queues ORDER BY name"
-        return [dict(zip(("name", "concurrency", "rate", "rate_text"), r)) for r in self.conn.execute(sql).fetchall()]
-
-    def save_queues(self, changes: dict) -> None:
-        for name, q in changes.items():
-            self.conn.execute("DELETE FROM queues WHERE name = ?", (name,))
-            if q is not None:
-                self.conn.execute("INSERT INTO queues (name, concurrency, rate, rate_text) VALUES "
-                     "(?, ?, ?, ?)", (q.name, q.concurrency, q.rate, q.rate_text))
 
     def purge_tasks(self, before: float, limit: int = 1000) -> list[tuple[str, str, int]]:
         rows = self.conn.execute(
@@ -191,11 +155,6 @@ class Store(AccountStore, BaseStore):
                 self.conn.execute(f"DELETE FROM {table} WHERE {col} IN ({marks})", ids)
         self.conn.execute("DELETE FROM task_rollup WHERE hour < ?", (before - 86400,))
         return _counted(rows)
-
-    def purge_task_output(self, before: float, limit: int = 50_000) -> int:
-        return self.conn.execute(
-            "DELETE FROM task_output WHERE id IN (SELECT id FROM task_output WHERE ts < ? "
-            "LIMIT ?)", (before, limit)).rowcount
 
     def _fetch(self, sql: str, params=()) -> list[tuple]:
         return self.conn.execute(sql, params).fetchall()
@@ -254,24 +213,6 @@ class Store(AccountStore, BaseStore):
             params.append(attempt)
         return list(self.db["task_output"].rows_where(where, params, order_by="id"))
 
-    def distribution(self) -> list[tuple[str, str, int]]:
-        return self.conn.execute(
-            "SELECT assigned_node, status, COUNT(*) FROM tasks WHERE assigned_node IS NOT NULL "
-            "GROUP BY assigned_node, status").fetchall()
-
-    def task_counts(self) -> dict[str, int]:
-        return dict(self.conn.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status").fetchall())
-
-    def _flow_rows(self, since, before, unfinished):
-        sql = "SELECT COALESCE(assigned_node, ''), status, COUNT(*) FROM tasks WHERE created_at >= ?"
-        params: list = [since]
-        if before is not None:
-            sql += " AND created_at < ?"
-            params.append(before)
-        if unfinished:
-            sql += " AND status IN ('waiting', 'scheduled', 'queued', 'assigned', 'running')"
-        return self.conn.execute(sql + " GROUP BY 1, 2", params).fetchall()
-
     def _rollup_rows(self, hour):
         return self.conn.execute("SELECT node, status, SUM(count) FROM task_rollup "
                                  "WHERE hour >= ? GROUP BY 1, 2", (hour,)).fetchall()
@@ -299,12 +240,6 @@ class Store(AccountStore, BaseStore):
         where, params = (("node = ?", [node]) if node else (None, []))
         return list(self.db["ssh_audit"].rows_where(where, params, order_by="id DESC",
                                                     limit=limit))
-
-    def purge_metrics(self, before: float, limit: int = 50_000) -> int:
-        cur = self.conn.execute(
-            "DELETE FROM metrics WHERE id IN (SELECT id FROM metrics WHERE ts < ? LIMIT ?)",
-            (before, limit))
-        return cur.rowcount
 
     # --- reads ------------------------------------------------------------------
     def alerts(self, all_: bool = False, node_id: int | None = None, limit: int = 500,
@@ -340,23 +275,11 @@ class Store(AccountStore, BaseStore):
         return self.conn.execute(f"SELECT COUNT(*) FROM tasks {'WHERE ' + where if where else ''}",
                                  params).fetchone()[0]
 
-    def timeline(self, since: float, limit: int) -> list[dict]:
-        cur = self.conn.execute(
-            "SELECT id, task_type, status, assigned_node, started_at, finished_at, attempt "
-            "FROM tasks WHERE started_at IS NOT NULL AND (finished_at IS NULL OR finished_at >= ?)"
-            " ORDER BY started_at DESC LIMIT ?", (since, limit))
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, row)) for row in cur.fetchall()]
-
     def count(self, table: str) -> int:
         return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
     def interrupt(self) -> None:
         self.conn.interrupt()
-
-    def bus_keys(self) -> list[tuple]:
-        return [tuple(r) for r in self.conn.execute(
-            "SELECT folder, name, public, secret, role FROM bus_keys ORDER BY folder, name")]
 
     def replace_bus_keys(self, rows: list[tuple]) -> None:
         with self.transaction(durable=True):
