@@ -171,20 +171,16 @@ def m013_queues(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m016_metrics_rollups(db: sqlite_utils.Database) -> None:
-    """Metrics roll-ups (issue 14): per node and minute (metrics_1m) and hour (metrics_1h),
-    the samples counted and min / avg / max of the charted metrics, each level with its own
-    retention (rollup.py), and how far each level is rolled (metrics_rollup_state). Created
-    empty: the broker's tick fills them from the raw samples there are, in chunks."""
-    values = ", ".join(f"{m} REAL, {m}_min REAL, {m}_max REAL" for m in
-                       ("cpu_percent", "memory_percent", "disk_percent", "load_1"))
-    for table in ("metrics_1m", "metrics_1h"):   # clustered by node and time: a chart's read
-        db.execute(f"CREATE TABLE {table} (node_id INTEGER NOT NULL, ts INTEGER NOT NULL, "
-                   f"samples INTEGER NOT NULL, {values}, PRIMARY KEY (node_id, ts)) "
-                   "WITHOUT ROWID")
-        db.execute(f"CREATE INDEX idx_{table}_ts ON {table} (ts)")   # retention
-    db.execute("CREATE TABLE metrics_rollup_state (level TEXT PRIMARY KEY, "
-               "done_until REAL NOT NULL)")
+def m014_alert_rules(db: sqlite_utils.Database) -> None:
+    """Per-node health thresholds (NULL: the default) and custom alert rules (issue 14)."""
+    db["node_thresholds"].create({
+        "node": str, "cpu_warning": float, "cpu_critical": float, "memory_warning": float,
+        "memory_critical": float, "disk_warning": float, "disk_critical": float,
+        "load_warning": float, "load_critical": float, "updated_at": float, "updated_by": str,
+    }, pk="node")
+    db["alert_rules"].create({"name": str, "expr": str, "level": str, "node": str,
+                              "capability": str, "created_at": float, "created_by": str},
+                             pk="name", not_null={"expr"})
 
 
 @migrations()
@@ -210,13 +206,17 @@ def m015_notifications(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m014_alert_rules(db: sqlite_utils.Database) -> None:
-    """Per-node health thresholds (NULL: the default) and custom alert rules (issue 14)."""
-    db["node_thresholds"].create({
-        "node": str, "cpu_warning": float, "cpu_critical": float, "memory_warning": float,
-        "memory_critical": float, "disk_warning": float, "disk_critical": float,
-        "load_warning": float, "load_critical": float, "updated_at": float, "updated_by": str,
-    }, pk="node")
-    db["alert_rules"].create({"name": str, "expr": str, "level": str, "node": str,
-                              "capability": str, "created_at": float, "created_by": str},
-                             pk="name", not_null={"expr"})
+def m016_metrics_rollups(db: sqlite_utils.Database) -> None:
+    """Metrics roll-ups (issue 14): per node and minute (metrics_1m) and hour (metrics_1h),
+    the samples counted and min / avg / max of the charted metrics, each level with its own
+    retention (rollup.py), and how far each level is rolled (metrics_rollup_state). Created
+    empty: the broker's tick fills them from the raw samples there are, in chunks."""
+    values = ", ".join(f"{m} REAL, {m}_min REAL, {m}_max REAL" for m in
+                       ("cpu_percent", "memory_percent", "disk_percent", "load_1"))
+    for table in ("metrics_1m", "metrics_1h"):   # clustered by node and time: a chart's read
+        db.execute(f"CREATE TABLE {table} (node_id INTEGER NOT NULL, ts INTEGER NOT NULL, "
+                   f"samples INTEGER NOT NULL, {values}, PRIMARY KEY (node_id, ts)) "
+                   "WITHOUT ROWID")
+        db.execute(f"CREATE INDEX idx_{table}_ts ON {table} (ts)")   # retention
+    db.execute("CREATE TABLE metrics_rollup_state (level TEXT PRIMARY KEY, "
+               "done_until REAL NOT NULL)")

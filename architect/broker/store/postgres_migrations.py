@@ -162,24 +162,16 @@ ALTER TABLE tasks ADD COLUMN queue TEXT;
 CREATE TABLE queues (name TEXT PRIMARY KEY, concurrency BIGINT, rate DOUBLE PRECISION,
                      rate_text TEXT);
 """),
-    ("m016_metrics_rollups", """
-CREATE TABLE metrics_1m (
-    node_id BIGINT NOT NULL, ts BIGINT NOT NULL, samples BIGINT NOT NULL,
-    cpu_percent DOUBLE PRECISION, cpu_percent_min DOUBLE PRECISION, cpu_percent_max DOUBLE PRECISION,
-    memory_percent DOUBLE PRECISION, memory_percent_min DOUBLE PRECISION, memory_percent_max DOUBLE PRECISION,
-    disk_percent DOUBLE PRECISION, disk_percent_min DOUBLE PRECISION, disk_percent_max DOUBLE PRECISION,
-    load_1 DOUBLE PRECISION, load_1_min DOUBLE PRECISION, load_1_max DOUBLE PRECISION,
-    PRIMARY KEY (node_id, ts));
-CREATE INDEX idx_metrics_1m_ts ON metrics_1m (ts);
-CREATE TABLE metrics_1h (
-    node_id BIGINT NOT NULL, ts BIGINT NOT NULL, samples BIGINT NOT NULL,
-    cpu_percent DOUBLE PRECISION, cpu_percent_min DOUBLE PRECISION, cpu_percent_max DOUBLE PRECISION,
-    memory_percent DOUBLE PRECISION, memory_percent_min DOUBLE PRECISION, memory_percent_max DOUBLE PRECISION,
-    disk_percent DOUBLE PRECISION, disk_percent_min DOUBLE PRECISION, disk_percent_max DOUBLE PRECISION,
-    load_1 DOUBLE PRECISION, load_1_min DOUBLE PRECISION, load_1_max DOUBLE PRECISION,
-    PRIMARY KEY (node_id, ts));
-CREATE INDEX idx_metrics_1h_ts ON metrics_1h (ts);
-CREATE TABLE metrics_rollup_state (level TEXT PRIMARY KEY, done_until DOUBLE PRECISION NOT NULL);
+    ("m014_alert_rules", """
+CREATE TABLE node_thresholds (
+    node TEXT PRIMARY KEY, cpu_warning DOUBLE PRECISION, cpu_critical DOUBLE PRECISION,
+    memory_warning DOUBLE PRECISION, memory_critical DOUBLE PRECISION,
+    disk_warning DOUBLE PRECISION, disk_critical DOUBLE PRECISION,
+    load_warning DOUBLE PRECISION, load_critical DOUBLE PRECISION,
+    updated_at DOUBLE PRECISION, updated_by TEXT);
+CREATE TABLE alert_rules (
+    name TEXT PRIMARY KEY, expr TEXT NOT NULL, level TEXT, node TEXT, capability TEXT,
+    created_at DOUBLE PRECISION, created_by TEXT);
 """),
     ("m015_notifications", """
 CREATE TABLE notify_channels (name TEXT PRIMARY KEY, kind TEXT, config TEXT,
@@ -199,16 +191,24 @@ CREATE INDEX idx_notifications_delivery ON notifications (delivery);
 CREATE INDEX idx_notifications_channel_id ON notifications (channel, id);
 CREATE INDEX idx_notifications_at ON notifications (at);
 """),
-    ("m014_alert_rules", """
-CREATE TABLE node_thresholds (
-    node TEXT PRIMARY KEY, cpu_warning DOUBLE PRECISION, cpu_critical DOUBLE PRECISION,
-    memory_warning DOUBLE PRECISION, memory_critical DOUBLE PRECISION,
-    disk_warning DOUBLE PRECISION, disk_critical DOUBLE PRECISION,
-    load_warning DOUBLE PRECISION, load_critical DOUBLE PRECISION,
-    updated_at DOUBLE PRECISION, updated_by TEXT);
-CREATE TABLE alert_rules (
-    name TEXT PRIMARY KEY, expr TEXT NOT NULL, level TEXT, node TEXT, capability TEXT,
-    created_at DOUBLE PRECISION, created_by TEXT);
+    ("m016_metrics_rollups", """
+CREATE TABLE metrics_1m (
+    node_id BIGINT NOT NULL, ts BIGINT NOT NULL, samples BIGINT NOT NULL,
+    cpu_percent DOUBLE PRECISION, cpu_percent_min DOUBLE PRECISION, cpu_percent_max DOUBLE PRECISION,
+    memory_percent DOUBLE PRECISION, memory_percent_min DOUBLE PRECISION, memory_percent_max DOUBLE PRECISION,
+    disk_percent DOUBLE PRECISION, disk_percent_min DOUBLE PRECISION, disk_percent_max DOUBLE PRECISION,
+    load_1 DOUBLE PRECISION, load_1_min DOUBLE PRECISION, load_1_max DOUBLE PRECISION,
+    PRIMARY KEY (node_id, ts));
+CREATE INDEX idx_metrics_1m_ts ON metrics_1m (ts);
+CREATE TABLE metrics_1h (
+    node_id BIGINT NOT NULL, ts BIGINT NOT NULL, samples BIGINT NOT NULL,
+    cpu_percent DOUBLE PRECISION, cpu_percent_min DOUBLE PRECISION, cpu_percent_max DOUBLE PRECISION,
+    memory_percent DOUBLE PRECISION, memory_percent_min DOUBLE PRECISION, memory_percent_max DOUBLE PRECISION,
+    disk_percent DOUBLE PRECISION, disk_percent_min DOUBLE PRECISION, disk_percent_max DOUBLE PRECISION,
+    load_1 DOUBLE PRECISION, load_1_min DOUBLE PRECISION, load_1_max DOUBLE PRECISION,
+    PRIMARY KEY (node_id, ts));
+CREATE INDEX idx_metrics_1h_ts ON metrics_1h (ts);
+CREATE TABLE metrics_rollup_state (level TEXT PRIMARY KEY, done_until DOUBLE PRECISION NOT NULL);
 """),
 ]
 
