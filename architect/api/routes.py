@@ -61,8 +61,12 @@ ROUTES = (
     Route("/api/nodes/alerts", ("GET",), nodes.list_alerts, "Active alerts (?all=1: history too)",
           "alerts", "AlertList", query=(("all", "string", "1 for history"),
                                         ("node", "string", "one node's alerts"),
-                                        ("level", "string", "warning, critical or offline"),
-                                        ("kind", "string", "level, flapping, rule or security"),
+                                        ("level", {"type": "string", "enum": [
+                                            "warning", "critical", "offline"]},
+                                         "warning, critical or offline"),
+                                        ("kind", {"type": "string", "enum": [
+                                            "level", "flapping", "rule", "security"]},
+                                         "level, flapping, rule or security"),
                                         ("since", rng(1, 3660 * 86400),
                                          "opened within this many seconds"),
                                         ("limit", rng(1, 10_000), "1-10000"))),
