@@ -178,7 +178,9 @@ class NotifyBook:
         self.node_labels = lambda name: None   # the registry's labels of a node, if any
 
     # --- loading -------------------------------------------------------------------------
-    def load(self, state: dict, active_alerts, now: float) -> None:
+    def load(self, state: dict, active_alerts, now: float, alert_of=None) -> None:
+        """From the store (load_notify). alert_of(id): an alert by id, resolved ones too
+        (for a resolved notice whose retry was pending when the broker stopped)."""
         for row in state["channels"]:
             self.channels[row["name"]] = Channel(**row)
         for row in state["rules"]:
@@ -190,6 +192,33 @@ class NotifyBook:
         self.next_delivery = state["max_delivery"] + 1
         for alert in active_alerts:   # firing before a restart: assume told, repeat later
             self._track(alert, now, sent=True)
+        for row in state.get("retries", ()):
+            self._resume(row, alert_of or (lambda _id: None), now)
+
+    def _resume(self, row: dict, alert_of, now: float) -> None:
+        """A retry that was waiting when the broker stopped: the next attempt of the same
+        delivery, rebuilt from its channel and alert as they are now, due when it was."""
+        ch = self.channels.get(row["channel"])
+        if ch is None:
+            return                              # the channel went: nothing to retry
+        if row["event"] == "test":
+            alert = {"id": 0, "node_name": "test", "level": "warning",
+                     "alertname": "TestNotification", "reasons": ["test"],
+                     "message": "a test notification from Architect (retried after a "
+                                "broker restart)", "created_at": row["at"]}
+            kind = "test"
+        else:
+            firing = self.firing.get(row["alert_id"])
+            alert = firing.alert if firing is not None else alert_of(row["alert_id"])
+            if alert is None:
+                return                          # gone with retention
+            kind = "resolved" if row["event"] == "resolved" else "firing"
+        labels = labels_of(alert, self.node_labels(alert.get("node_name")))
+        job = Job(row["delivery"], ch.name, ch.kind, dict(ch.config),
+                  C.payload(kind, alert, labels, ch.name, self.external_url), row["event"],
+                  row["rule"], row["alert_id"], row["node"], attempt=row["attempt"] + 1)
+        self._seq += 1
+        heapq.heappush(self.retries, (max(row["retry_at"], now), self._seq, job))
 
     # --- alerts in ---------------------------------------------------------------------------
     def on_alert(self, alert: dict, now: float | None = None) -> None:

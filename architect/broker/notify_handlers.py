@@ -34,7 +34,9 @@ def init_notify(b, now: float) -> None:
     b.notify = NotifyBook(cfg.notify_attempts, cfg.notify_backoff, url)
     b.notify.node_labels = lambda name: getattr(b.registry.by_name.get(name or ""), "labels",
                                                 None)
-    b.notify.load(b.store.load_notify(now), list(b.alerts.by_id.values()), now)
+    b.notify.load(b.store.load_notify(now), list(b.alerts.by_id.values()), now,
+                  alert_of=lambda alert_id: b.alerts.by_id.get(alert_id) or
+                  b.store.alert(alert_id))
     b.deliverer = Deliverer(cfg.notify_workers, cfg.notify_queue, cfg.notify_timeout)
 
 

@@ -19,7 +19,8 @@ def attempt(i, delivery, channel="hook", outcome="sent", **extra):
 
 def test_a_round_trip(backend, store):  # noqa: F811
     assert store.load_notify(T0) == {"channels": [], "rules": [], "silences": [],
-                                     "max_silence": 0, "max_row": 0, "max_delivery": 0}
+                                     "retries": [], "max_silence": 0, "max_row": 0,
+                                     "max_delivery": 0}
     changes = Changes()
     changes["channels"] = {"hook": Channel("hook", "webhook", {"url": "http://h/?t=1"}, T0, "a"),
                            "mail": Channel("mail", "email", {"host": "h", "to": ["x@y"]}, T0)}
@@ -42,6 +43,9 @@ def test_a_round_trip(backend, store):  # noqa: F811
     assert Rule(**rule) == changes["rules"]["r"]
     assert [Silence(**s) for s in state["silences"]] == list(changes["silences"].values())
     assert (state["max_silence"], state["max_row"], state["max_delivery"]) == (2, 2, 2)
+    # the failed attempt with a retry to come is what a restarted broker takes up again
+    assert state["retries"] == [attempt(2, 2, "mail", "failed", error="refused",
+                                        retry_at=T0 + 5)]
     assert [s["id"] for s in store.load_notify(T0 + 61)["silences"]] == [2]   # 1 expired
     assert [s["id"] for s in store.silence_history()] == [2, 1]               # kept
 
@@ -50,6 +54,12 @@ def test_a_round_trip(backend, store):  # noqa: F811
     assert failed == attempt(2, 2, "mail", "failed", error="refused", retry_at=T0 + 5)
     assert [r["id"] for r in store.notifications(channel="hook", alert_id=7)] == [1]
     assert [r["id"] for r in store.notifications(delivery=2, limit=1)] == [2]
+    # once a later attempt of that delivery is recorded, it is no longer pending
+    done = Changes()
+    done["rows"] = [attempt(3, 2, "mail", "sent", attempt=2)]
+    with store.transaction():
+        store.save_notify(done)
+    assert store.load_notify(T0 + 6)["retries"] == []
 
     later = Changes()
     later["channels"] = {"mail": None,

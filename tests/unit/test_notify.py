@@ -290,3 +290,47 @@ def test_maintenance_drains_and_silences_in_one_call(broker):
     assert not off["drained"] and not b.registry.get("web-3").drained
     assert b.notify.silenced_by({"node": "web-3"}, T0 + 11) is None
     assert not call(b, "node.maintenance", {"node": "nope", "on": True}, OPERATOR).ok
+
+
+def test_a_retry_waiting_at_a_restart_is_taken_up_again(broker, tmp_path):
+    """A delivery that failed with attempts left is retried by the next broker (the retry
+    waited in memory; its attempt row names when): the same delivery, the next attempt."""
+    from architect.bus.messages import Heartbeat
+    b = broker[0]
+    assert call(b, "notify.channel.add", {"name": "hook", "kind": "webhook",
+                                          "url": "http://127.0.0.1:9/"}).ok
+    assert call(b, "notify.rule.add", {"name": "all", "channels": ["hook"]}).ok
+    now = T0
+    for _ in range(4):                       # hot for 3 samples in a row: an alert opens
+        b.on_heartbeat(Heartbeat(name="web-9", ts=now, metrics={"cpu_percent": 99.0}), now)
+        now += 1                             # (no tick: the test plays the delivery thread)
+    jobs = b.notify.take_outbox()
+    assert [(j.channel, j.event, j.attempt) for j in jobs] == [("hook", "firing", 1)]
+    b.notify.result(jobs[0], "ConnectionRefusedError", "", now, now + 0.1)
+    test_delivery = b.notify.test(b.notify.channels["hook"], "admin", now)
+    test_job = [j for j in b.notify.take_outbox() if j.delivery == test_delivery][0]
+    b.notify.result(test_job, "ConnectionRefusedError", "", now, now + 0.1)
+    assert len(b.notify.retries) == 2
+    assert b.persist(now + 0.2, force=True)
+    b.close()
+    broker.clear()
+    cfg = config_mod.load(env={"ARCHITECT_DATA_DIR": str(tmp_path / "data")},
+                          config_file=tmp_path / "none.json")
+    again = Broker(cfg, now=now + 1)
+    broker.append(again)
+    resumed = sorted((j.delivery, j.event, j.attempt, j.message["status"])
+                     for _due, _seq, j in again.notify.retries)
+    assert resumed == [(jobs[0].delivery, "firing", 2, "firing"), (test_delivery, "test", 2,
+                                                                    "firing")]
+    alert_job = [j for _d, _s, j in again.notify.retries if j.event == "firing"][0]
+    assert alert_job.message["alerts"][0]["labels"]["node"] == "web-9"
+    # once that attempt is recorded, a third broker does not take the same retry up again
+    again.notify.tick(now + 3600)
+    for job in again.notify.take_outbox():
+        again.notify.result(job, None, "HTTP 200", now + 3600, now + 3600.1)
+    assert again.persist(now + 3601, force=True)
+    again.close()
+    broker.clear()
+    third = Broker(cfg, now=now + 3602)
+    broker.append(third)
+    assert third.notify.retries == []

@@ -62,7 +62,14 @@ def load(st, now: float) -> dict:
     top = st._fetch("SELECT (SELECT COALESCE(MAX(id), 0) FROM silences), "
                     "(SELECT COALESCE(MAX(id), 0) FROM notifications), "
                     "(SELECT COALESCE(MAX(delivery), 0) FROM notifications)")[0]
-    return {"channels": channels, "rules": rules, "silences": silences,
+    # deliveries whose last attempt failed with a retry to come (retries wait in memory:
+    # a restarted broker takes them up again), at most a day old
+    retries = [dict(zip(ROW_COLUMNS, r)) for r in st._fetch(
+        f"SELECT {', '.join('n.' + c for c in ROW_COLUMNS)} FROM notifications n "
+        f"WHERE n.retry_at IS NOT NULL AND n.retry_at > {m} AND n.attempt = "
+        "(SELECT MAX(attempt) FROM notifications l WHERE l.delivery = n.delivery) "
+        "ORDER BY n.retry_at LIMIT 10000", (now - 86400,))]
+    return {"channels": channels, "rules": rules, "silences": silences, "retries": retries,
             "max_silence": int(top[0]), "max_row": int(top[1]), "max_delivery": int(top[2])}
 
 

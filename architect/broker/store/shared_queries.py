@@ -196,8 +196,9 @@ class SharedQueries:
 
     # --- notifications (m015; the SQL is in notify_sql.py, shared by both backends) ------
     def load_notify(self, now: float) -> dict:
-        """{channels, rules, silences (not expired at `now`), max_silence, max_row,
-        max_delivery}: what the broker's NotifyBook starts from. A read: any time."""
+        """{channels, rules, silences (not expired at `now`), retries (attempt rows whose
+        retry is still to come), max_silence, max_row, max_delivery}: what the broker's
+        NotifyBook starts from. A read: any time."""
         from architect.broker.store import notify_sql
         return notify_sql.load(self, now)
 
