@@ -10,14 +10,8 @@
     print(done["status"], done["result"]["stdout"])
     squares = c.map("architect.agent.builtin_tasks:add", [(1, 1), (2, 2)])   # [2, 4]
 
-Errors:
-    ArchitectError
-    ├── BrokerUnavailable   no answer from the broker within the timeout, or no bus found
-    │   └── KeyPending      the bus is secured and this client's key waits to be accepted
-    ├── RequestRejected     the broker refused the request (.code, .message)
-    │   └── NotFound        no such task / node
-    ├── WaitTimeout         the task was not final when the wait ended (.task)
-    └── TaskFailed          map(): a task ended other than succeeded (.task)
+Errors: ArchitectError and its subclasses (BrokerUnavailable, KeyPending, RequestRejected,
+NotFound, WaitTimeout, TaskFailed), importable from here; the tree is in client_errors.py.
 
 Settings the constructor's arguments do not name (data_dir, bus_local, join_token, the web
 login user/password, state_dir) come from the Config (architect.config.load: config file
